@@ -1,0 +1,50 @@
+//! Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`).
+//! Each must never panic, whatever the bytes.
+
+use crate::zhttp::Packet;
+use crate::{format, msgpack, tnetstring, value};
+
+/// Arbitrary bytes through the TNetString parser; what parses must re-encode
+/// to bytes that parse to the same value.
+pub fn tnetstring_raw(data: &[u8]) {
+    if let Ok(Some((v, _))) = tnetstring::parse(data) {
+        let again = tnetstring::parse_complete(&tnetstring::to_vec(&v));
+        assert!(matches!(again, Ok(ref w) if values_equal(w, &v)));
+    }
+}
+
+/// Arbitrary bytes through the MessagePack decoder into the packet model.
+pub fn msgpack_raw(data: &[u8]) {
+    let _ = msgpack::from_slice::<Packet>(data);
+    let _ = msgpack::from_slice::<value::Value>(data);
+}
+
+/// Arbitrary tagged frames into the packet model; what decodes must encode
+/// in both formats and decode back equal.
+pub fn zhttp_packet(data: &[u8]) {
+    if let Ok(packet) = format::decode::<Packet>(data) {
+        for fmt in [format::Format::TNetString, format::Format::MessagePack] {
+            let bytes = format::encode(&packet, fmt).expect("a decoded packet encodes");
+            let back: Packet = format::decode(&bytes).expect("an encoded packet decodes");
+            assert_eq!(back, packet);
+        }
+    }
+}
+
+/// NaN is the one value that is not equal to itself.
+fn values_equal(a: &value::Value, b: &value::Value) -> bool {
+    use value::Value::*;
+    match (a, b) {
+        (Float(x), Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (List(x), List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b))
+        }
+        (Map(x), Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && values_equal(va, vb))
+        }
+        _ => a == b,
+    }
+}

@@ -1,0 +1,31 @@
+//! Wire formats shared by every Holdfast process.
+//!
+//! Holdfast's processes (connmgr, proxy, handler) talk over ZeroMQ in
+//! Pushpin's ZHTTP packet schema. This crate holds that schema, its two
+//! codecs and the async socket adapters, so that every process encodes,
+//! decodes and moves frames the same way.
+//!
+//! # Layout
+//! - [`tnetstring`]: TNetString parser and writer (pure, bounded).
+//! - [`msgpack`]: MessagePack via rmp-serde, same surface.
+//! - [`value`]: the self-describing value tree and its serde bridge.
+//! - [`format`]: the `T`/`M` tag in front of a frame; encode/decode any model.
+//! - [`zhttp`]: the ZHTTP packet model (request, response, credit, ...).
+//! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
+//! - [`rt`] (feature `rt`): shutdown token, signal policy, log format.
+
+pub mod format;
+pub mod msgpack;
+pub mod tnetstring;
+pub mod value;
+pub mod zhttp;
+
+#[cfg(feature = "rt")]
+pub mod rt;
+#[cfg(feature = "zmq")]
+pub mod zmq;
+
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
+pub use format::Format;

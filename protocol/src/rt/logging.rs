@@ -1,0 +1,32 @@
+//! One log format for every process: a line per event on stderr, which the
+//! runner prefixes with the process name when it merges children's output.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber.
+///
+/// `level` is Pushpin's numeric log level (0 error, 1 warn, 2 info, 3 debug,
+/// 4+ trace); `verbose` forces debug. `RUST_LOG` overrides both.
+pub fn init_tracing(level: u8, verbose: bool) {
+    let level = if verbose { level.max(3) } else { level };
+    let name = match level {
+        0 => "error",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    };
+    // Dependencies stay at warn unless tracing them was asked for.
+    let default = if level >= 4 {
+        name.to_owned()
+    } else {
+        format!("warn,holdfast={name},holdfast_protocol={name},holdfast_connmgr={name},holdfast_proxy={name},holdfast_handler={name},holdfast_runner={name}")
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}

@@ -1,1 +1,75 @@
-//! placeholder
+//! Holdfast's connection manager.
+//!
+//! Owns every client socket: accepts HTTP/1.1 connections, enforces the
+//! limits (header size, URI length, body size, connection count, idle time),
+//! and turns each request into a ZHTTP session with a proxy over ZeroMQ, with
+//! credit-based flow control in both directions.
+//!
+//! # Layout
+//! - [`config`]: command line and settings.
+//! - [`limits`]: every limit and timeout, with why.
+//! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 server.
+//! - [`session`]: one request as a ZHTTP session (the data path).
+//! - [`body`]: the response body given to hyper; drained bytes become credits.
+//! - [`sockets`]: the PUSH/ROUTER/SUB sockets and the session routing table.
+
+pub mod config;
+pub mod limits;
+pub mod listener;
+pub mod session;
+pub mod sockets;
+
+pub use config::Config;
+
+use holdfast_protocol::rt::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How long shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the connection manager until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ctx = zmq::Context::new();
+    let sockets = sockets::Sockets::start(
+        &ctx,
+        &config.id,
+        &config.zclient_stream,
+        config.format,
+        shutdown.token.clone(),
+    )?;
+    let config = Arc::new(config);
+    let shared = Arc::new(session::Shared::new(
+        sockets.clone(),
+        config.clone(),
+        shutdown.tracker.clone(),
+    ));
+    let limit = Arc::new(Semaphore::new(config.maxconn));
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!("listening on {}", listener.local_addr()?);
+        listeners.push(tokio::spawn(listener::serve(
+            listener,
+            shared.clone(),
+            limit.clone(),
+            shutdown.token.clone(),
+        )));
+    }
+    tracing::info!(phase = "ready", "connmgr ready");
+    shutdown.token.cancelled().await;
+    for l in listeners {
+        let _ = l.await;
+    }
+    if !shutdown.drain(SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            sessions = sockets.sessions().len(),
+            "grace period over; closing remaining connections"
+        );
+    }
+    Ok(())
+}

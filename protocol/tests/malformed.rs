@@ -1,4 +1,5 @@
 //! Bad input at the frame level: every case is an error, never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use holdfast_protocol::format::{self, DecodeError};
 use holdfast_protocol::tnetstring;
@@ -21,9 +22,12 @@ fn frame_level_errors() {
     ));
 }
 
+/// Whether a decode error is the one a case expects.
+type ErrorCheck = fn(&tnetstring::Error) -> bool;
+
 #[test]
 fn tnetstring_body_errors() {
-    let cases: &[(&[u8], fn(&tnetstring::Error) -> bool)] = &[
+    let cases: &[(&[u8], ErrorCheck)] = &[
         (b"T", |e| *e == tnetstring::Error::Truncated),
         (b"T12:2:id,1:a,", |e| *e == tnetstring::Error::Truncated),
         (b"T9:2:id,1:a,}extra", |e| {

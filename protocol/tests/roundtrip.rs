@@ -1,5 +1,6 @@
 //! Encode → decode equality, and real frames captured from Pushpin 1.36's
 //! connection manager (condure).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use bytes::Bytes;
 use holdfast_protocol::format::{self, split_topic, Format};

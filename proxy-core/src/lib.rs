@@ -1,1 +1,137 @@
-//! placeholder
+//! Holdfast's proxy.
+//!
+//! Takes each client request connmgr passes over ZHTTP, picks its route,
+//! forwards it to the origin (pooled hyper client, TLS where the target asks,
+//! failover between targets), signs it with `Grip-Sig`, and streams the
+//! response back within connmgr's credits. Responses with GRIP instructions
+//! are recognised; holding them is the handler's work.
+//!
+//! # Layout
+//! - [`config`]: command line and settings.
+//! - [`routes`]: routes file parser and route selection.
+//! - [`origin`]: origin client, request headers, `Grip-Sig`.
+//! - [`grip`]: recognising GRIP responses.
+//! - [`session`]: one request as a ZHTTP session (the data path).
+//! - [`sockets`]: PULL/ROUTER/XPUB sockets toward connmgr.
+//! - [`error`]: request errors and whose fault they are.
+
+pub mod config;
+pub mod error;
+pub mod grip;
+pub mod origin;
+pub mod routes;
+pub mod session;
+pub mod sockets;
+
+pub use config::Config;
+
+use holdfast_protocol::rt::{reload_on_sighup, Shutdown};
+use origin::headers::{ForwardRules, SetProto};
+use origin::sign::{Signer, Verifier};
+use routes::{parse_routes, RouteTable};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How long shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Loads the routes: `--route` lines when given, else the routes file.
+pub fn load_routes(config: &Config) -> anyhow::Result<RouteTable> {
+    let text = if !config.routes.is_empty() {
+        config.routes.join("\n")
+    } else if let Some(path) = &config.routes_file {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read routes file {}: {e}", path.display()))?
+    } else {
+        String::new()
+    };
+    let routes = parse_routes(&text).map_err(|e| match &config.routes_file {
+        Some(path) if config.routes.is_empty() => anyhow::anyhow!("{}: {e}", path.display()),
+        _ => anyhow::anyhow!("--route: {e}"),
+    })?;
+    for route in &routes {
+        if route.targets.iter().any(|t| t.insecure) {
+            tracing::warn!(
+                line = route.line,
+                "target property insecure is not supported yet: certificates are verified"
+            );
+        }
+    }
+    if routes.is_empty() {
+        tracing::warn!("no routes: every request will get 502");
+    }
+    Ok(RouteTable::new(routes))
+}
+
+/// Runs the proxy until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let id = config.instance_id();
+    let routes = load_routes(&config)?;
+    tracing::info!(routes = routes.len(), "routes loaded");
+    let rules = ForwardRules {
+        xff: config.x_forwarded_for.parse().map_err(anyhow::Error::msg)?,
+        xff_trusted: config
+            .x_forwarded_for_trusted
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        set_proto: SetProto::from_setting(&config.set_x_forwarded_protocol),
+        accept_proto: config.accept_x_forwarded_protocol,
+    };
+    let signer = Signer::new(&config.sig_iss, &config.sig_key)?;
+    let upstream = config
+        .upstream_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(Verifier::new)
+        .transpose()?;
+    let ctx = zmq::Context::new();
+    let (sockets, mut inputs) =
+        sockets::Sockets::start(&ctx, &id, &config.connmgr_stream, config.format)?;
+    let shared = Arc::new(session::Shared {
+        sockets: sockets.clone(),
+        routes: RwLock::new(Arc::new(routes)),
+        client: origin::client::OriginClient::new(),
+        rules,
+        signer,
+        upstream,
+        debug: config.debug,
+        tracker: shutdown.tracker.clone(),
+    });
+    let mut reloads = reload_on_sighup()?;
+    if !inputs
+        .wait_ready(sockets.clone(), shutdown.token.clone())
+        .await
+    {
+        return Ok(());
+    }
+    tracing::info!(phase = "ready", "proxy ready");
+    loop {
+        tokio::select! {
+            msg = inputs.requests.recv() => match msg {
+                Some(msg) => {
+                    if let Some(frame) = msg.first() {
+                        session::start(&shared, frame);
+                    }
+                }
+                None => break,
+            },
+            Some(()) = reloads.recv() => match load_routes(&config) {
+                Ok(table) => {
+                    tracing::info!(routes = table.len(), "routes reloaded");
+                    if let Ok(mut current) = shared.routes.write() {
+                        *current = Arc::new(table);
+                    }
+                }
+                Err(err) => tracing::error!("routes not reloaded, keeping the previous ones: {err:#}"),
+            },
+            _ = shutdown.token.cancelled() => break,
+        }
+    }
+    if !shutdown.drain(SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            sessions = sockets.sessions().len(),
+            "grace period over; abandoning requests in flight"
+        );
+    }
+    Ok(())
+}

@@ -1,1 +1,159 @@
-//! placeholder
+//! Holdfast's runner.
+//!
+//! Reads the configuration (built-in defaults, an optional `pushpin.conf`,
+//! command-line overrides), derives each process's arguments and socket
+//! addresses, starts `holdfast-connmgr`, `holdfast-proxy` and
+//! `holdfast-handler`, merges their output, restarts any that crash, passes
+//! SIGHUP on to the proxy, and shuts everything down on SIGTERM/SIGINT.
+//!
+//! # Layout
+//! - [`config`]: INI parsing, defaults, settings resolution.
+//! - [`service`]: one child: its command line and output.
+//! - [`supervisor`]: start, restart with back-off, stop.
+//! - [`logs`]: merged output with process-name prefixes.
+
+pub mod config;
+pub mod logs;
+pub mod service;
+pub mod supervisor;
+
+use config::{Settings, DEFAULT_ROUTE};
+use service::Service;
+use std::path::{Path, PathBuf};
+
+/// Longest path a unix socket address can hold (`sun_path`, less the NUL).
+const IPC_PATH_MAX: usize = 107;
+
+/// The ZHTTP spec base shared by connmgr and proxy.
+pub fn connmgr_base(settings: &Settings) -> String {
+    format!(
+        "ipc://{}",
+        settings
+            .rundir
+            .join(format!("{}connmgr", settings.ipc_prefix))
+            .display()
+    )
+}
+
+/// Checks the ipc socket paths fit in a unix socket address.
+pub fn check_ipc_paths(settings: &Settings) -> Result<(), String> {
+    let longest = settings
+        .rundir
+        .join(format!("{}connmgr-out-stream", settings.ipc_prefix));
+    let len = longest.as_os_str().len();
+    if len > IPC_PATH_MAX {
+        return Err(format!(
+            "rundir {} is too long for ipc sockets ({len} > {IPC_PATH_MAX} bytes); set [global] rundir to a shorter path",
+            settings.rundir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The three services with the arguments derived from `settings`.
+pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
+    let base = connmgr_base(settings);
+    let level = |name| settings.log_levels.for_process(name).to_string();
+    let mut connmgr = vec![
+        "--id".into(),
+        "connmgr".into(),
+        "--zclient-stream".into(),
+        base.clone(),
+        "--buffer-size".into(),
+        settings.client_buffer_size.to_string(),
+        "--maxconn".into(),
+        settings.client_maxconn.to_string(),
+        "--max-body-size".into(),
+        settings.client_max_body_size.to_string(),
+        "--idle-timeout".into(),
+        settings.client_idle_timeout.to_string(),
+        "--loglevel".into(),
+        level("connmgr"),
+    ];
+    for addr in &settings.http_addrs {
+        connmgr.push("--listen".into());
+        connmgr.push(addr.to_string());
+    }
+    let p = &settings.proxy;
+    let mut proxy = vec![
+        "--connmgr-stream".into(),
+        base,
+        "--sig-iss".into(),
+        p.sig_iss.clone(),
+        "--x-forwarded-for".into(),
+        p.x_forwarded_for.clone(),
+        "--x-forwarded-for-trusted".into(),
+        p.x_forwarded_for_trusted.clone(),
+        "--set-x-forwarded-protocol".into(),
+        p.set_x_forwarded_protocol.clone(),
+        "--loglevel".into(),
+        level("proxy"),
+    ];
+    if p.accept_x_forwarded_protocol {
+        proxy.push("--accept-x-forwarded-protocol".into());
+    }
+    if p.debug {
+        proxy.push("--debug".into());
+    }
+    match (&settings.routes_file, settings.routes.is_empty()) {
+        (Some(file), true) => {
+            proxy.push("--routes-file".into());
+            proxy.push(file.display().to_string());
+        }
+        (None, true) => {
+            proxy.push("--route".into());
+            proxy.push(DEFAULT_ROUTE.into());
+        }
+        (_, false) => {
+            for route in &settings.routes {
+                proxy.push("--route".into());
+                proxy.push(route.clone());
+            }
+        }
+    }
+    let mut proxy_env = vec![("HOLDFAST_SIG_KEY".to_owned(), p.sig_key.clone())];
+    if !p.upstream_key.is_empty() {
+        proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
+    }
+    let handler = vec![
+        "--command-spec".into(),
+        settings.command_spec.clone(),
+        "--loglevel".into(),
+        level("handler"),
+    ];
+    let bin = |name: &str| -> PathBuf { bin_dir.join(name) };
+    vec![
+        Service {
+            name: "handler",
+            program: bin("holdfast-handler"),
+            args: handler,
+            env: Vec::new(),
+        },
+        Service {
+            name: "proxy",
+            program: bin("holdfast-proxy"),
+            args: proxy,
+            env: proxy_env,
+        },
+        Service {
+            name: "connmgr",
+            program: bin("holdfast-connmgr"),
+            args: connmgr,
+            env: Vec::new(),
+        },
+    ]
+}
+
+/// Removes the ipc socket files this instance's connmgr bound, and the run
+/// directory if it is left empty.
+pub fn clean_rundir(settings: &Settings) {
+    let prefix = format!("{}connmgr", settings.ipc_prefix);
+    if let Ok(entries) = std::fs::read_dir(&settings.rundir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&settings.rundir);
+}

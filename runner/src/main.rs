@@ -1,1 +1,106 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use holdfast_protocol::rt::{reload_on_sighup, shutdown_on_signals};
+use holdfast_runner::config::{load, Overrides};
+use holdfast_runner::logs::LogSink;
+use holdfast_runner::{check_ipc_paths, clean_rundir, services, supervisor};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Holdfast: a realtime reverse proxy (Pushpin-compatible).
+#[derive(Debug, Parser)]
+#[command(name = "holdfast", version, about)]
+struct Cli {
+    /// Config file in pushpin.conf format (every key has a built-in default).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log file (default: standard output).
+    #[arg(long)]
+    logfile: Option<PathBuf>,
+    /// Log level: 0 error .. 4 trace, or per process: `2,proxy:3`.
+    #[arg(long = "loglevel")]
+    log_level: Option<String>,
+    /// Debug logging.
+    #[arg(long)]
+    verbose: bool,
+    /// Client HTTP port, `[addr:]port` (replaces http_port).
+    #[arg(long)]
+    port: Option<String>,
+    /// Instance number N: ports move by 10 N, socket names get an N- prefix.
+    #[arg(long)]
+    id: Option<u16>,
+    /// A route line (repeatable); replaces the routes file.
+    #[arg(long = "route")]
+    routes: Vec<String>,
+    /// Merge every process's output into one stream (always on; accepted for
+    /// compatibility with Pushpin's runner).
+    #[arg(short = 'm', long = "merge-output")]
+    merge_output: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("holdfast: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        config: cli.config.clone(),
+        routes: cli.routes.clone(),
+        port: cli.port.clone(),
+        id: cli.id,
+        log_level: cli.log_level.clone(),
+        verbose: cli.verbose,
+    };
+    let (settings, warnings) = load(&overrides)?;
+    let sink = LogSink::open(cli.logfile.as_deref()).with_context(|| "cannot open the log file")?;
+    let level = match settings.log_levels.for_process("runner") {
+        0 => "error",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    };
+    let writer_sink = sink.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(format!(
+            "warn,holdfast={level},holdfast_runner={level}"
+        )))
+        .with_writer(move || writer_sink.runner_writer())
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    check_ipc_paths(&settings).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&settings.rundir)
+        .with_context(|| format!("cannot create rundir {}", settings.rundir.display()))?;
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .context("cannot find the folder of the holdfast executable")?;
+    let token = CancellationToken::new();
+    shutdown_on_signals(token.clone())?;
+    let reloads = reload_on_sighup()?;
+    let addrs: Vec<String> = settings
+        .http_addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tracing::info!(phase = "starting", rundir = %settings.rundir.display(), "starting holdfast");
+    let result = supervisor::supervise(
+        services(&settings, &bin_dir),
+        sink,
+        token,
+        reloads,
+        format!("holdfast ready: client HTTP on {}", addrs.join(", ")),
+    )
+    .await;
+    clean_rundir(&settings);
+    result.map_err(anyhow::Error::msg)
+}

@@ -1,6 +1,7 @@
 //! Runtime helpers shared by the four binaries: one shutdown idiom, one
 //! signal policy, one log format.
 
+pub mod body;
 mod logging;
 mod shutdown;
 

@@ -21,8 +21,10 @@
 //! to the peer; a socket that cannot send (HWM reached, no peer yet) leaves
 //! the outbound channel full, and senders wait on it.
 
+mod sessions;
 mod socket;
 mod spec;
 
+pub use sessions::{session_key, SessionTable, SESSION_QUEUE};
 pub use socket::{spawn, Multipart, SocketHandle, BUDGET, CHANNEL_CAPACITY};
-pub use spec::{apply_specs, SpecError};
+pub use spec::{apply_specs, stream_specs, SpecError};

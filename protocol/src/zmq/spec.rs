@@ -29,3 +29,57 @@ pub fn apply_specs(socket: &zmq::Socket, specs: &str, bind: bool) -> Result<(), 
     }
     Ok(())
 }
+
+/// The three addresses of a ZHTTP stream link derived from a spec base, as
+/// Pushpin derives them: for `ipc://path`, `path-out` (PUSH, first packets),
+/// `path-out-stream` (ROUTER, later packets) and `path-in` (SUB, replies);
+/// for `tcp://host:P`, ports P, P+1 and P+2 in that order.
+pub fn stream_specs(base: &str) -> Result<[String; 3], String> {
+    if let Some(rest) = base.strip_prefix("tcp://") {
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{base}: a tcp spec needs host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{base}: bad port {port:?}"))?;
+        let at = |n: u16| {
+            port.checked_add(n)
+                .map(|p| format!("tcp://{host}:{p}"))
+                .ok_or_else(|| format!("{base}: port out of range"))
+        };
+        Ok([at(0)?, at(1)?, at(2)?])
+    } else {
+        Ok([
+            format!("{base}-out"),
+            format!("{base}-out-stream"),
+            format!("{base}-in"),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_specs;
+
+    #[test]
+    fn derives_three_addresses() {
+        assert_eq!(
+            stream_specs("ipc:///run/x-connmgr").unwrap(),
+            [
+                "ipc:///run/x-connmgr-out",
+                "ipc:///run/x-connmgr-out-stream",
+                "ipc:///run/x-connmgr-in"
+            ]
+        );
+        assert_eq!(
+            stream_specs("tcp://127.0.0.1:9000").unwrap(),
+            [
+                "tcp://127.0.0.1:9000",
+                "tcp://127.0.0.1:9001",
+                "tcp://127.0.0.1:9002"
+            ]
+        );
+        assert!(stream_specs("tcp://nohost").is_err());
+        assert!(stream_specs("tcp://h:65535").is_err());
+    }
+}

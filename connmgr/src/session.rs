@@ -1,0 +1,552 @@
+//! One client request as a ZHTTP session with a proxy.
+//!
+//! [`handle`] checks the request against the limits, registers a session,
+//! sends the first packet and spawns the session task, then waits for the
+//! response head. The task owns the session's state: it streams the request
+//! body within the proxy's credits, turns response packets into the hyper
+//! response and its body, gives credits back as the client drains, sends
+//! keep-alives, and cancels the proxy's side when the client goes away.
+
+use crate::config::Config;
+use crate::limits::{BODY_QUEUE, KEEP_ALIVE_INTERVAL, MAX_HEADERS, MAX_URI_LEN, SESSION_EXPIRY};
+use crate::sockets::Sockets;
+use bytes::Bytes;
+use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody as ResponseBody};
+use holdfast_protocol::zhttp::{Ext, Header, Packet, PacketType};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, Instant};
+use tokio_util::task::TaskTracker;
+
+/// State every connection shares.
+pub struct Shared {
+    /// Sockets toward the proxies.
+    pub sockets: Arc<Sockets>,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Session tasks, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state over started sockets.
+    pub fn new(sockets: Arc<Sockets>, config: Arc<Config>, tracker: TaskTracker) -> Shared {
+        Shared {
+            sockets,
+            config,
+            tracker,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// A session id unique within this instance, in Pushpin's
+    /// `<worker>-<slot>-<counter>` shape.
+    fn new_id(&self) -> String {
+        format!("0-0-{:x}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Headers that describe one hop, not the message: hyper writes its own.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// A locally generated answer with a short text body.
+pub fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(format!("{text}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+fn check_limits(req: &Request<Incoming>, config: &Config) -> Option<Response<ResponseBody>> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_LEN {
+        return Some(plain(
+            StatusCode::URI_TOO_LONG,
+            &format!("Request URI is {uri_len} bytes; the limit is {MAX_URI_LEN}."),
+        ));
+    }
+    if req.headers().len() > MAX_HEADERS {
+        return Some(plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "Request has {} headers; the limit is {MAX_HEADERS}.",
+                req.headers().len()
+            ),
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > config.max_body_size) {
+        return Some(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "Request body is {len} bytes; the limit is {}.",
+                config.max_body_size
+            ),
+        ));
+    }
+    None
+}
+
+/// The hyper service: one request in, one response out.
+pub async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let line = format!("{} {}", req.method(), req.uri());
+    if let Some(resp) = check_limits(&req, &shared.config) {
+        access_log(&line, peer, resp.status().as_u16(), 0, started, "refused");
+        return Ok(resp);
+    }
+    let id = shared.new_id();
+    let inbox = shared.sockets.sessions().register(id.clone());
+    let first = first_packet(
+        &req,
+        &id,
+        &shared.sockets.id,
+        shared.config.buffer_size,
+        peer,
+    );
+    let (parts, body) = req.into_parts();
+    let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
+    drop(parts);
+    let (head_tx, head_rx) = oneshot::channel();
+    let session = Session {
+        shared: shared.clone(),
+        id,
+        inbox,
+        out_seq: 0,
+        in_seq: 0,
+        proxy: None,
+        credits: 0,
+        body_total: 0,
+        reply: Reply::Waiting(head_tx),
+        drained: Arc::new(Drained::default()),
+        status: 0,
+        bytes_out: 0,
+    };
+    shared.tracker.spawn(async move {
+        let (session, outcome) = session.run(first, body).await;
+        access_log(
+            &line,
+            peer,
+            session.status,
+            session.bytes_out,
+            started,
+            outcome,
+        );
+    });
+    Ok(head_rx
+        .await
+        .unwrap_or_else(|_| plain(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down.")))
+}
+
+fn access_log(
+    line: &str,
+    peer: SocketAddr,
+    status: u16,
+    bytes: u64,
+    started: Instant,
+    outcome: &str,
+) {
+    tracing::info!(
+        "{line} -> {status} {bytes}B {}ms peer={peer} {outcome}",
+        started.elapsed().as_millis()
+    );
+}
+
+fn first_packet(
+    req: &Request<Incoming>,
+    id: &str,
+    from: &str,
+    credits: usize,
+    peer: SocketAddr,
+) -> Packet {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            Header(
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect();
+    Packet {
+        method: Some(req.method().as_str().to_owned()),
+        uri: Some(format!("http://{host}{path}")),
+        headers: Some(headers),
+        credits: Some(u32::try_from(credits).unwrap_or(u32::MAX)),
+        more: !http_body::Body::is_end_stream(req.body()),
+        stream: true,
+        peer_address: Some(peer.ip().to_string()),
+        peer_port: Some(peer.port()),
+        ext: Some(Ext { multi: true }),
+        ..Packet::new(PacketType::Data, from, id, 0)
+    }
+}
+
+/// Where the client's response stands.
+enum Reply {
+    /// Nothing sent yet; the head goes through here.
+    Waiting(oneshot::Sender<Response<ResponseBody>>),
+    /// Head sent; body chunks go through here.
+    Streaming(mpsc::Sender<Chunk>),
+    /// Complete, or abandoned.
+    Done,
+}
+
+/// How a session ended, for the access log.
+type Outcome = &'static str;
+
+/// Whether the session goes on after handling an event.
+enum Step {
+    Continue,
+    End(Outcome),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    id: String,
+    inbox: mpsc::Receiver<Packet>,
+    /// Sequence number of our next packet to the proxy.
+    out_seq: u32,
+    /// Sequence number expected on the proxy's next packet.
+    in_seq: u32,
+    /// The proxy that owns the session (its `from`), once it has spoken.
+    proxy: Option<Vec<u8>>,
+    /// Request body bytes the proxy lets us send.
+    credits: usize,
+    /// Request body bytes received from the client so far.
+    body_total: u64,
+    reply: Reply,
+    drained: Arc<Drained>,
+    status: u16,
+    bytes_out: u64,
+}
+
+async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Frame<Bytes>, hyper::Error>> {
+    match body {
+        Some(body) => body.frame().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn client_gone(reply: &mut Reply) {
+    match reply {
+        Reply::Waiting(tx) => tx.closed().await,
+        Reply::Streaming(tx) => tx.closed().await,
+        Reply::Done => std::future::pending().await,
+    }
+}
+
+impl Session {
+    async fn run(mut self, first: Packet, mut body: Option<Incoming>) -> (Session, Outcome) {
+        let outcome = self.drive(first, &mut body).await;
+        self.shared.sockets.sessions().unregister(&self.id);
+        (self, outcome)
+    }
+
+    async fn drive(&mut self, first: Packet, body: &mut Option<Incoming>) -> Outcome {
+        self.out_seq = 1;
+        if self.shared.sockets.send_first(&first).await.is_err() {
+            self.fail(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down.");
+            return "shutdown";
+        }
+        let mut pending = Bytes::new();
+        let expiry = sleep(SESSION_EXPIRY);
+        tokio::pin!(expiry);
+        let mut keep_alive =
+            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        let drained = self.drained.clone();
+        loop {
+            if !pending.is_empty() && self.credits > 0 {
+                let n = pending.len().min(self.credits);
+                let chunk = pending.split_to(n);
+                self.credits -= n;
+                let mut packet = self.packet(PacketType::Data);
+                packet.body = Some(chunk);
+                packet.more = true;
+                self.send(packet).await;
+                continue;
+            }
+            let can_read_body =
+                body.is_some() && pending.is_empty() && self.credits > 0 && self.proxy.is_some();
+            let step = tokio::select! {
+                packet = self.inbox.recv() => match packet {
+                    Some(packet) => {
+                        expiry.as_mut().reset(Instant::now() + SESSION_EXPIRY);
+                        self.on_packet(packet).await
+                    }
+                    None => Step::End("shutdown"),
+                },
+                frame = next_frame(body), if can_read_body => match frame {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => {
+                            self.body_total += data.len() as u64;
+                            if self.body_total > self.shared.config.max_body_size {
+                                let text = format!("Request body exceeds the limit of {} bytes.", self.shared.config.max_body_size);
+                                self.fail(StatusCode::PAYLOAD_TOO_LARGE, &text);
+                                self.cancel_proxy().await;
+                                Step::End("body too large")
+                            } else {
+                                pending = data;
+                                Step::Continue
+                            }
+                        }
+                        Err(_trailers) => Step::Continue,
+                    },
+                    Some(Err(err)) => {
+                        tracing::debug!(session = %self.id, error = %err, "client request body failed");
+                        self.cancel_proxy().await;
+                        Step::End("client aborted")
+                    }
+                    None => {
+                        *body = None;
+                        let mut packet = self.packet(PacketType::Data);
+                        packet.body = Some(Bytes::new());
+                        self.send(packet).await;
+                        Step::Continue
+                    }
+                },
+                n = drained.take() => {
+                    let mut packet = self.packet(PacketType::Credit);
+                    packet.credits = Some(u32::try_from(n).unwrap_or(u32::MAX));
+                    self.send(packet).await;
+                    Step::Continue
+                }
+                _ = keep_alive.tick() => {
+                    let packet = self.packet(PacketType::KeepAlive);
+                    self.send(packet).await;
+                    Step::Continue
+                }
+                _ = &mut expiry => {
+                    tracing::warn!(session = %self.id, "proxy silent for {}s: session expired", SESSION_EXPIRY.as_secs());
+                    self.fail(StatusCode::BAD_GATEWAY, "The proxy did not answer in time.");
+                    self.cancel_proxy().await;
+                    Step::End("expired")
+                }
+                _ = client_gone(&mut self.reply) => {
+                    self.reply = Reply::Done;
+                    self.cancel_proxy().await;
+                    Step::End("client disconnected")
+                }
+            };
+            if let Step::End(outcome) = step {
+                return outcome;
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, packet: Packet) -> Step {
+        if let Some(seq) = packet.seq {
+            if seq != self.in_seq {
+                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from proxy");
+                self.fail(
+                    StatusCode::BAD_GATEWAY,
+                    "Protocol error between connmgr and proxy.",
+                );
+                self.cancel_proxy().await;
+                return Step::End("bad seq");
+            }
+            self.in_seq = seq.wrapping_add(1);
+        }
+        if let Some(from) = &packet.from {
+            if self.proxy.as_deref() != Some(from.as_bytes()) {
+                self.proxy = Some(from.as_bytes().to_vec());
+            }
+        }
+        if let Some(credits) = packet.credits {
+            self.credits = self.credits.saturating_add(credits as usize);
+        }
+        match packet.kind() {
+            PacketType::Data => self.on_data(packet),
+            PacketType::Credit | PacketType::KeepAlive => Step::Continue,
+            PacketType::HandoffStart => {
+                let proceed = self.packet(PacketType::HandoffProceed);
+                self.send(proceed).await;
+                Step::Continue
+            }
+            PacketType::Cancel => {
+                self.fail(StatusCode::BAD_GATEWAY, "The proxy cancelled the request.");
+                Step::End("cancelled by proxy")
+            }
+            PacketType::Error => {
+                let condition = packet.condition.as_deref().unwrap_or("undefined-condition");
+                tracing::debug!(session = %self.id, condition, "proxy ended the session with an error");
+                self.fail(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("Error while proxying: {condition}."),
+                );
+                Step::End("error from proxy")
+            }
+            other => {
+                tracing::debug!(session = %self.id, kind = ?other, "packet type not used on HTTP sessions; ignored");
+                Step::Continue
+            }
+        }
+    }
+
+    fn on_data(&mut self, packet: Packet) -> Step {
+        let body = packet.body.unwrap_or_default();
+        match std::mem::replace(&mut self.reply, Reply::Done) {
+            Reply::Waiting(head_tx) => {
+                let Some(code) = packet.code else {
+                    tracing::warn!(session = %self.id, "first response packet has no code");
+                    self.reply = Reply::Waiting(head_tx);
+                    self.fail(
+                        StatusCode::BAD_GATEWAY,
+                        "Protocol error between connmgr and proxy.",
+                    );
+                    return Step::End("bad response");
+                };
+                let mut builder = Response::builder().status(code);
+                for Header(name, value) in packet.headers.unwrap_or_default() {
+                    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                        continue;
+                    }
+                    match (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_maybe_shared(value),
+                    ) {
+                        (Ok(name), Ok(value)) => builder = builder.header(name, value),
+                        _ => {
+                            tracing::debug!(session = %self.id, header = %name, "invalid response header dropped")
+                        }
+                    }
+                }
+                if let Some(reason) = packet.reason.as_deref() {
+                    let canonical = http::StatusCode::from_u16(code)
+                        .ok()
+                        .and_then(|s| s.canonical_reason());
+                    if canonical != Some(reason) {
+                        if let Ok(reason) =
+                            hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec())
+                        {
+                            builder = builder.extension(reason);
+                        }
+                    }
+                }
+                self.status = code;
+                self.bytes_out += body.len() as u64;
+                if !packet.more {
+                    let resp = builder.body(ResponseBody::Full(Some(body)));
+                    return self.send_head(head_tx, resp, Reply::Done);
+                }
+                let (tx, rx) = mpsc::channel(BODY_QUEUE);
+                if !body.is_empty() && tx.try_send(Ok(body)).is_err() {
+                    return Step::End("body queue");
+                }
+                let resp = builder.body(ResponseBody::Stream(ChannelBody::new(
+                    rx,
+                    self.drained.clone(),
+                )));
+                self.send_head(head_tx, resp, Reply::Streaming(tx))
+            }
+            Reply::Streaming(tx) => {
+                self.bytes_out += body.len() as u64;
+                if !body.is_empty() && tx.try_send(Ok(body)).is_err() {
+                    tracing::warn!(session = %self.id, "proxy sent beyond its credits");
+                    return Step::End("protocol error");
+                }
+                if packet.more {
+                    self.reply = Reply::Streaming(tx);
+                    Step::Continue
+                } else {
+                    Step::End("ok")
+                }
+            }
+            Reply::Done => Step::End("ok"),
+        }
+    }
+
+    fn send_head(
+        &mut self,
+        head_tx: oneshot::Sender<Response<ResponseBody>>,
+        resp: Result<Response<ResponseBody>, http::Error>,
+        next: Reply,
+    ) -> Step {
+        let resp = resp.unwrap_or_else(|err| {
+            tracing::warn!(session = %self.id, error = %err, "unusable response head from proxy");
+            self.status = 502;
+            plain(StatusCode::BAD_GATEWAY, "Invalid response from the proxy.")
+        });
+        if head_tx.send(resp).is_err() {
+            return Step::End("client disconnected");
+        }
+        let done = matches!(next, Reply::Done);
+        self.reply = next;
+        if done {
+            Step::End("ok")
+        } else {
+            Step::Continue
+        }
+    }
+
+    /// Ends the client's response with an error: a status if nothing was
+    /// sent yet, otherwise by cutting the body short.
+    fn fail(&mut self, status: StatusCode, text: &str) {
+        match std::mem::replace(&mut self.reply, Reply::Done) {
+            Reply::Waiting(tx) => {
+                self.status = status.as_u16();
+                let _ = tx.send(plain(status, text));
+            }
+            Reply::Streaming(tx) => {
+                let _ = tx.try_send(Err(io::Error::other(text.to_owned())));
+            }
+            Reply::Done => {}
+        }
+    }
+
+    fn packet(&mut self, kind: PacketType) -> Packet {
+        let packet = Packet::new(kind, &self.shared.sockets.id, &self.id, self.out_seq);
+        self.out_seq = self.out_seq.wrapping_add(1);
+        packet
+    }
+
+    async fn send(&mut self, packet: Packet) {
+        if let Some(proxy) = &self.proxy {
+            if let Err(err) = self.shared.sockets.send_to(proxy, &packet).await {
+                tracing::debug!(session = %self.id, error = %err, "packet to proxy not sent");
+            }
+        }
+    }
+
+    async fn cancel_proxy(&mut self) {
+        if self.proxy.is_some() {
+            let packet = self.packet(PacketType::Cancel);
+            self.send(packet).await;
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The three ZeroMQ sockets toward the proxy and the table that routes each
+//! incoming packet to its session's task.
+//!
+//! - PUSH (bind `BASE-out`): first packet of every new request; ZeroMQ
+//!   spreads them over the connected proxies.
+//! - ROUTER (bind `BASE-out-stream`): later packets, addressed to the proxy
+//!   that owns the session (its `from`).
+//! - SUB (bind `BASE-in`, subscribed to `"<id> "`): packets from proxies.
+
+use holdfast_protocol::format::{self, split_topic};
+use holdfast_protocol::zhttp::{Packet, PacketType};
+use holdfast_protocol::zmq::{apply_specs, spawn, stream_specs, Multipart, SessionTable};
+use holdfast_protocol::Format;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Shared handle to the sockets and the session table.
+pub struct Sockets {
+    /// Our instance id (`from` of every packet we send).
+    pub id: String,
+    /// Encoding of packets we send.
+    pub format: Format,
+    push: mpsc::Sender<Multipart>,
+    router: mpsc::Sender<Multipart>,
+    /// Session id → the task that owns it.
+    sessions: SessionTable,
+}
+
+/// Why a packet could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The packet could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] format::EncodeError),
+    /// The socket's task is gone (shutting down).
+    #[error("socket closed")]
+    Closed,
+}
+
+impl Sockets {
+    /// Binds the sockets and starts the tasks that read them.
+    pub fn start(
+        ctx: &zmq::Context,
+        id: &str,
+        base: &str,
+        format: Format,
+        token: CancellationToken,
+    ) -> anyhow::Result<Arc<Sockets>> {
+        let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(anyhow::Error::msg)?;
+
+        let push = ctx.socket(zmq::PUSH)?;
+        // Requests wait here while no proxy is connected; 128 like Pushpin.
+        push.set_sndhwm(128)?;
+        apply_specs(&push, &out_spec, true)?;
+
+        let router = ctx.socket(zmq::ROUTER)?;
+        router.set_identity(id.as_bytes())?;
+        // Proxies learn that this link is up from the probe (an empty message).
+        router.set_probe_router(true)?;
+        apply_specs(&router, &stream_spec, true)?;
+
+        let sub = ctx.socket(zmq::SUB)?;
+        sub.set_subscribe(format!("{id} ").as_bytes())?;
+        apply_specs(&sub, &in_spec, true)?;
+
+        let push = spawn(push, "connmgr-out")?;
+        let router = spawn(router, "connmgr-out-stream")?;
+        let sub = spawn(sub, "connmgr-in")?;
+        drop(push.rx);
+        drop(sub.tx);
+
+        let sockets = Arc::new(Sockets {
+            id: id.to_owned(),
+            format,
+            push: push.tx,
+            router: router.tx,
+            sessions: SessionTable::default(),
+        });
+        tokio::spawn(read_sub(sockets.clone(), sub.rx, token.clone()));
+        tokio::spawn(read_router(sockets.clone(), router.rx, token));
+        Ok(sockets)
+    }
+
+    /// The table routing packets to session tasks.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// Sends the first packet of a session (to any proxy).
+    pub async fn send_first(&self, packet: &Packet) -> Result<(), SendError> {
+        let frame = format::encode(packet, self.format)?;
+        self.push
+            .send(vec![frame])
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Sends a later packet to the proxy whose identity is `to`.
+    pub async fn send_to(&self, to: &[u8], packet: &Packet) -> Result<(), SendError> {
+        let frame = format::encode(packet, self.format)?;
+        self.router
+            .send(vec![to.to_vec(), Vec::new(), frame])
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Hands a decoded packet to its session(s); answers `cancel` for ids we
+    /// do not know, so the peer stops sending.
+    async fn dispatch(&self, packet: Packet) {
+        for unknown in self.sessions.deliver(packet, false) {
+            let Some(id) = unknown.single_id() else {
+                continue;
+            };
+            self.cancel_unknown(id, &unknown).await;
+        }
+    }
+
+    async fn cancel_unknown(&self, id: &str, packet: &Packet) {
+        if matches!(packet.kind(), PacketType::Cancel | PacketType::Error) {
+            return;
+        }
+        let Some(from) = packet.from.as_deref() else {
+            return;
+        };
+        tracing::debug!(session = %id, "packet for unknown session: answering cancel");
+        let cancel = Packet::new(PacketType::Cancel, &self.id, id, 0);
+        let _ = self.send_to(from.as_bytes(), &cancel).await;
+    }
+}
+
+fn decode(frame: &[u8]) -> Option<Packet> {
+    match format::decode::<Packet>(frame) {
+        Ok(packet) => Some(packet),
+        Err(err) => {
+            tracing::warn!(error = %err, "undecodable packet from proxy dropped");
+            None
+        }
+    }
+}
+
+async fn read_sub(
+    sockets: Arc<Sockets>,
+    mut rx: mpsc::Receiver<Multipart>,
+    token: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            _ = token.cancelled() => None,
+        };
+        let Some(msg) = msg else { return };
+        let Some(frame) = msg.first() else { continue };
+        let Some((_, body)) = split_topic(frame) else {
+            tracing::warn!("packet without recipient prefix dropped");
+            continue;
+        };
+        if let Some(packet) = decode(body) {
+            sockets.dispatch(packet).await;
+        }
+    }
+}
+
+/// Proxies may also answer over the ROUTER link (`router-resp`).
+async fn read_router(
+    sockets: Arc<Sockets>,
+    mut rx: mpsc::Receiver<Multipart>,
+    token: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            _ = token.cancelled() => None,
+        };
+        let Some(msg) = msg else { return };
+        // [identity, "", body]; a two-frame message is a peer's probe.
+        if msg.len() < 3 {
+            continue;
+        }
+        if let Some(packet) = decode(&msg[2]) {
+            sockets.dispatch(packet).await;
+        }
+    }
+}

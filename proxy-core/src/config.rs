@@ -1,0 +1,90 @@
+//! The proxy's settings, from its command line (the runner derives them from
+//! `pushpin.conf`'s `[proxy]` section).
+
+use clap::Parser;
+use holdfast_protocol::Format;
+use std::path::PathBuf;
+
+/// Command line of `holdfast-proxy`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "holdfast-proxy", version, about = "Holdfast proxy")]
+pub struct Config {
+    /// Instance id (ZHTTP `from`, ROUTER identity). Default: `proxy_<pid>`.
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// connmgr's ZHTTP spec base (see holdfast-connmgr --zclient-stream).
+    #[arg(long = "connmgr-stream")]
+    pub connmgr_stream: String,
+
+    /// Routes file; re-read on SIGHUP.
+    #[arg(long = "routes-file")]
+    pub routes_file: Option<PathBuf>,
+
+    /// A route line (repeatable); when given, these replace the routes file.
+    #[arg(long = "route")]
+    pub routes: Vec<String>,
+
+    /// Issuer claim of `Grip-Sig`.
+    #[arg(long = "sig-iss", default_value = "pushpin")]
+    pub sig_iss: String,
+
+    /// Key of `Grip-Sig` (`base64:` and `file:` prefixes accepted).
+    #[arg(
+        long = "sig-key",
+        env = "HOLDFAST_SIG_KEY",
+        default_value = "changeme",
+        hide_env_values = true
+    )]
+    pub sig_key: String,
+
+    /// Key that makes a client whose `Grip-Sig` verifies with it trusted.
+    #[arg(
+        long = "upstream-key",
+        env = "HOLDFAST_UPSTREAM_KEY",
+        hide_env_values = true
+    )]
+    pub upstream_key: Option<String>,
+
+    /// X-Forwarded-For rules for untrusted clients: `truncate:N`, `append`.
+    #[arg(long = "x-forwarded-for", default_value = "")]
+    pub x_forwarded_for: String,
+
+    /// X-Forwarded-For rules for trusted clients.
+    #[arg(long = "x-forwarded-for-trusted", default_value = "")]
+    pub x_forwarded_for_trusted: String,
+
+    /// `proto-only` sets X-Forwarded-Proto on TLS requests, `true` also the
+    /// legacy X-Forwarded-Protocol, anything else sets neither.
+    #[arg(long = "set-x-forwarded-protocol", default_value = "proto-only")]
+    pub set_x_forwarded_protocol: String,
+
+    /// Trust a client's X-Forwarded-Proto: https marks the request as TLS.
+    #[arg(long = "accept-x-forwarded-protocol")]
+    pub accept_x_forwarded_protocol: bool,
+
+    /// Detailed error bodies for every route.
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Encoding of packets sent to connmgr.
+    #[arg(long, default_value = "tnetstring")]
+    pub format: Format,
+
+    /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
+    #[arg(long = "loglevel", default_value_t = 2)]
+    pub log_level: u8,
+
+    /// Debug logging.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl Config {
+    /// The instance id, defaulting as Pushpin does.
+    pub fn instance_id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("proxy_{}", std::process::id()))
+    }
+}

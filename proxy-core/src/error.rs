@@ -1,0 +1,73 @@
+//! Errors of a proxied request, tagged with whose fault they are: that
+//! decides the status the client gets and how loudly it is logged.
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client sent something unusable.
+    Client,
+    /// The origin failed or is unreachable.
+    Origin,
+    /// Something this proxy cannot do (yet) or a bug.
+    Internal,
+}
+
+/// A request that cannot be proxied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No route matches the request's host and path.
+    #[error("no route for {host}{path}")]
+    NoRoute {
+        /// Host asked for.
+        host: String,
+        /// Path asked for.
+        path: String,
+    },
+    /// The first packet lacks a method or URI, or they are invalid.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Every target failed.
+    #[error("origin {target} failed: {reason}")]
+    Origin {
+        /// The last target tried.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// The origin answered with GRIP instructions, which need the handler.
+    #[error("origin answered with GRIP instructions, which this version cannot act on yet")]
+    GripUnsupported,
+    /// The origin switched protocols, which needs WebSocket support.
+    #[error("origin switched protocols (WebSocket), which this version cannot proxy yet")]
+    UpgradeUnsupported,
+}
+
+impl ProxyError {
+    /// Whose fault.
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) => ErrorSource::Client,
+            ProxyError::Origin { .. } => ErrorSource::Origin,
+            ProxyError::GripUnsupported | ProxyError::UpgradeUnsupported => ErrorSource::Internal,
+        }
+    }
+
+    /// Status and short body for the client; `debug` adds the detail.
+    pub fn response(&self, debug: bool) -> (u16, String) {
+        let (code, text) = match self {
+            ProxyError::NoRoute { .. } => (502, "No route for this request."),
+            ProxyError::BadRequest(_) => (400, "Bad request."),
+            ProxyError::Origin { .. } => (502, "Error while proxying to origin."),
+            ProxyError::GripUnsupported => (
+                501,
+                "The origin answered with GRIP instructions; holding connections is not supported by this Holdfast version yet.",
+            ),
+            ProxyError::UpgradeUnsupported => (501, "WebSocket proxying is not supported by this Holdfast version yet."),
+        };
+        if debug {
+            (code, format!("{text}\n{self}\n"))
+        } else {
+            (code, format!("{text}\n"))
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! Routes file parser. Pure: text in, routes or a precise error out.
+
+use super::{Proto, Route, Target};
+
+/// Why a routes file (or `--route` line) was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    /// A double quote was opened and never closed.
+    #[error("line {line}: unterminated quote")]
+    UnterminatedQuote {
+        /// Line number, from 1.
+        line: usize,
+    },
+    /// A rule with a condition but no target.
+    #[error("line {line}: rule has no target")]
+    MissingTarget {
+        /// Line number, from 1.
+        line: usize,
+    },
+    /// A target that is not `host:port` or `[ipv6]:port`.
+    #[error("line {line}: bad target {target:?}: {reason}")]
+    BadTarget {
+        /// Line number, from 1.
+        line: usize,
+        /// The target as written.
+        target: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A property with a value it cannot take.
+    #[error("line {line}: bad value {value:?} for {prop}: {reason}")]
+    BadValue {
+        /// Line number, from 1.
+        line: usize,
+        /// The property name.
+        prop: String,
+        /// The value as written.
+        value: String,
+        /// What it should be.
+        reason: &'static str,
+    },
+}
+
+/// Condition properties Pushpin knows that Holdfast accepts but does not act
+/// on yet; they are reported so users know, not rejected.
+const NOT_YET: &[&str] = &[
+    "aco",
+    "orig_headers",
+    "session",
+    "sockjs",
+    "sockjs_as_path",
+    "jsonp_mode",
+    "jsonp_cb",
+    "jsonp_body",
+    "jsonp_defcb",
+    "jsonp_defmethod",
+    "log_level",
+];
+
+/// Parses a whole routes file.
+pub fn parse_routes(text: &str) -> Result<Vec<Route>, RouteError> {
+    let mut routes = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if let Some(route) = parse_line(line, index + 1)? {
+            routes.push(route);
+        }
+    }
+    Ok(routes)
+}
+
+/// A property: `name` or `name=value`.
+type Prop = (String, Option<String>);
+
+/// Splits a line into whitespace-separated tokens of comma-separated props.
+fn tokenize(line: &str, number: usize) -> Result<Vec<Vec<Prop>>, RouteError> {
+    let mut tokens: Vec<Vec<Prop>> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut in_token = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                in_token = true;
+                loop {
+                    match chars.next() {
+                        None => return Err(RouteError::UnterminatedQuote { line: number }),
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(escaped) => current.push(escaped),
+                            None => return Err(RouteError::UnterminatedQuote { line: number }),
+                        },
+                        Some(other) => current.push(other),
+                    }
+                }
+            }
+            '#' if !in_token => break,
+            ',' => {
+                in_token = true;
+                parts.push(std::mem::take(&mut current));
+            }
+            c if c.is_whitespace() => {
+                if in_token {
+                    parts.push(std::mem::take(&mut current));
+                    tokens.push(
+                        std::mem::take(&mut parts)
+                            .into_iter()
+                            .map(split_prop)
+                            .collect(),
+                    );
+                    in_token = false;
+                }
+            }
+            c => {
+                in_token = true;
+                current.push(c);
+            }
+        }
+    }
+    if in_token {
+        parts.push(current);
+        tokens.push(parts.into_iter().map(split_prop).collect());
+    }
+    Ok(tokens)
+}
+
+fn split_prop(part: String) -> Prop {
+    match part.split_once('=') {
+        Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+        None => (part, None),
+    }
+}
+
+/// Parses one line; `Ok(None)` for blank and comment lines.
+pub fn parse_line(line: &str, number: usize) -> Result<Option<Route>, RouteError> {
+    let mut tokens = tokenize(line, number)?.into_iter();
+    let Some(condition) = tokens.next() else {
+        return Ok(None);
+    };
+    let mut props = condition.into_iter();
+    let domain = props.next().map(|(name, _)| name).unwrap_or_default();
+    let mut route = Route {
+        line: number,
+        domain: (domain != "*").then(|| domain.to_ascii_lowercase()),
+        ..Route::default()
+    };
+    for (name, value) in props {
+        apply_condition_prop(&mut route, &name, value, number)?;
+    }
+    for token in tokens {
+        route.targets.push(parse_target(token, number)?);
+    }
+    if route.targets.is_empty() {
+        return Err(RouteError::MissingTarget { line: number });
+    }
+    Ok(Some(route))
+}
+
+fn need(prop: &str, value: Option<String>, line: usize) -> Result<String, RouteError> {
+    value.ok_or_else(|| RouteError::BadValue {
+        line,
+        prop: prop.to_owned(),
+        value: String::new(),
+        reason: "a value is required",
+    })
+}
+
+fn yes_no(prop: &str, value: Option<String>, line: usize) -> Result<bool, RouteError> {
+    match value.as_deref() {
+        None | Some("yes") | Some("true") | Some("1") => Ok(true),
+        Some("no") | Some("false") | Some("0") => Ok(false),
+        Some(other) => Err(RouteError::BadValue {
+            line,
+            prop: prop.to_owned(),
+            value: other.to_owned(),
+            reason: "expected yes or no",
+        }),
+    }
+}
+
+fn apply_condition_prop(
+    route: &mut Route,
+    name: &str,
+    value: Option<String>,
+    line: usize,
+) -> Result<(), RouteError> {
+    match name {
+        "id" => route.id = Some(need(name, value, line)?),
+        "path_beg" => route.path_beg = Some(need(name, value, line)?),
+        "ssl" => route.ssl = Some(yes_no(name, value, line)?),
+        "proto" => {
+            route.proto = Some(match need(name, value, line)?.as_str() {
+                "http" => Proto::Http,
+                "ws" => Proto::Ws,
+                other => {
+                    return Err(RouteError::BadValue {
+                        line,
+                        prop: name.to_owned(),
+                        value: other.to_owned(),
+                        reason: "expected http or ws",
+                    })
+                }
+            })
+        }
+        "sig_iss" => route.sig_iss = Some(need(name, value, line)?),
+        "sig_key" => route.sig_key = Some(need(name, value, line)?),
+        "prefix" => route.prefix = Some(need(name, value, line)?),
+        "as_host" => route.as_host = Some(need(name, value, line)?),
+        "replace_beg" => route.replace_beg = Some(need(name, value, line)?),
+        "path_rem" => {
+            let value = need(name, value, line)?;
+            route.path_rem = value.parse().map_err(|_| RouteError::BadValue {
+                line,
+                prop: name.to_owned(),
+                value,
+                reason: "expected a number of characters",
+            })?;
+        }
+        "header" => {
+            let value = need(name, value, line)?;
+            let Some((header, content)) = value.split_once(':') else {
+                return Err(RouteError::BadValue {
+                    line,
+                    prop: name.to_owned(),
+                    value,
+                    reason: "expected Name:value",
+                });
+            };
+            route
+                .headers
+                .push((header.trim().to_owned(), content.trim().to_owned()));
+        }
+        "no_grip" => route.no_grip = yes_no(name, value, line)?,
+        "debug" => route.debug = yes_no(name, value, line)?,
+        other if NOT_YET.contains(&other) => {
+            tracing::warn!(
+                line,
+                prop = other,
+                "route property not supported yet; ignored"
+            );
+        }
+        other => {
+            tracing::warn!(line, prop = other, "unknown route property ignored");
+        }
+    }
+    Ok(())
+}
+
+fn parse_target(token: Vec<Prop>, line: usize) -> Result<Target, RouteError> {
+    let mut props = token.into_iter();
+    let (address, _) = props.next().unwrap_or_default();
+    let bad = |reason| RouteError::BadTarget {
+        line,
+        target: address.clone(),
+        reason,
+    };
+    if address == "test" || address.starts_with("zhttp/") || address.starts_with("zhttpreq/") {
+        return Err(bad("only host:port targets are supported"));
+    }
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (host, rest) = rest
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed [ in IPv6 address"))?;
+        let port = rest
+            .strip_prefix(':')
+            .ok_or_else(|| bad("expected [address]:port"))?;
+        (host.to_owned(), port)
+    } else {
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected host:port"))?;
+        (host.to_owned(), port)
+    };
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("port is not a number from 1 to 65535"))?;
+    if port == 0 {
+        return Err(bad("port is not a number from 1 to 65535"));
+    }
+    let mut target = Target {
+        host,
+        port,
+        ..Target::default()
+    };
+    for (name, value) in props {
+        match name.as_str() {
+            "ssl" => target.ssl = yes_no(&name, value, line)?,
+            "insecure" => target.insecure = yes_no(&name, value, line)?,
+            "host" => target.host_header = Some(need(&name, value, line)?),
+            "over_http" => target.over_http = yes_no(&name, value, line)?,
+            "one_event" => target.one_event = yes_no(&name, value, line)?,
+            "untrusted" => target.untrusted = yes_no(&name, value, line)?,
+            "sub" => target.subs.push(need(&name, value, line)?),
+            "trust_connect_host" => {}
+            other => tracing::warn!(line, prop = other, "unknown target property ignored"),
+        }
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_rule() {
+        let routes = parse_routes(
+            "# comment\n\nexample.com,id=r1,path_beg=/api,replace_beg=/v2,ssl=no,sig_key=\"a b\\\"c\",header=X-A: 1,no_grip \
+             10.0.0.1:8080,ssl,host=origin.test,insecure [::1]:9000,over_http,sub=news  # trailing\n",
+        )
+        .unwrap();
+        assert_eq!(routes.len(), 1);
+        let r = &routes[0];
+        assert_eq!(r.line, 3);
+        assert_eq!(r.domain.as_deref(), Some("example.com"));
+        assert_eq!(r.id.as_deref(), Some("r1"));
+        assert_eq!(r.path_beg.as_deref(), Some("/api"));
+        assert_eq!(r.replace_beg.as_deref(), Some("/v2"));
+        assert_eq!(r.ssl, Some(false));
+        assert_eq!(r.sig_key.as_deref(), Some("a b\"c"));
+        assert_eq!(r.headers, vec![("X-A".to_owned(), "1".to_owned())]);
+        assert!(r.no_grip);
+        assert_eq!(r.targets.len(), 2);
+        let t = &r.targets[0];
+        assert_eq!(
+            (t.host.as_str(), t.port, t.ssl, t.insecure),
+            ("10.0.0.1", 8080, true, true)
+        );
+        assert_eq!(t.host_header.as_deref(), Some("origin.test"));
+        let t = &r.targets[1];
+        assert_eq!((t.host.as_str(), t.port, t.over_http), ("::1", 9000, true));
+        assert_eq!(t.subs, vec!["news".to_owned()]);
+    }
+
+    #[test]
+    fn wildcard_and_empty_domain() {
+        let routes = parse_routes("* localhost:80\n,id=only 127.0.0.1:81").unwrap();
+        assert_eq!(routes[0].domain, None);
+        assert_eq!(routes[1].domain.as_deref(), Some(""));
+        assert_eq!(routes[1].id.as_deref(), Some("only"));
+    }
+
+    #[test]
+    fn malformed_lines() {
+        let cases: &[(&str, RouteError)] = &[
+            ("*", RouteError::MissingTarget { line: 1 }),
+            (
+                "* localhost",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: "localhost".into(),
+                    reason: "expected host:port",
+                },
+            ),
+            (
+                "* host:http",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: "host:http".into(),
+                    reason: "port is not a number from 1 to 65535",
+                },
+            ),
+            (
+                "* host:0",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: "host:0".into(),
+                    reason: "port is not a number from 1 to 65535",
+                },
+            ),
+            (
+                "* host:70000",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: "host:70000".into(),
+                    reason: "port is not a number from 1 to 65535",
+                },
+            ),
+            (
+                "* :80",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: ":80".into(),
+                    reason: "empty host",
+                },
+            ),
+            (
+                "* [::1:80",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: "[::1:80".into(),
+                    reason: "unclosed [ in IPv6 address",
+                },
+            ),
+            (
+                "* test",
+                RouteError::BadTarget {
+                    line: 1,
+                    target: "test".into(),
+                    reason: "only host:port targets are supported",
+                },
+            ),
+            (
+                "*,sig_key=\"open h:1",
+                RouteError::UnterminatedQuote { line: 1 },
+            ),
+            (
+                "*,ssl=maybe h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "ssl".into(),
+                    value: "maybe".into(),
+                    reason: "expected yes or no",
+                },
+            ),
+            (
+                "*,proto=ftp h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "proto".into(),
+                    value: "ftp".into(),
+                    reason: "expected http or ws",
+                },
+            ),
+            (
+                "*,path_rem=x h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "path_rem".into(),
+                    value: "x".into(),
+                    reason: "expected a number of characters",
+                },
+            ),
+            (
+                "*,header=nocolon h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "header".into(),
+                    value: "nocolon".into(),
+                    reason: "expected Name:value",
+                },
+            ),
+            (
+                "*,path_beg h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "path_beg".into(),
+                    value: String::new(),
+                    reason: "a value is required",
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_routes(text).as_ref(), Err(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = parse_routes("* h:1\n\n* nope").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: bad target \"nope\": expected host:port"
+        );
+    }
+}

@@ -1,0 +1,609 @@
+//! One client request as a ZHTTP session: route it, forward it to the origin
+//! (failing over between targets), and stream the answer back to connmgr
+//! within its credits, while feeding the request body to the origin as
+//! connmgr sends it within ours.
+
+use crate::error::ProxyError;
+use crate::grip::is_grip_response;
+use crate::origin::client::{target_base, OriginClient};
+use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
+use crate::origin::sign::{Signer, Verifier};
+use crate::routes::Proto;
+use crate::routes::RequestInfo;
+use crate::routes::{Route, RouteTable};
+use crate::sockets::Sockets;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use holdfast_protocol::format;
+use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody};
+use holdfast_protocol::zhttp::{Header, Packet, PacketType, MAX_FROM_LEN};
+use holdfast_protocol::zmq::session_key;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
+use tokio_util::task::TaskTracker;
+
+/// Request body bytes connmgr may send before we grant more. Large enough to
+/// keep an upload flowing across one round trip of credit packets.
+pub const REQUEST_WINDOW: u32 = 128 * 1024;
+
+/// Request body chunks queued toward the origin (bytes are bounded by
+/// [`REQUEST_WINDOW`]; this bounds the count).
+const REQUEST_QUEUE: usize = 256;
+
+/// Keep-alive and expiry, as in connmgr (Pushpin's 45 s and 60 s).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45);
+const SESSION_EXPIRY: Duration = Duration::from_secs(60);
+
+/// Response headers that describe one hop; connmgr writes its own.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// State shared by every session.
+pub struct Shared {
+    /// Sockets toward connmgr.
+    pub sockets: Arc<Sockets>,
+    /// Current routes; replaced whole on reload. The lock is held only to
+    /// clone the `Arc`.
+    pub routes: RwLock<Arc<RouteTable>>,
+    /// Pooled origin client.
+    pub client: OriginClient,
+    /// X-Forwarded-* policy.
+    pub rules: ForwardRules,
+    /// Default signer (`sig_iss`, `sig_key`).
+    pub signer: Signer,
+    /// Verifier for trusted upstream clients (`upstream_key`).
+    pub upstream: Option<Verifier>,
+    /// Detailed error bodies.
+    pub debug: bool,
+    /// Session tasks.
+    pub tracker: TaskTracker,
+}
+
+impl Shared {
+    fn routes(&self) -> Arc<RouteTable> {
+        self.routes.read().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// Starts a session for the first packet of a request.
+pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
+    let first: Packet = match format::decode(frame) {
+        Ok(packet) => packet,
+        Err(err) => {
+            tracing::warn!(error = %err, "undecodable request packet dropped");
+            return;
+        }
+    };
+    let (Some(from), Some(id)) = (first.from.clone(), first.single_id().map(str::to_owned)) else {
+        tracing::warn!("request packet without from or id dropped");
+        return;
+    };
+    if from.len() > MAX_FROM_LEN || first.kind() != &PacketType::Data {
+        tracing::warn!(%from, "request packet with an oversized from or a non-data type dropped");
+        return;
+    }
+    let key = session_key(Some(&from), &id);
+    let inbox = shared.sockets.sessions().register(key.clone());
+    let session = Session {
+        shared: shared.clone(),
+        connmgr: from,
+        id,
+        key,
+        out_seq: 0,
+        in_seq: first.seq.unwrap_or(0).wrapping_add(1),
+        credits: first.credits.unwrap_or(0) as usize,
+        inbox,
+        body_tx: None,
+        drained: Arc::new(Drained::default()),
+    };
+    shared.tracker.spawn(session.run(first));
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    /// connmgr's id: where our packets go.
+    connmgr: String,
+    id: String,
+    key: String,
+    out_seq: u32,
+    /// Sequence number expected on connmgr's next packet.
+    in_seq: u32,
+    /// Response body bytes connmgr lets us send.
+    credits: usize,
+    inbox: mpsc::Receiver<Packet>,
+    /// Request body toward the origin, while it is still arriving.
+    body_tx: Option<mpsc::Sender<Chunk>>,
+    /// Request body bytes the origin has taken (become credits for connmgr).
+    drained: Arc<Drained>,
+}
+
+/// Everything needed to send the request, owned so the future is `'static`.
+struct Prepared {
+    route: Route,
+    method: http::Method,
+    path: String,
+    headers: Vec<Header>,
+    peer: Option<String>,
+    tls: bool,
+    trusted: bool,
+    body: Option<Bytes>,
+    streaming_body: Option<ChannelBody>,
+}
+
+/// Where the response stands.
+enum Phase {
+    /// Waiting for the origin's response head.
+    Head(BoxFuture<'static, Result<http::Response<Incoming>, ProxyError>>),
+    /// Streaming the origin's body; `head` is a response packet not yet sent
+    /// (held back when the body is small and known, to send it whole).
+    Body {
+        body: Incoming,
+        head: Option<Box<Packet>>,
+        pending: Bytes,
+    },
+}
+
+/// What moved on the origin side.
+enum OriginEvent {
+    Head(Result<http::Response<Incoming>, ProxyError>),
+    Frame(Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>),
+}
+
+/// Waits for the origin's head, or its next body frame when `can_read`.
+async fn origin_event(phase: &mut Phase, can_read: bool) -> OriginEvent {
+    match phase {
+        Phase::Head(fut) => OriginEvent::Head(fut.await),
+        Phase::Body { body, .. } if can_read => OriginEvent::Frame(body.frame().await),
+        Phase::Body { .. } => std::future::pending().await,
+    }
+}
+
+impl Session {
+    async fn run(mut self, first: Packet) {
+        let started = Instant::now();
+        let line = format!(
+            "{} {}",
+            first.method.as_deref().unwrap_or("-"),
+            first.uri.as_deref().unwrap_or("-")
+        );
+        let (status, outcome) = match self.prepare(first).await {
+            Ok(prepared) => self.proxy(prepared).await,
+            Err(err) => {
+                let code = self.fail(&err).await;
+                (code, "refused")
+            }
+        };
+        self.shared.sockets.sessions().unregister(&self.key);
+        tracing::debug!(
+            "{line} -> {status} {}ms {outcome}",
+            started.elapsed().as_millis()
+        );
+    }
+
+    async fn prepare(&mut self, first: Packet) -> Result<Prepared, ProxyError> {
+        let method = first
+            .method
+            .as_deref()
+            .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+            .ok_or_else(|| ProxyError::BadRequest("missing or invalid method".into()))?;
+        let uri: http::Uri = first
+            .uri
+            .as_deref()
+            .and_then(|u| u.parse().ok())
+            .ok_or_else(|| ProxyError::BadRequest("missing or invalid uri".into()))?;
+        let headers = first.headers.clone().unwrap_or_default();
+        let host = first
+            .header("host")
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .or(uri.authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_owned();
+        let host_only = strip_port(&host).to_ascii_lowercase();
+        let path = uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let scheme_tls = matches!(uri.scheme_str(), Some("https") | Some("wss"));
+        let tls = is_tls(scheme_tls, &headers, &self.shared.rules);
+        let proto = if matches!(uri.scheme_str(), Some("ws") | Some("wss")) {
+            Proto::Ws
+        } else {
+            Proto::Http
+        };
+        let routes = self.shared.routes();
+        let route = routes
+            .find(RequestInfo {
+                host: &host_only,
+                path: &path,
+                ssl: tls,
+                proto,
+            })
+            .cloned()
+            .ok_or(ProxyError::NoRoute {
+                host: host.clone(),
+                path: path.clone(),
+            })?;
+        let trusted = match (&self.shared.upstream, first.header("grip-sig")) {
+            (Some(verifier), Some(sig)) => {
+                std::str::from_utf8(sig).is_ok_and(|s| verifier.verify(s))
+            }
+            _ => false,
+        };
+        let body = first.body.clone().filter(|b| !b.is_empty());
+        let streaming_body = if first.more {
+            let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+            if let Some(body) = &body {
+                let _ = tx.try_send(Ok(body.clone()));
+            }
+            self.body_tx = Some(tx);
+            let mut credit = self.packet(PacketType::Credit);
+            credit.credits = Some(REQUEST_WINDOW);
+            self.send(credit).await;
+            Some(ChannelBody::new(rx, self.drained.clone()))
+        } else {
+            None
+        };
+        Ok(Prepared {
+            route,
+            method,
+            path,
+            headers,
+            peer: first.peer_address.clone(),
+            tls,
+            trusted,
+            body: if streaming_body.is_some() { None } else { body },
+            streaming_body,
+        })
+    }
+
+    async fn proxy(&mut self, prepared: Prepared) -> (u16, &'static str) {
+        let trusted = prepared.trusted;
+        let grip = !prepared.route.no_grip;
+        let debug = self.shared.debug || prepared.route.debug;
+        let mut phase = Phase::Head(Box::pin(forward(self.shared.clone(), prepared)));
+        let mut status = 0u16;
+        let expiry = sleep(SESSION_EXPIRY);
+        tokio::pin!(expiry);
+        let mut keep_alive =
+            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        let drained = self.drained.clone();
+        loop {
+            // Send what connmgr has room for before waiting on anything.
+            if let Phase::Body {
+                pending,
+                head,
+                body,
+            } = &mut phase
+            {
+                if !pending.is_empty() && (self.credits > 0 || head.is_some()) {
+                    let n = pending.len().min(self.credits);
+                    let chunk = pending.split_to(n);
+                    self.credits -= n;
+                    let done = pending.is_empty() && body.is_end_stream();
+                    let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
+                    packet.body = Some(chunk);
+                    packet.more = !done;
+                    self.send(packet).await;
+                    if done {
+                        return (status, "ok");
+                    }
+                    continue;
+                }
+            }
+            let can_read = matches!(&phase, Phase::Body { pending, .. } if pending.is_empty())
+                && (self.credits > 0 || matches!(&phase, Phase::Body { head: Some(_), .. }));
+            tokio::select! {
+                event = origin_event(&mut phase, can_read) => match event {
+                OriginEvent::Head(result) => {
+                    let resp = match result.and_then(|resp| check_response(resp, grip && !trusted)) {
+                        Ok(resp) => resp,
+                        Err(err) => {
+                            status = self.fail_with(&err, debug).await;
+                            return (status, "origin error");
+                        }
+                    };
+                    status = resp.status().as_u16();
+                    let (parts, body) = resp.into_parts();
+                    let mut head = self.packet(PacketType::Data);
+                    head.code = Some(status);
+                    head.reason = parts.status.canonical_reason().map(str::to_owned);
+                    head.headers = Some(response_headers(&parts.headers));
+                    // Hold the head back to send it with a small, known-size
+                    // body in one packet; stream everything else at once.
+                    let known = body.size_hint().exact();
+                    if body.is_end_stream() {
+                        head.body = Some(Bytes::new());
+                        self.send(head).await;
+                        return (status, "ok");
+                    }
+                    let head = if known.is_some_and(|n| n <= self.credits as u64) {
+                        Some(Box::new(head))
+                    } else {
+                        head.more = true;
+                        self.send(head).await;
+                        None
+                    };
+                    phase = Phase::Body { body, head, pending: Bytes::new() };
+                }
+                OriginEvent::Frame(frame) => {
+                    let Phase::Body { body, head, pending } = &mut phase else { continue };
+                    match frame {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                *pending = data;
+                                if pending.is_empty() && body.is_end_stream() {
+                                    let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
+                                    packet.body = Some(Bytes::new());
+                                    packet.more = false;
+                                    self.send(packet).await;
+                                    return (status, "ok");
+                                }
+                            }
+                        }
+                        Some(Err(err)) => {
+                            tracing::warn!(session = %self.id, error = %err, "origin response body failed");
+                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Error));
+                            packet.kind = PacketType::Error;
+                            packet.condition = Some("remote-connection-failed".into());
+                            self.send(packet).await;
+                            return (status, "origin body error");
+                        }
+                        None => {
+                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
+                            packet.body = Some(Bytes::new());
+                            packet.more = false;
+                            self.send(packet).await;
+                            return (status, "ok");
+                        }
+                    }
+                }
+                },
+                packet = self.inbox.recv() => {
+                    let Some(packet) = packet else { return (status, "shutdown") };
+                    expiry.as_mut().reset(Instant::now() + SESSION_EXPIRY);
+                    if let Some(outcome) = self.on_packet(packet).await {
+                        return (status, outcome);
+                    }
+                }
+                n = drained.take() => {
+                    let mut credit = self.packet(PacketType::Credit);
+                    credit.credits = Some(u32::try_from(n).unwrap_or(u32::MAX));
+                    self.send(credit).await;
+                }
+                _ = keep_alive.tick() => {
+                    let packet = self.packet(PacketType::KeepAlive);
+                    self.send(packet).await;
+                }
+                _ = &mut expiry => {
+                    tracing::warn!(session = %self.id, "connmgr silent for {}s: session expired", SESSION_EXPIRY.as_secs());
+                    return (status, "expired");
+                }
+            }
+        }
+    }
+
+    /// Handles a packet from connmgr; `Some` ends the session.
+    async fn on_packet(&mut self, packet: Packet) -> Option<&'static str> {
+        if let Some(seq) = packet.seq {
+            if seq != self.in_seq {
+                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from connmgr");
+                let cancel = self.packet(PacketType::Cancel);
+                self.send(cancel).await;
+                return Some("bad seq");
+            }
+            self.in_seq = seq.wrapping_add(1);
+        }
+        if let Some(credits) = packet.credits {
+            self.credits = self.credits.saturating_add(credits as usize);
+        }
+        match packet.kind() {
+            PacketType::Data => {
+                if let Some(tx) = &self.body_tx {
+                    if let Some(body) = packet.body.filter(|b| !b.is_empty()) {
+                        if tx.send(Ok(body)).await.is_err() {
+                            // The origin stopped reading the body; its response decides.
+                            self.body_tx = None;
+                        }
+                    }
+                }
+                if !packet.more {
+                    self.body_tx = None;
+                }
+                None
+            }
+            PacketType::Cancel => Some("cancelled by client"),
+            PacketType::Error => Some("error from connmgr"),
+            PacketType::HandoffStart => {
+                let proceed = self.packet(PacketType::HandoffProceed);
+                self.send(proceed).await;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    async fn fail(&mut self, err: &ProxyError) -> u16 {
+        let debug = self.shared.debug;
+        self.fail_with(err, debug).await
+    }
+
+    /// Answers the client with the error's status and short text.
+    async fn fail_with(&mut self, err: &ProxyError, debug: bool) -> u16 {
+        match err.source() {
+            crate::error::ErrorSource::Client => tracing::info!(session = %self.id, "{err}"),
+            _ => tracing::warn!(session = %self.id, "{err}"),
+        }
+        let (code, text) = err.response(debug);
+        let mut packet = self.packet(PacketType::Data);
+        packet.code = Some(code);
+        packet.reason = http::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .map(str::to_owned);
+        packet.headers = Some(vec![
+            Header("Content-Type".into(), Bytes::from_static(b"text/plain")),
+            Header("Content-Length".into(), Bytes::from(text.len().to_string())),
+        ]);
+        packet.body = Some(Bytes::from(text));
+        self.send(packet).await;
+        code
+    }
+
+    fn packet(&mut self, kind: PacketType) -> Packet {
+        let packet = Packet::new(kind, &self.shared.sockets.id, &self.id, self.out_seq);
+        self.out_seq = self.out_seq.wrapping_add(1);
+        packet
+    }
+
+    async fn send(&self, packet: Packet) {
+        if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
+            tracing::warn!(session = %self.id, error = %err, "packet to connmgr not encoded");
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn check_response(
+    resp: http::Response<Incoming>,
+    grip: bool,
+) -> Result<http::Response<Incoming>, ProxyError> {
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::UpgradeUnsupported);
+    }
+    if grip && is_grip_response(resp.headers()) {
+        return Err(ProxyError::GripUnsupported);
+    }
+    Ok(resp)
+}
+
+fn response_headers(headers: &http::HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+        .map(|(name, value)| {
+            Header(
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+/// Sends the request to the route's targets in order. A target that cannot
+/// be connected to is skipped for the next one, when the body can be sent
+/// again (it arrived whole); a streamed body goes to the first target only.
+async fn forward(
+    shared: Arc<Shared>,
+    prepared: Prepared,
+) -> Result<http::Response<Incoming>, ProxyError> {
+    let Prepared {
+        route,
+        method,
+        path,
+        headers,
+        peer,
+        tls,
+        trusted,
+        body,
+        mut streaming_body,
+    } = prepared;
+    let path = rewrite_path(&path, &route);
+    let signer = match (&route.sig_iss, &route.sig_key) {
+        (None, None) => None,
+        (iss, key) => Signer::new(
+            iss.as_deref().unwrap_or("pushpin"),
+            key.as_deref().unwrap_or("changeme"),
+        )
+        .map_err(|e| tracing::warn!(line = route.line, "route sig_key unusable: {e}"))
+        .ok(),
+    };
+    let signature = if route.no_grip || trusted {
+        None
+    } else {
+        signer.as_ref().unwrap_or(&shared.signer).token()
+    };
+    let mut last_error = String::new();
+    let mut last_target = String::new();
+    for (index, target) in route.targets.iter().enumerate() {
+        let forward = Forward {
+            headers: &headers,
+            peer: peer.as_deref(),
+            tls,
+            trusted,
+            route: &route,
+            target,
+            signature: signature.clone(),
+        };
+        let header_map = origin_headers(&forward, &shared.rules);
+        let uri = format!("{}{}", target_base(target), path);
+        let body = match streaming_body.take() {
+            Some(stream) => HttpBody::Stream(stream),
+            None => HttpBody::Full(body.clone()),
+        };
+        let replayable = matches!(body, HttpBody::Full(_));
+        let mut req = http::Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri
+            .parse()
+            .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {uri}")))?;
+        *req.headers_mut() = header_map;
+        last_target = format!("{}:{}", target.host, target.port);
+        match shared.client.send(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(err) => {
+                last_error = error_chain(&err);
+                let more = index + 1 < route.targets.len();
+                if err.is_connect() && replayable && more {
+                    tracing::warn!(target = %last_target, error = %last_error, "origin unreachable; trying the next target");
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    Err(ProxyError::Origin {
+        target: last_target,
+        reason: last_error,
+    })
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+}

@@ -1,0 +1,42 @@
+//! The configuration Holdfast runs with when no file is given: Pushpin's
+//! defaults for every key Holdfast honours, and Pushpin's default route.
+
+/// Built-in `pushpin.conf` equivalent. A file given with `--config` is read
+/// on top of it, so any key it leaves out keeps the value here.
+pub const DEFAULT_CONFIG: &str = r#"
+[global]
+# rundir: folder for the ZeroMQ ipc sockets (default: <tmp>/holdfast-<http port>)
+ipc_prefix=pushpin-
+port_offset=0
+
+[runner]
+http_port=7999
+log_level=2
+client_buffer_size=8192
+client_maxconn=50000
+# Holdfast additions: request body limit (bytes) and idle keep-alive timeout (seconds)
+client_max_body_size=10485760
+client_idle_timeout=60
+
+[proxy]
+routesfile=routes
+debug=false
+accept_x_forwarded_protocol=false
+set_x_forwarded_protocol=proto-only
+x_forwarded_for=
+x_forwarded_for_trusted=
+sig_iss=pushpin
+sig_key=changeme
+upstream_key=
+
+[handler]
+push_in_spec=tcp://127.0.0.1:5560
+push_in_sub_specs=tcp://127.0.0.1:5562
+push_in_sub_connect=false
+push_in_http_addr=127.0.0.1
+push_in_http_port=5561
+command_spec=tcp://127.0.0.1:5563
+"#;
+
+/// The route used when there is no routes file (Pushpin ships the same).
+pub const DEFAULT_ROUTE: &str = "* 127.0.0.1:80";

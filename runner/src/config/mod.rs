@@ -1,0 +1,573 @@
+//! Settings: the built-in defaults, an optional `pushpin.conf`-style file on
+//! top, then command-line overrides; resolved into what each process needs.
+
+mod defaults;
+pub mod ini;
+
+pub use defaults::{DEFAULT_CONFIG, DEFAULT_ROUTE};
+
+use ini::{Ini, IniError};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Keys Holdfast reads, per section.
+const USED: &[(&str, &[&str])] = &[
+    ("global", &["rundir", "ipc_prefix", "port_offset"]),
+    (
+        "runner",
+        &[
+            "http_port",
+            "log_level",
+            "client_buffer_size",
+            "client_maxconn",
+            "client_max_body_size",
+            "client_idle_timeout",
+            "rundir",
+        ],
+    ),
+    (
+        "proxy",
+        &[
+            "routesfile",
+            "debug",
+            "accept_x_forwarded_protocol",
+            "set_x_forwarded_protocol",
+            "x_forwarded_for",
+            "x_forwarded_for_trusted",
+            "sig_iss",
+            "sig_key",
+            "upstream_key",
+        ],
+    ),
+    (
+        "handler",
+        &[
+            "push_in_spec",
+            "push_in_sub_specs",
+            "push_in_sub_spec",
+            "push_in_sub_connect",
+            "push_in_http_addr",
+            "push_in_http_port",
+            "command_spec",
+        ],
+    ),
+];
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid INI.
+    #[error("{path}: {source}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        source: IniError,
+    },
+    /// A key has a value it cannot take.
+    #[error("[{section}] {key}={value:?}: {reason}")]
+    BadValue {
+        /// Section.
+        section: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// What it should be.
+        reason: String,
+    },
+}
+
+/// Everything the runner decides before starting the processes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Folder of the config file (relative paths resolve against it).
+    pub config_dir: Option<PathBuf>,
+    /// Folder for ipc sockets.
+    pub rundir: PathBuf,
+    /// Prefix of ipc socket names.
+    pub ipc_prefix: String,
+    /// Added to every TCP port.
+    pub port_offset: u16,
+    /// Client HTTP listen addresses.
+    pub http_addrs: Vec<SocketAddr>,
+    /// Default log level and per-process overrides.
+    pub log_levels: LogLevels,
+    /// `client_buffer_size`.
+    pub client_buffer_size: usize,
+    /// `client_maxconn`.
+    pub client_maxconn: usize,
+    /// `client_max_body_size` (Holdfast addition).
+    pub client_max_body_size: u64,
+    /// `client_idle_timeout` in seconds (Holdfast addition).
+    pub client_idle_timeout: u64,
+    /// Routes file, when routes come from a file.
+    pub routes_file: Option<PathBuf>,
+    /// Route lines given with `--route` (they replace the file).
+    pub routes: Vec<String>,
+    /// `[proxy]` settings passed through.
+    pub proxy: ProxySettings,
+    /// `command_spec`, port offset applied.
+    pub command_spec: String,
+    /// `push_in_spec`, port offset applied (used once publishing exists).
+    pub push_in_spec: String,
+    /// `push_in_sub_specs`, port offset applied.
+    pub push_in_sub_specs: String,
+    /// `push_in_http_addr:push_in_http_port`, port offset applied.
+    pub push_in_http: String,
+}
+
+/// `[proxy]` keys handed to `holdfast-proxy`.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    /// `debug`.
+    pub debug: bool,
+    /// `accept_x_forwarded_protocol`.
+    pub accept_x_forwarded_protocol: bool,
+    /// `set_x_forwarded_protocol`.
+    pub set_x_forwarded_protocol: String,
+    /// `x_forwarded_for`.
+    pub x_forwarded_for: String,
+    /// `x_forwarded_for_trusted`.
+    pub x_forwarded_for_trusted: String,
+    /// `sig_iss`.
+    pub sig_iss: String,
+    /// `sig_key`.
+    pub sig_key: String,
+    /// `upstream_key`.
+    pub upstream_key: String,
+}
+
+/// Log levels: a default and per-process overrides (`2,proxy:3`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLevels {
+    /// For processes without an override.
+    pub default: u8,
+    /// `(process, level)`.
+    pub overrides: Vec<(String, u8)>,
+}
+
+impl LogLevels {
+    /// Parses `N`, `name:N`, comma-separated.
+    pub fn parse(text: &str) -> Result<LogLevels, String> {
+        let mut levels = LogLevels {
+            default: 2,
+            overrides: Vec::new(),
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || format!("bad log level {part:?}: expected N or process:N");
+            match part.split_once(':') {
+                Some((name, n)) => levels.overrides.push((
+                    normalize_service(name).to_owned(),
+                    n.trim().parse().map_err(|_| bad())?,
+                )),
+                None => levels.default = part.parse().map_err(|_| bad())?,
+            }
+        }
+        Ok(levels)
+    }
+
+    /// The level for `process`.
+    pub fn for_process(&self, process: &str) -> u8 {
+        self.overrides
+            .iter()
+            .rev()
+            .find(|(n, _)| n == process)
+            .map_or(self.default, |(_, l)| *l)
+    }
+}
+
+/// Pushpin's legacy service names map onto Holdfast's.
+fn normalize_service(name: &str) -> &str {
+    match name.trim() {
+        "condure" | "pushpin-connmgr" => "connmgr",
+        "pushpin-proxy" => "proxy",
+        "pushpin-handler" => "handler",
+        other => other,
+    }
+}
+
+/// Command-line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--route` lines.
+    pub routes: Vec<String>,
+    /// `--port`.
+    pub port: Option<String>,
+    /// `--id`.
+    pub id: Option<u16>,
+    /// `--loglevel`.
+    pub log_level: Option<String>,
+    /// `--verbose`.
+    pub verbose: bool,
+}
+
+/// Reads the configuration: defaults, then the file, then overrides.
+/// Returns the settings and the warnings to log.
+pub fn load(overrides: &Overrides) -> Result<(Settings, Vec<String>), ConfigError> {
+    let mut ini = ini::parse(DEFAULT_CONFIG).map_err(|source| ConfigError::Syntax {
+        path: PathBuf::from("<built-in>"),
+        source,
+    })?;
+    let mut warnings = Vec::new();
+    let mut config_dir = None;
+    if let Some(path) = &overrides.config {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file = ini::parse(&text).map_err(|source| ConfigError::Syntax {
+            path: path.clone(),
+            source,
+        })?;
+        warnings.extend(unused_keys(&file, path));
+        for (section, keys) in file.sections {
+            ini.sections.entry(section).or_default().extend(keys);
+        }
+        config_dir = Some(
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        );
+    }
+    resolve(&ini, config_dir, overrides).map(|s| (s, warnings))
+}
+
+fn unused_keys(file: &Ini, path: &Path) -> Vec<String> {
+    let mut unused = Vec::new();
+    for (section, keys) in &file.sections {
+        let used = USED
+            .iter()
+            .find(|(s, _)| s == section)
+            .map_or(&[][..], |(_, k)| *k);
+        for key in keys.keys() {
+            if !used.contains(&key.as_str()) {
+                unused.push(format!("[{section}] {key}"));
+            }
+        }
+    }
+    if unused.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "{}: keys not used by Holdfast, accepted and ignored: {}",
+        path.display(),
+        unused.join(", ")
+    )]
+}
+
+fn bad(section: &str, key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::BadValue {
+        section: section.into(),
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn get<'a>(ini: &'a Ini, section: &str, key: &str) -> &'a str {
+    ini.get(section, key).unwrap_or("")
+}
+
+fn number<T: std::str::FromStr>(ini: &Ini, section: &str, key: &str) -> Result<T, ConfigError> {
+    let value = get(ini, section, key);
+    value
+        .parse()
+        .map_err(|_| bad(section, key, value, "expected a non-negative whole number"))
+}
+
+fn boolean(ini: &Ini, section: &str, key: &str) -> Result<bool, ConfigError> {
+    match get(ini, section, key) {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(bad(section, key, other, "expected true or false")),
+    }
+}
+
+/// `[addr:]port` → listen address (all interfaces when no address).
+pub fn parse_listen(text: &str, offset: u16) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let with_offset = |port: &str| -> Result<u16, String> {
+        let port: u16 = port.parse().map_err(|_| format!("bad port in {text:?}"))?;
+        port.checked_add(offset)
+            .ok_or_else(|| format!("{text:?} plus port_offset {offset} is past 65535"))
+    };
+    if let Ok(port) = text.parse::<u16>() {
+        let _ = port;
+        return Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            with_offset(text)?,
+        ));
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected [addr:]port, found {text:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| format!("bad address {host:?} in {text:?}"))?;
+    Ok(SocketAddr::new(ip, with_offset(port)?))
+}
+
+/// Adds `offset` to the port of every `tcp://host:port` in a spec list and
+/// expands `{rundir}` and `{ipc_prefix}`.
+pub fn resolve_spec(
+    spec: &str,
+    offset: u16,
+    rundir: &Path,
+    ipc_prefix: &str,
+) -> Result<String, String> {
+    let expanded = spec
+        .replace("{rundir}", &rundir.display().to_string())
+        .replace("{ipc_prefix}", ipc_prefix);
+    let mut out = Vec::new();
+    for part in expanded.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part
+            .strip_prefix("tcp://")
+            .and_then(|rest| rest.rsplit_once(':'))
+        {
+            Some((host, port)) => {
+                let port: u16 = port.parse().map_err(|_| format!("bad port in {part:?}"))?;
+                let port = port
+                    .checked_add(offset)
+                    .ok_or_else(|| format!("{part:?} plus port_offset is past 65535"))?;
+                out.push(format!("tcp://{host}:{port}"));
+            }
+            None => out.push(part.to_owned()),
+        }
+    }
+    Ok(out.join(","))
+}
+
+fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Settings, ConfigError> {
+    let mut port_offset: u16 = number(ini, "global", "port_offset")?;
+    let mut ipc_prefix = get(ini, "global", "ipc_prefix").to_owned();
+    if let Some(id) = o.id {
+        // As Pushpin's runner: instance N moves every port by 10 N and gets
+        // its own socket names.
+        port_offset = id
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(port_offset))
+            .ok_or_else(|| bad("runner", "--id", &id.to_string(), "too large"))?;
+        ipc_prefix = format!("{id}-{ipc_prefix}");
+    }
+    let http_addrs = match &o.port {
+        Some(port) => vec![parse_listen(port, 0).map_err(|e| bad("runner", "--port", port, e))?],
+        None => get(ini, "runner", "http_port")
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| parse_listen(p, port_offset).map_err(|e| bad("runner", "http_port", p, e)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let first_port = http_addrs.first().map_or(7999, |a| a.port());
+    let relative = |p: &str| -> PathBuf {
+        let path = PathBuf::from(p);
+        match (&config_dir, path.is_relative()) {
+            (Some(dir), true) => dir.join(path),
+            _ => path,
+        }
+    };
+    let rundir_value = ini
+        .get("global", "rundir")
+        .or(ini.get("runner", "rundir"))
+        .filter(|v| !v.is_empty());
+    let rundir = match rundir_value {
+        Some(dir) => relative(dir),
+        None => std::env::temp_dir().join(format!("holdfast-{first_port}")),
+    };
+    let spec = |key: &str| {
+        let value = get(ini, "handler", key);
+        resolve_spec(value, port_offset, &rundir, &ipc_prefix)
+            .map_err(|e| bad("handler", key, value, e))
+    };
+    let sub_key = if ini
+        .get("handler", "push_in_sub_specs")
+        .is_some_and(|v| !v.is_empty())
+    {
+        "push_in_sub_specs"
+    } else {
+        "push_in_sub_spec"
+    };
+    let http_port: u16 = number(ini, "handler", "push_in_http_port")?;
+    let push_in_http = format!(
+        "{}:{}",
+        get(ini, "handler", "push_in_http_addr"),
+        http_port.checked_add(port_offset).ok_or_else(|| bad(
+            "handler",
+            "push_in_http_port",
+            &http_port.to_string(),
+            "plus port_offset is past 65535"
+        ))?
+    );
+    let mut levels_text = get(ini, "runner", "log_level").to_owned();
+    if let Some(cli) = &o.log_level {
+        levels_text = format!("{levels_text},{cli}");
+    }
+    let mut log_levels =
+        LogLevels::parse(&levels_text).map_err(|e| bad("runner", "log_level", &levels_text, e))?;
+    if o.verbose {
+        log_levels.default = log_levels.default.max(3);
+    }
+    let routes_file = if o.routes.is_empty() {
+        Some(relative(get(ini, "proxy", "routesfile"))).filter(|_| config_dir.is_some())
+    } else {
+        None
+    };
+    let buffer: usize = number(ini, "runner", "client_buffer_size")?;
+    if buffer < 1024 {
+        return Err(bad(
+            "runner",
+            "client_buffer_size",
+            &buffer.to_string(),
+            "at least 1024",
+        ));
+    }
+    let maxconn: usize = number(ini, "runner", "client_maxconn")?;
+    if maxconn == 0 {
+        return Err(bad("runner", "client_maxconn", "0", "at least 1"));
+    }
+    Ok(Settings {
+        config_dir,
+        ipc_prefix: ipc_prefix.clone(),
+        port_offset,
+        http_addrs,
+        log_levels,
+        client_buffer_size: buffer,
+        client_maxconn: maxconn,
+        client_max_body_size: number(ini, "runner", "client_max_body_size")?,
+        client_idle_timeout: number(ini, "runner", "client_idle_timeout")?,
+        routes_file,
+        routes: o.routes.clone(),
+        proxy: ProxySettings {
+            debug: boolean(ini, "proxy", "debug")?,
+            accept_x_forwarded_protocol: boolean(ini, "proxy", "accept_x_forwarded_protocol")?,
+            set_x_forwarded_protocol: get(ini, "proxy", "set_x_forwarded_protocol").to_owned(),
+            x_forwarded_for: get(ini, "proxy", "x_forwarded_for").to_owned(),
+            x_forwarded_for_trusted: get(ini, "proxy", "x_forwarded_for_trusted").to_owned(),
+            sig_iss: get(ini, "proxy", "sig_iss").to_owned(),
+            sig_key: get(ini, "proxy", "sig_key").to_owned(),
+            upstream_key: get(ini, "proxy", "upstream_key").to_owned(),
+        },
+        command_spec: spec("command_spec")?,
+        push_in_spec: spec("push_in_spec")?,
+        push_in_sub_specs: spec(sub_key)?,
+        push_in_http,
+        rundir,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, o: Overrides) -> Result<(Settings, Vec<String>), ConfigError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("holdfast-config-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pushpin.conf");
+        std::fs::write(&path, text).unwrap();
+        load(&Overrides {
+            config: Some(path),
+            ..o
+        })
+    }
+
+    #[test]
+    fn built_in_defaults() {
+        let (s, warnings) = load(&Overrides::default()).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(s.http_addrs, vec!["0.0.0.0:7999".parse().unwrap()]);
+        assert_eq!(s.command_spec, "tcp://127.0.0.1:5563");
+        assert_eq!(s.push_in_http, "127.0.0.1:5561");
+        assert_eq!(s.proxy.sig_key, "changeme");
+        assert_eq!(s.routes_file, None);
+        assert_eq!(s.client_buffer_size, 8192);
+    }
+
+    #[test]
+    fn pushpin_conf_with_offset_and_unused_keys() {
+        let text = "[global]\ninclude={libdir}/internal.conf\nrundir=run\nport_offset=100\n[runner]\nservices=condure,zurl,pushpin-proxy,pushpin-handler\nhttp_port=127.0.0.1:8000\ncondure_bin=condure\n[proxy]\nroutesfile=routes\nsig_key=secret\nzurl_out_specs=ipc://x\n[handler]\ncommand_spec=tcp://127.0.0.1:5563\n";
+        let (s, warnings) = load_text(text, Overrides::default()).unwrap();
+        assert_eq!(s.http_addrs, vec!["127.0.0.1:8100".parse().unwrap()]);
+        assert_eq!(s.command_spec, "tcp://127.0.0.1:5663");
+        assert_eq!(s.push_in_spec, "tcp://127.0.0.1:5660");
+        assert_eq!(s.proxy.sig_key, "secret");
+        let dir = s.config_dir.clone().unwrap();
+        assert_eq!(s.rundir, dir.join("run"));
+        assert_eq!(s.routes_file, Some(dir.join("routes")));
+        assert_eq!(warnings.len(), 1);
+        for key in [
+            "[global] include",
+            "[runner] services",
+            "[runner] condure_bin",
+            "[proxy] zurl_out_specs",
+        ] {
+            assert!(warnings[0].contains(key), "{key} in {}", warnings[0]);
+        }
+    }
+
+    #[test]
+    fn overrides() {
+        let o = Overrides {
+            port: Some("127.0.0.1:9000".into()),
+            id: Some(2),
+            log_level: Some("proxy:3".into()),
+            routes: vec!["* h:1".into()],
+            ..Overrides::default()
+        };
+        let (s, _) = load(&o).unwrap();
+        assert_eq!(s.http_addrs, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert_eq!(s.port_offset, 20);
+        assert_eq!(s.ipc_prefix, "2-pushpin-");
+        assert_eq!(s.command_spec, "tcp://127.0.0.1:5583");
+        assert_eq!(s.log_levels.for_process("proxy"), 3);
+        assert_eq!(s.log_levels.for_process("connmgr"), 2);
+        assert_eq!(s.routes_file, None);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = load_text("[runner]\nclient_maxconn=lots\n", Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[runner] client_maxconn=\"lots\": expected a non-negative whole number"
+        );
+        let err = load_text("[runner]\nhttp_port=nope\n", Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("[runner] http_port=\"nope\""),
+            "{err}"
+        );
+        let err = load_text("[proxy]\ndebug=maybe\n", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("expected true or false"));
+        let err = load_text("[global\n", Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }));
+        let err = load(&Overrides {
+            config: Some("/nonexistent/pushpin.conf".into()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        let err = load_text("[global]\nport_offset=70000\n", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("port_offset"));
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(LogLevels::parse("3").unwrap().default, 3);
+        let l = LogLevels::parse("2,condure:4").unwrap();
+        assert_eq!(l.for_process("connmgr"), 4);
+        assert!(LogLevels::parse("x").is_err());
+        assert!(LogLevels::parse("proxy:x").is_err());
+    }
+}

@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn full_rule() {
         let routes = parse_routes(
-            "# comment\n\nexample.com,id=r1,path_beg=/api,replace_beg=/v2,ssl=no,sig_key=\"a b\\\"c\",header=X-A: 1,no_grip \
+            "# comment\n\nexample.com,id=r1,path_beg=/api,replace_beg=/v2,ssl=no,sig_key=\"a b\\\"c\",header=\"X-A: 1\",no_grip \
              10.0.0.1:8080,ssl,host=origin.test,insecure [::1]:9000,over_http,sub=news  # trailing\n",
         )
         .unwrap();

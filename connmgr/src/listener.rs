@@ -1,8 +1,10 @@
 //! Accept loop: one task per client connection, a semaphore permit per
 //! connection (over `client_maxconn` the client gets 503), hyper's HTTP/1.1
-//! server with keep-alive, header limits and an idle timeout.
+//! server with keep-alive, header limits and an idle timeout. hyper keeps its
+//! default header-count limit (100, parsed on the stack); the session answers
+//! 431 with a message above [`crate::limits::MAX_HEADERS`].
 
-use crate::limits::{MAX_HEADERS, READ_BUFFER_MAX, REFUSAL_LINGER};
+use crate::limits::{READ_BUFFER_MAX, REFUSAL_LINGER};
 use crate::session::{handle, Shared};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -30,7 +32,6 @@ pub async fn serve(
         .keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.idle_timeout())
-        .max_headers(MAX_HEADERS.max(1) + 1)
         .max_header_size(shared.config.buffer_size.max(1024))
         .max_buf_size(READ_BUFFER_MAX.max(shared.config.buffer_size + 8192));
     let builder = Arc::new(builder);

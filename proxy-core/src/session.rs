@@ -292,7 +292,10 @@ impl Session {
                     let chunk = pending.split_to(n);
                     self.credits -= n;
                     let done = pending.is_empty() && body.is_end_stream();
-                    let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
+                    let mut packet = head
+                        .take()
+                        .map(|h| *h)
+                        .unwrap_or_else(|| self.packet(PacketType::Data));
                     packet.body = Some(chunk);
                     packet.more = !done;
                     self.send(packet).await;

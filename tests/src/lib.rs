@@ -1,1 +1,18 @@
-//! harness
+//! Harness for Holdfast's end-to-end tests: starts the real binaries on
+//! unusual loopback ports and talks to them as clients and origins do.
+//!
+//! # Layout
+//! - [`harness::binaries`]: where the built binaries are.
+//! - [`harness::ports`]: free loopback ports.
+//! - [`harness::holdfast`]: a running `holdfast` with its config, logs and children.
+//! - [`harness::origin`]: an in-process origin server with test endpoints.
+//! - [`harness::client`]: HTTP clients, pooled and raw.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a harness fails loudly by design
+
+pub mod harness;
+
+pub use harness::client::{raw_exchange, Client, Reply};
+pub use harness::holdfast::{Holdfast, HoldfastBuilder};
+pub use harness::origin::Origin;
+pub use harness::ports::free_port;

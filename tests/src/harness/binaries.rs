@@ -1,0 +1,35 @@
+//! The binaries under test: next to this test executable's `deps/` folder
+//! (`target/<profile>/`), unless `HOLDFAST_BIN_DIR` names another folder.
+
+use std::path::PathBuf;
+
+/// The folder holding `holdfast`, `holdfast-connmgr`, ...
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HOLDFAST_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> folder")
+        .to_path_buf();
+    for name in [
+        "holdfast",
+        "holdfast-connmgr",
+        "holdfast-proxy",
+        "holdfast-handler",
+    ] {
+        assert!(
+            dir.join(name).exists(),
+            "{} is missing: build the binaries first (cargo build --bins)",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// Path of one binary.
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}

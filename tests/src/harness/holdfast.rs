@@ -1,0 +1,309 @@
+//! A running `holdfast` (runner + its three processes) with its own config
+//! file, run directory and ports, and its merged log captured for tests to
+//! wait on. Dropping it kills the runner; the children follow (parent-death
+//! signal).
+
+use crate::harness::binaries::binary;
+use crate::harness::ports::free_port;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+/// How long start-up may take before a test fails.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Configures a `holdfast` before starting it.
+#[derive(Default)]
+pub struct HoldfastBuilder {
+    routes: Vec<String>,
+    routes_file: Option<String>,
+    settings: Vec<(String, String, String)>,
+    args: Vec<String>,
+}
+
+impl HoldfastBuilder {
+    /// Adds a `--route` line.
+    pub fn route(mut self, line: impl Into<String>) -> Self {
+        self.routes.push(line.into());
+        self
+    }
+
+    /// Uses a routes file with this content (instead of `--route`).
+    pub fn routes_file(mut self, content: impl Into<String>) -> Self {
+        self.routes_file = Some(content.into());
+        self
+    }
+
+    /// Sets `[section] key=value` in the config file.
+    pub fn set(mut self, section: &str, key: &str, value: impl Into<String>) -> Self {
+        self.settings
+            .push((section.into(), key.into(), value.into()));
+        self
+    }
+
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Starts it and waits until it logs that it is ready.
+    pub async fn run(self) -> Holdfast {
+        let holdfast = self.spawn().await;
+        assert!(
+            holdfast.wait_log("holdfast ready", START_TIMEOUT).await,
+            "holdfast did not become ready:\n{}",
+            holdfast.logs()
+        );
+        holdfast
+    }
+
+    /// Starts it without waiting.
+    pub async fn spawn(self) -> Holdfast {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hf-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let port = free_port();
+        let mut sections: Vec<(String, Vec<String>)> = vec![
+            (
+                "global".into(),
+                vec![format!("rundir={}", dir.join("run").display())],
+            ),
+            ("runner".into(), vec![format!("http_port=127.0.0.1:{port}")]),
+            ("proxy".into(), vec![]),
+            (
+                "handler".into(),
+                vec![
+                    format!("command_spec=tcp://127.0.0.1:{}", free_port()),
+                    format!("push_in_spec=tcp://127.0.0.1:{}", free_port()),
+                    format!("push_in_sub_specs=tcp://127.0.0.1:{}", free_port()),
+                    format!("push_in_http_port={}", free_port()),
+                ],
+            ),
+        ];
+        if let Some(content) = &self.routes_file {
+            std::fs::write(dir.join("routes"), content).expect("routes file");
+            sections[2].1.push("routesfile=routes".into());
+        }
+        for (section, key, value) in &self.settings {
+            match sections.iter_mut().find(|(s, _)| s == section) {
+                Some((_, lines)) => lines.push(format!("{key}={value}")),
+                None => sections.push((section.clone(), vec![format!("{key}={value}")])),
+            }
+        }
+        let text: String = sections
+            .iter()
+            .map(|(s, lines)| format!("[{s}]\n{}\n", lines.join("\n")))
+            .collect();
+        let config = dir.join("holdfast.conf");
+        std::fs::write(&config, text).expect("config file");
+        let mut command = Command::new(binary("holdfast"));
+        command.arg("--config").arg(&config);
+        for route in &self.routes {
+            command.arg("--route").arg(route);
+        }
+        command.args(&self.args);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start holdfast");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let notify = Arc::new(Notify::new());
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(capture(out, logs.clone(), notify.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(capture(err, logs.clone(), notify.clone()));
+        }
+        let pid = child.id().expect("runner pid");
+        Holdfast {
+            child,
+            pid,
+            port,
+            dir,
+            config,
+            logs,
+            notify,
+        }
+    }
+}
+
+async fn capture(
+    stream: impl AsyncRead + Unpin,
+    logs: Arc<Mutex<Vec<String>>>,
+    notify: Arc<Notify>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if std::env::var_os("HOLDFAST_TEST_LOGS").is_some() {
+            eprintln!("{line}");
+        }
+        logs.lock().expect("log lock").push(line);
+        notify.notify_waiters();
+    }
+    notify.notify_waiters();
+}
+
+/// A running instance.
+pub struct Holdfast {
+    child: Child,
+    /// The runner's process id.
+    pub pid: u32,
+    /// Client HTTP port.
+    pub port: u16,
+    /// Its folder (config, routes, run directory).
+    pub dir: PathBuf,
+    /// Its config file.
+    pub config: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    notify: Arc<Notify>,
+}
+
+impl Holdfast {
+    /// A builder.
+    pub fn builder() -> HoldfastBuilder {
+        HoldfastBuilder::default()
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("log lock").join("\n")
+    }
+
+    /// Number of log lines containing `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until some log line contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_log_count(needle, 1, timeout).await
+    }
+
+    /// Waits until `n` log lines contain `needle`.
+    pub async fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count_log(needle) >= n {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return self.count_log(needle) >= n,
+            }
+        }
+    }
+
+    /// The runner's children: `(pid, program name)`.
+    pub fn children(&self) -> Vec<(i32, String)> {
+        children_of(self.pid)
+    }
+
+    /// The pid of child `program` (e.g. `holdfast-proxy`).
+    pub fn child_pid(&self, program: &str) -> Option<i32> {
+        self.children()
+            .into_iter()
+            .find(|(_, name)| name == program)
+            .map(|(pid, _)| pid)
+    }
+
+    /// Sends `signal` to the runner.
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.pid as i32), signal);
+    }
+
+    /// Waits for the runner to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
+impl Drop for Holdfast {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Processes whose parent is `parent`, with the file name of their program.
+pub fn children_of(parent: u32) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state, ppid, ...
+        let Some(after) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
+            continue;
+        };
+        let ppid: u32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid != parent {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let name = String::from_utf8_lossy(program)
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        found.push((pid, name));
+    }
+    found
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            !stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,7 @@
+//! See the crate docs.
+
+pub mod binaries;
+pub mod client;
+pub mod holdfast;
+pub mod origin;
+pub mod ports;

@@ -1,0 +1,216 @@
+//! An origin server running inside the test, with endpoints that make the
+//! proxy's behaviour observable:
+//!
+//! - `/download/<n>`: `n` bytes (`byte i = i % 251`), chunked, 64 KiB at a time.
+//! - `/chunks/<k>`: `k` chunks `chunk <i>\n`, chunked encoding.
+//! - `/grip`: a GRIP stream hold (`Grip-Hold`, `Grip-Channel`).
+//! - `/grip-instruct`: an `application/grip-instruct` body.
+//! - `/status/<code>`: that status, short body.
+//! - anything else: JSON describing the request (method, path, headers,
+//!   body length and FNV-1a hash), so tests see what the origin received.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// FNV-1a, 64 bit: a cheap fingerprint of a body.
+pub fn fnv1a(data: &[u8], mut hash: u64) -> u64 {
+    for b in data {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}
+
+/// Where FNV-1a starts.
+pub const FNV_OFFSET: u64 = 0xcbf29ce484222325;
+
+/// The byte at position `i` of a `/download` body.
+pub fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// A running test origin.
+pub struct Origin {
+    /// Its address.
+    pub addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    /// Starts an origin on a free loopback port.
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        respond(req)
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Origin {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// `host:port` for a route line.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn full(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> http::Response<Body> {
+    let mut resp = http::Response::builder().status(status);
+    for (n, v) in headers {
+        resp = resp.header(*n, *v);
+    }
+    resp.body(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+    .expect("valid response")
+}
+
+fn streamed(chunks: Vec<Bytes>, headers: &[(&str, &str)]) -> http::Response<Body> {
+    let stream = futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))));
+    let mut resp = http::Response::builder().status(200);
+    for (n, v) in headers {
+        resp = resp.header(*n, *v);
+    }
+    resp.body(StreamBody::new(stream).boxed())
+        .expect("valid response")
+}
+
+async fn respond(
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Body>, std::convert::Infallible> {
+    let path = req.uri().path().to_owned();
+    if let Some(n) = path
+        .strip_prefix("/download/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let data: Vec<u8> = (0..n).map(pattern).collect();
+        let chunks = data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+        return Ok(streamed(
+            chunks,
+            &[("Content-Type", "application/octet-stream")],
+        ));
+    }
+    if let Some(k) = path
+        .strip_prefix("/chunks/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let chunks = (0..k)
+            .map(|i| Bytes::from(format!("chunk {i}\n")))
+            .collect();
+        return Ok(streamed(chunks, &[("Content-Type", "text/plain")]));
+    }
+    if path == "/grip" {
+        return Ok(full(
+            200,
+            &[
+                ("Content-Type", "text/plain"),
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "test"),
+            ],
+            "initial\n",
+        ));
+    }
+    if path == "/grip-instruct" {
+        return Ok(full(
+            200,
+            &[("Content-Type", "application/grip-instruct")],
+            r#"{"hold":{"mode":"response","channels":[{"name":"test"}]}}"#,
+        ));
+    }
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        return Ok(full(
+            code,
+            &[("Content-Type", "text/plain")],
+            format!("status {code}\n"),
+        ));
+    }
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = req.into_body();
+    let (mut len, mut hash) = (0usize, FNV_OFFSET);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            len += data.len();
+            hash = fnv1a(&data, hash);
+        }
+    }
+    let json = serde_json::json!({
+        "method": method,
+        "uri": uri,
+        "headers": headers,
+        "body_len": len,
+        "body_hash": format!("{hash:016x}"),
+    });
+    Ok(full(
+        200,
+        &[("Content-Type", "application/json")],
+        json.to_string(),
+    ))
+}
+
+/// The value of header `name` in an echo reply (first one, case-insensitive).
+pub fn echoed_header(echo: &serde_json::Value, name: &str) -> Option<String> {
+    echo["headers"].as_array()?.iter().find_map(|pair| {
+        let n = pair[0].as_str()?;
+        n.eq_ignore_ascii_case(name)
+            .then(|| pair[1].as_str().unwrap_or_default().to_owned())
+    })
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests against the real binaries: one test binary, a module per
+//! area, so it links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod limits;
+mod proxying;
+mod signing;

@@ -1,0 +1,261 @@
+//! Plain HTTP through connmgr → proxy → origin and back.
+
+use bytes::Bytes;
+use holdfast_tests::harness::origin::{echoed_header, fnv1a, pattern, FNV_OFFSET};
+use holdfast_tests::{free_port, raw_exchange, Client, Holdfast, Origin};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_post_with_bodies() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let client = Client::new();
+
+    let reply = client.get(&hf.url("/hello?x=1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echo = reply.json();
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["uri"], "/hello?x=1");
+    assert_eq!(
+        echoed_header(&echo, "host").as_deref(),
+        Some(hf.addr().as_str())
+    );
+
+    let body = "a=1&b=two".repeat(100);
+    let reply = client
+        .send(
+            "POST",
+            &hf.url("/form"),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.clone(),
+        )
+        .await;
+    let echo = reply.json();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body_len"], body.len());
+    assert_eq!(
+        echo["body_hash"],
+        format!("{:016x}", fnv1a(body.as_bytes(), FNV_OFFSET))
+    );
+    assert_eq!(
+        echoed_header(&echo, "content-type").as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_megabytes_streamed_both_ways() {
+    const SIZE: usize = 5 * 1024 * 1024;
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let client = Client::new();
+
+    // Upload: chunked, fed 64 KiB at a time, so it must stream through the credits.
+    let (tx, rx) = mpsc::channel(4);
+    let feeder = tokio::spawn(async move {
+        let mut sent = 0;
+        let mut hash = FNV_OFFSET;
+        while sent < SIZE {
+            let chunk: Vec<u8> = (sent..(sent + 65536).min(SIZE))
+                .map(|i| (i * 7 % 256) as u8)
+                .collect();
+            hash = fnv1a(&chunk, hash);
+            sent += chunk.len();
+            tx.send(Bytes::from(chunk)).await.unwrap();
+        }
+        hash
+    });
+    let reply = client.send_streamed("PUT", &hf.url("/upload"), rx).await;
+    let hash = feeder.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echo = reply.json();
+    assert_eq!(echo["body_len"], SIZE);
+    assert_eq!(echo["body_hash"], format!("{hash:016x}"));
+    assert_eq!(
+        echoed_header(&echo, "transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+
+    // Download: the origin streams it chunked.
+    let reply = client.get(&hf.url(&format!("/download/{SIZE}"))).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), SIZE);
+    assert!(
+        reply.body.iter().enumerate().all(|(i, b)| *b == pattern(i)),
+        "downloaded bytes differ"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_responses_stay_chunked() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET /chunks/50 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (head, _) = raw.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let expected: String = (0..50).map(|i| format!("chunk {i}\n")).collect();
+    let body = Client::new().get(&hf.url("/chunks/50")).await;
+    assert_eq!(body.text(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connection_is_reused() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    // Two requests pipelined on one connection, the second closes it.
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET /one HTTP/1.1\r\nHost: test\r\n\r\nGET /two HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(raw.matches("HTTP/1.1 200 OK").count(), 2, "{raw}");
+    assert!(
+        raw.contains("\"uri\":\"/one\"") && raw.contains("\"uri\":\"/two\""),
+        "{raw}"
+    );
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_down_gives_502() {
+    let closed = free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{closed}"))
+        .run()
+        .await;
+    let reply = Client::new().get(&hf.url("/")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.text(), "Error while proxying to origin.\n");
+    assert!(
+        hf.wait_log("origin 127.0.0.1:", Duration::from_secs(5))
+            .await,
+        "{}",
+        hf.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_next_target() {
+    let origin = Origin::start().await;
+    let closed = free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{closed} {}", origin.target()))
+        .run()
+        .await;
+    let reply = Client::new().get(&hf.url("/failover")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["uri"], "/failover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_match_domains_and_paths_and_rewrite() {
+    let a = Origin::start().await;
+    let b = Origin::start().await;
+    let hf = Holdfast::builder()
+        .routes_file(format!(
+            "# test routes\n\
+             * {a}\n\
+             api.test,path_beg=/v1/,replace_beg=/internal/ {b},host=backend.test\n\
+             *,path_beg=/other {b}\n",
+            a = a.target(),
+            b = b.target()
+        ))
+        .run()
+        .await;
+    let client = Client::new();
+    let reply = client
+        .send(
+            "GET",
+            &hf.url("/v1/items?q=1"),
+            &[("Host", "api.test")],
+            Bytes::new(),
+        )
+        .await;
+    let echo = reply.json();
+    assert_eq!(echo["uri"], "/internal/items?q=1");
+    assert_eq!(
+        echoed_header(&echo, "host").as_deref(),
+        Some("backend.test")
+    );
+    assert_eq!(b.requests(), 1);
+
+    // Same path, another host: the wildcard rules apply.
+    let reply = client
+        .send(
+            "GET",
+            &hf.url("/v1/items"),
+            &[("Host", "www.test")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.json()["uri"], "/v1/items");
+    assert_eq!(a.requests(), 1);
+    let reply = client.get(&hf.url("/other/x")).await;
+    assert_eq!(reply.json()["uri"], "/other/x");
+    assert_eq!(b.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_codes_and_head_pass_through() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let client = Client::new();
+    let reply = client.get(&hf.url("/status/404")).await;
+    assert_eq!((reply.status, reply.text().as_str()), (404, "status 404\n"));
+    let reply = client.get(&hf.url("/status/503")).await;
+    assert_eq!(reply.status, 503);
+    let reply = client
+        .send("HEAD", &hf.url("/status/200"), &[], Bytes::new())
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_appended_when_configured() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("proxy", "x_forwarded_for", "truncate:0,append")
+        .run()
+        .await;
+    let reply = Client::new()
+        .send(
+            "GET",
+            &hf.url("/"),
+            &[("X-Forwarded-For", "6.6.6.6")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        echoed_header(&reply.json(), "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+}

@@ -1,0 +1,194 @@
+//! The runner's life cycle: start-up errors, signals, restarts, reloads.
+//! In their own test binary because they send signals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use holdfast_tests::harness::holdfast::alive;
+use holdfast_tests::{free_port, Client, Holdfast, Origin};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_everything_and_cleans_up() {
+    let origin = Origin::start().await;
+    let mut hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    assert_eq!(Client::new().get(&hf.url("/")).await.status, 200);
+    let children = hf.children();
+    let names: Vec<&str> = children.iter().map(|(_, n)| n.as_str()).collect();
+    for expected in ["holdfast-connmgr", "holdfast-proxy", "holdfast-handler"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let rundir = hf.dir.join("run");
+    assert!(
+        std::fs::read_dir(&rundir).unwrap().count() > 0,
+        "ipc sockets exist while running"
+    );
+
+    hf.signal(Signal::SIGTERM);
+    let status = hf.wait_exit(WAIT).await.expect("runner exits within 15 s");
+    assert!(status.success(), "{status:?}\n{}", hf.logs());
+    for (pid, name) in children {
+        assert!(!alive(pid), "{name} ({pid}) left behind");
+    }
+    assert!(
+        !rundir.exists() || std::fs::read_dir(&rundir).unwrap().count() == 0,
+        "sockets left in {}",
+        rundir.display()
+    );
+    assert!(hf.logs().contains("all services stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_proxy_is_restarted_and_serves_again() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let client = Client::new();
+    assert_eq!(client.get(&hf.url("/before")).await.status, 200);
+    let proxy = hf.child_pid("holdfast-proxy").expect("proxy running");
+    kill(Pid::from_raw(proxy), Signal::SIGKILL).unwrap();
+    assert!(hf.wait_log("proxy exited", WAIT).await, "{}", hf.logs());
+    assert!(
+        hf.wait_log("proxy restarted and ready", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    let new_proxy = hf.child_pid("holdfast-proxy").expect("proxy running again");
+    assert_ne!(new_proxy, proxy);
+    let reply = Client::new().get(&hf.url("/after")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["uri"], "/after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_routes() {
+    let a = Origin::start().await;
+    let b = Origin::start().await;
+    let hf = Holdfast::builder()
+        .routes_file(format!("* {}\n", a.target()))
+        .run()
+        .await;
+    let client = Client::new();
+    client.get(&hf.url("/")).await;
+    assert_eq!((a.requests(), b.requests()), (1, 0));
+
+    // A broken file is refused and the old routes stay.
+    std::fs::write(hf.dir.join("routes"), "* nonsense\n").unwrap();
+    hf.signal(Signal::SIGHUP);
+    assert!(
+        hf.wait_log("routes not reloaded", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    client.get(&hf.url("/")).await;
+    assert_eq!((a.requests(), b.requests()), (2, 0));
+
+    std::fs::write(hf.dir.join("routes"), format!("* {}\n", b.target())).unwrap();
+    hf.signal(Signal::SIGHUP);
+    assert!(hf.wait_log("routes reloaded", WAIT).await, "{}", hf.logs());
+    client.get(&hf.url("/")).await;
+    assert_eq!((a.requests(), b.requests()), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_routes_stop_start_up_with_a_message() {
+    let mut hf = Holdfast::builder().route("* no-port-here").spawn().await;
+    let status = hf.wait_exit(WAIT).await.expect("runner exits");
+    assert!(!status.success());
+    let logs = hf.logs();
+    assert!(
+        logs.contains("bad target \"no-port-here\": expected host:port"),
+        "{logs}"
+    );
+    assert!(logs.contains("proxy exited during start-up"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_stops_start_up_with_a_message() {
+    let mut hf = Holdfast::builder()
+        .set("runner", "client_maxconn", "many")
+        .spawn()
+        .await;
+    let status = hf.wait_exit(WAIT).await.expect("runner exits");
+    assert!(!status.success());
+    assert!(
+        hf.logs()
+            .contains("[runner] client_maxconn=\"many\": expected a non-negative whole number"),
+        "{}",
+        hf.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushpin_conf_loads() {
+    let origin = Origin::start().await;
+    let dir = std::env::temp_dir().join(format!("hf-pushpin-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/pushpin.conf");
+    let port = free_port();
+    let conf = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("http_port=7999", &format!("http_port=127.0.0.1:{port}"))
+        .replace(
+            "tcp://127.0.0.1:5563",
+            &format!("tcp://127.0.0.1:{}", free_port()),
+        );
+    std::fs::write(dir.join("pushpin.conf"), conf).unwrap();
+    std::fs::write(dir.join("routes"), format!("* {}\n", origin.target())).unwrap();
+    let mut child =
+        tokio::process::Command::new(holdfast_tests::harness::binaries::binary("holdfast"))
+            .arg("--config")
+            .arg(dir.join("pushpin.conf"))
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let ready = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains("holdfast ready");
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(ready, "{}", seen.join("\n"));
+    let warnings: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("not used by Holdfast"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning line for unused keys: {seen:?}"
+    );
+    assert!(
+        warnings[0].contains("[runner] services") && warnings[0].contains("[proxy] zurl_in_specs")
+    );
+    let reply = Client::new()
+        .get(&format!("http://127.0.0.1:{port}/conf"))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        dir.join("run").exists(),
+        "relative rundir resolved beside the config"
+    );
+    let _ = kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM);
+    let _ = tokio::time::timeout(WAIT, child.wait()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,6 +6,8 @@
 //! - `/grip`: a GRIP stream hold (`Grip-Hold`, `Grip-Channel`).
 //! - `/grip-instruct`: an `application/grip-instruct` body.
 //! - `/status/<code>`: that status, short body.
+//! - `/forever`: one chunk `tick\n`, then nothing until the proxy drops the
+//!   response, which the origin counts ([`Origin::wait_cancelled`]).
 //! - anything else: JSON describing the request (method, path, headers,
 //!   body length and FNV-1a hash), so tests see what the origin received.
 
@@ -19,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -45,6 +48,7 @@ pub struct Origin {
     /// Its address.
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    cancelled: Arc<(AtomicUsize, Notify)>,
     task: JoinHandle<()>,
 }
 
@@ -60,17 +64,18 @@ impl Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let cancelled = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let (counter, cancels) = (requests.clone(), cancelled.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let counter = counter.clone();
+                let (counter, cancels) = (counter.clone(), cancels.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        respond(req)
+                        respond(req, cancels.clone())
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -81,6 +86,7 @@ impl Origin {
         Origin {
             addr,
             requests,
+            cancelled,
             task,
         }
     }
@@ -88,6 +94,24 @@ impl Origin {
     /// `host:port` for a route line.
     pub fn target(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// Waits until `/forever` responses were dropped `n` times in all.
+    pub async fn wait_cancelled(&self, n: usize, timeout: std::time::Duration) -> bool {
+        let (count, notify) = &*self.cancelled;
+        tokio::time::timeout(timeout, async {
+            loop {
+                let notified = notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if count.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// Requests received so far.
@@ -109,6 +133,17 @@ fn full(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> http::
     .expect("valid response")
 }
 
+fn channel_response(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
+) -> http::Response<Body> {
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    http::Response::builder()
+        .status(200)
+        .header("Content-Type", "text/plain")
+        .body(StreamBody::new(stream).boxed())
+        .expect("valid response")
+}
+
 fn streamed(chunks: Vec<Bytes>, headers: &[(&str, &str)]) -> http::Response<Body> {
     let stream = futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))));
     let mut resp = http::Response::builder().status(200);
@@ -121,8 +156,21 @@ fn streamed(chunks: Vec<Bytes>, headers: &[(&str, &str)]) -> http::Response<Body
 
 async fn respond(
     req: http::Request<Incoming>,
+    cancels: Arc<(AtomicUsize, Notify)>,
 ) -> Result<http::Response<Body>, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
+    if path == "/forever" {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"tick\n"))))
+                .await;
+            tx.closed().await;
+            cancels.0.fetch_add(1, Ordering::SeqCst);
+            cancels.1.notify_waiters();
+        });
+        return Ok(channel_response(rx));
+    }
     if let Some(n) = path
         .strip_prefix("/download/")
         .and_then(|n| n.parse::<usize>().ok())

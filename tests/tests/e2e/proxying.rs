@@ -259,3 +259,34 @@ async fn x_forwarded_for_appended_when_configured() {
         Some("127.0.0.1")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_cancels_the_origin_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("tick") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the first chunk");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+    assert!(
+        origin.wait_cancelled(1, Duration::from_secs(10)).await,
+        "the origin's response was not dropped after the client left\n{}",
+        hf.logs()
+    );
+}

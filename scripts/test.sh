@@ -20,4 +20,12 @@ step "fuzz targets compile"
 RUSTFLAGS="--cfg fuzzing" cargo check --manifest-path fuzz/Cargo.toml --quiet
 
 step "tests"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one per binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\nholdfast: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

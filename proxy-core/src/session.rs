@@ -569,7 +569,7 @@ async fn forward(
             .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {uri}")))?;
         *req.headers_mut() = header_map;
         last_target = format!("{}:{}", target.host, target.port);
-        match shared.client.send(req).await {
+        match shared.client.send(target, req).await {
             Ok(resp) => return Ok(resp),
             Err(err) => {
                 last_error = error_chain(&err);

@@ -192,3 +192,47 @@ async fn a_pushpin_conf_loads() {
     let _ = tokio::time::timeout(WAIT, child.wait()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logfile_receives_the_merged_log() {
+    let origin = Origin::start().await;
+    let log = std::env::temp_dir().join(format!("hf-logfile-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .arg("--logfile")
+        .arg(log.display().to_string())
+        .spawn()
+        .await;
+    // Nothing reaches standard output, so readiness is read from the file.
+    let ready = tokio::time::timeout(WAIT, async {
+        loop {
+            if std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("holdfast ready")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "no ready line in {}", log.display());
+    assert_eq!(Client::new().get(&hf.url("/logged")).await.status, 200);
+    hf.signal(Signal::SIGTERM);
+    hf.wait_exit(WAIT).await.expect("exits");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for prefix in ["[runner]", "[connmgr]", "[proxy]", "[handler]"] {
+        assert!(text.contains(prefix), "{prefix} missing:\n{text}");
+    }
+    assert!(
+        text.contains("GET /logged -> 200"),
+        "access line missing:\n{text}"
+    );
+    assert!(
+        hf.logs().is_empty(),
+        "stdout should be empty: {}",
+        hf.logs()
+    );
+    let _ = std::fs::remove_file(&log);
+}

@@ -1,5 +1,7 @@
-//! The pooled HTTP client toward origins (plain or TLS), with failover over
-//! a route's targets.
+//! The pooled HTTP clients toward origins: one that verifies TLS
+//! certificates against the webpki roots, and one for targets marked
+//! `insecure` that accepts any certificate (still encrypted, not
+//! authenticated), as Pushpin's `insecure` target option does.
 
 use crate::routes::Target;
 use holdfast_protocol::rt::body::HttpBody;
@@ -8,6 +10,11 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a connection attempt to an origin may take before the next
@@ -17,42 +24,133 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle pooled connections are closed after this (Pushpin's pool TTL).
 pub const POOL_IDLE: Duration = Duration::from_secs(55);
 
-/// A pooled client shared by all sessions.
+type Pool = Client<HttpsConnector<HttpConnector>, HttpBody>;
+
+/// Pooled clients shared by all sessions.
 #[derive(Clone)]
 pub struct OriginClient {
-    client: Client<HttpsConnector<HttpConnector>, HttpBody>,
+    verified: Pool,
+    insecure: Pool,
+}
+
+fn http_connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    http
+}
+
+fn pool(https: HttpsConnector<HttpConnector>) -> Pool {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .build(https)
 }
 
 impl OriginClient {
-    /// A client trusting the webpki roots for TLS origins.
+    /// Both clients.
     pub fn new() -> OriginClient {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verified = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(https);
-        OriginClient { client }
+            .wrap_connector(http_connector());
+        let insecure_config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|builder| {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                    .with_no_client_auth()
+            });
+        let insecure = match insecure_config {
+            Ok(config) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http_connector()),
+            // The ring provider always supports the default versions; if it
+            // somehow did not, insecure targets fall back to verification.
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http_connector()),
+        };
+        OriginClient {
+            verified: pool(verified),
+            insecure: pool(insecure),
+        }
     }
 
-    /// Sends one request.
+    /// Sends one request to `target`.
     pub async fn send(
         &self,
+        target: &Target,
         req: http::Request<HttpBody>,
     ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.client.request(req).await
+        if target.insecure {
+            self.insecure.request(req).await
+        } else {
+            self.verified.request(req).await
+        }
     }
 }
 
 impl Default for OriginClient {
     fn default() -> Self {
         OriginClient::new()
+    }
+}
+
+/// Accepts any server certificate but still checks the handshake
+/// signatures, so the connection is encrypted to whoever holds the key.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

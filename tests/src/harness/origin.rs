@@ -61,6 +61,31 @@ impl Drop for Origin {
 impl Origin {
     /// Starts an origin on a free loopback port.
     pub async fn start() -> Origin {
+        Origin::start_with(None).await
+    }
+
+    /// Starts an HTTPS origin with a freshly generated self-signed
+    /// certificate for `localhost` and `127.0.0.1`.
+    pub async fn start_tls() -> Origin {
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("self-signed certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der())
+            .expect("private key");
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server config");
+        Origin::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let requests = Arc::new(AtomicUsize::new(0));
@@ -71,15 +96,28 @@ impl Origin {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (counter, cancels) = (counter.clone(), cancels.clone());
+                let (counter, cancels, tls) = (counter.clone(), cancels.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         respond(req, cancels.clone())
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = http1::Builder::new();
+                    let _ = match tls {
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                            }
+                            Err(_) => return,
+                        },
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                    };
                 });
             }
         });

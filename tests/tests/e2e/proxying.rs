@@ -290,3 +290,28 @@ async fn client_disconnect_cancels_the_origin_request() {
         hf.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_targets_verify_certificates_unless_insecure() {
+    let origin = Origin::start_tls().await;
+    let hf = Holdfast::builder()
+        .routes_file(format!(
+            "*,path_beg=/verified 127.0.0.1:{port},ssl\n*,path_beg=/insecure 127.0.0.1:{port},ssl,insecure\n",
+            port = origin.addr.port()
+        ))
+        .run()
+        .await;
+    let client = Client::new();
+    // A self-signed certificate is refused by default...
+    let reply = client.get(&hf.url("/verified")).await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(
+        hf.wait_log("certificate", Duration::from_secs(5)).await,
+        "{}",
+        hf.logs()
+    );
+    // ...and accepted on an `insecure` target, over TLS.
+    let reply = client.get(&hf.url("/insecure/x")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["uri"], "/insecure/x");
+}

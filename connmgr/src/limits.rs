@@ -28,3 +28,10 @@ pub const BODY_QUEUE: usize = 64;
 /// How long a refused connection (over `client_maxconn`) is given to read
 /// its 503 before the socket closes.
 pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// After an early error answer (413), how much of the rest of the request
+/// body is read and discarded so the client sees the answer, not a reset.
+pub const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// And for how long at most.
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);

@@ -8,11 +8,14 @@
 //! keep-alives, and cancels the proxy's side when the client goes away.
 
 use crate::config::Config;
-use crate::limits::{BODY_QUEUE, KEEP_ALIVE_INTERVAL, MAX_HEADERS, MAX_URI_LEN, SESSION_EXPIRY};
+use crate::limits::{
+    BODY_QUEUE, DRAIN_MAX_BYTES, DRAIN_MAX_TIME, KEEP_ALIVE_INTERVAL, MAX_HEADERS, MAX_URI_LEN,
+    SESSION_EXPIRY,
+};
 use crate::sockets::Sockets;
 use bytes::Bytes;
 use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody as ResponseBody};
-use holdfast_protocol::zhttp::{Ext, Header, Packet, PacketType};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Ext, Header, Packet, PacketType};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
@@ -53,17 +56,6 @@ impl Shared {
         format!("0-0-{:x}", self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 }
-
-/// Headers that describe one hop, not the message: hyper writes its own.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// A locally generated answer with a short text body.
 pub fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
@@ -263,6 +255,23 @@ async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Frame<Bytes>, 
     }
 }
 
+/// Reads and discards the rest of a refused request body for a while, so
+/// the client, still sending, reads our early answer instead of a reset
+/// (the lingering close web servers do).
+async fn drain(mut body: Incoming) {
+    let mut left = DRAIN_MAX_BYTES;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            if n >= left {
+                return;
+            }
+            left -= n;
+        }
+    })
+    .await;
+}
+
 async fn client_gone(reply: &mut Reply) {
     match reply {
         Reply::Waiting(tx) => tx.closed().await,
@@ -319,6 +328,9 @@ impl Session {
                                 let text = format!("Request body exceeds the limit of {} bytes.", self.shared.config.max_body_size);
                                 self.fail(StatusCode::PAYLOAD_TOO_LARGE, &text);
                                 self.cancel_proxy().await;
+                                if let Some(body) = body.take() {
+                                    tokio::spawn(drain(body));
+                                }
                                 Step::End("body too large")
                             } else {
                                 pending = data;
@@ -433,7 +445,7 @@ impl Session {
                 };
                 let mut builder = Response::builder().status(code);
                 for Header(name, value) in packet.headers.unwrap_or_default() {
-                    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                    if is_hop_by_hop(&name) {
                         continue;
                     }
                     match (

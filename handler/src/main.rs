@@ -1,16 +1,9 @@
 use clap::Parser;
 use holdfast_handler::{run, Config};
-use holdfast_protocol::rt::{init_tracing, shutdown_on_signals, Shutdown};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let config = Config::parse();
-    init_tracing(config.log_level, config.verbose);
-    let shutdown = Shutdown::new();
-    shutdown_on_signals(shutdown.token.clone())?;
-    if let Err(err) = run(config, shutdown).await {
-        tracing::error!("{err:#}");
-        std::process::exit(1);
-    }
-    Ok(())
+    let (level, verbose) = (config.log_level, config.verbose);
+    holdfast_protocol::rt::daemon_main(level, verbose, |shutdown| run(config, shutdown)).await;
 }

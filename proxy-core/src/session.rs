@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use holdfast_protocol::format;
 use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody};
-use holdfast_protocol::zhttp::{Header, Packet, PacketType, MAX_FROM_LEN};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType, MAX_FROM_LEN};
 use holdfast_protocol::zmq::session_key;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -38,17 +38,6 @@ const REQUEST_QUEUE: usize = 256;
 /// Keep-alive and expiry, as in connmgr (Pushpin's 45 s and 60 s).
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45);
 const SESSION_EXPIRY: Duration = Duration::from_secs(60);
-
-/// Response headers that describe one hop; connmgr writes its own.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// State shared by every session.
 pub struct Shared {
@@ -500,7 +489,7 @@ fn check_response(
 fn response_headers(headers: &http::HeaderMap) -> Vec<Header> {
     headers
         .iter()
-        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+        .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
         .map(|(name, value)| {
             Header(
                 name.as_str().to_owned(),

@@ -15,10 +15,7 @@ const WAIT: Duration = Duration::from_secs(15);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_everything_and_cleans_up() {
     let origin = Origin::start().await;
-    let mut hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let mut hf = Holdfast::in_front_of(&origin).run().await;
     assert_eq!(Client::new().get(&hf.url("/")).await.status, 200);
     let children = hf.children();
     let names: Vec<&str> = children.iter().map(|(_, n)| n.as_str()).collect();
@@ -48,10 +45,7 @@ async fn sigterm_stops_everything_and_cleans_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_proxy_is_restarted_and_serves_again() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let client = Client::new();
     assert_eq!(client.get(&hf.url("/before")).await.status, 200);
     let proxy = hf.child_pid("holdfast-proxy").expect("proxy running");
@@ -198,8 +192,7 @@ async fn logfile_receives_the_merged_log() {
     let origin = Origin::start().await;
     let log = std::env::temp_dir().join(format!("hf-logfile-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let mut hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
+    let mut hf = Holdfast::in_front_of(&origin)
         .arg("--logfile")
         .arg(log.display().to_string())
         .spawn()

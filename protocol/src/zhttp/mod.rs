@@ -11,3 +11,22 @@ pub use packet::{Ext, Header, Packet, PacketType};
 pub const MAX_FROM_LEN: usize = 64;
 /// Most ids in one multi-id packet (batched keep-alive or cancel).
 pub const MAX_BATCH_IDS: usize = 128;
+
+/// Response headers that describe one connection, not the message. Neither
+/// side puts them in a packet's meaning: each HTTP hop writes its own.
+pub const HOP_BY_HOP_HEADERS: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether `name` is one of [`HOP_BY_HOP_HEADERS`] (any case).
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP_HEADERS
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}

@@ -179,6 +179,11 @@ impl Holdfast {
         HoldfastBuilder::default()
     }
 
+    /// A builder with one route sending everything to `origin`.
+    pub fn in_front_of(origin: &crate::Origin) -> HoldfastBuilder {
+        HoldfastBuilder::default().route(format!("* {}", origin.target()))
+    }
+
     /// `127.0.0.1:<port>`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -9,8 +9,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 async fn started() -> (Origin, Holdfast) {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
+    let hf = Holdfast::in_front_of(&origin)
         .set("runner", "client_max_body_size", "100000")
         .set("runner", "client_maxconn", "3")
         .set("runner", "client_idle_timeout", "2")

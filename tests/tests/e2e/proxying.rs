@@ -9,10 +9,7 @@ use tokio::sync::mpsc;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_and_post_with_bodies() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let client = Client::new();
 
     let reply = client.get(&hf.url("/hello?x=1")).await;
@@ -51,10 +48,7 @@ async fn get_and_post_with_bodies() {
 async fn five_megabytes_streamed_both_ways() {
     const SIZE: usize = 5 * 1024 * 1024;
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let client = Client::new();
 
     // Upload: chunked, fed 64 KiB at a time, so it must stream through the credits.
@@ -96,10 +90,7 @@ async fn five_megabytes_streamed_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_responses_stay_chunked() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let raw = raw_exchange(
         &hf.addr(),
         b"GET /chunks/50 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
@@ -121,10 +112,7 @@ async fn chunked_responses_stay_chunked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connection_is_reused() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     // Two requests pipelined on one connection, the second closes it.
     let raw = raw_exchange(
         &hf.addr(),
@@ -222,10 +210,7 @@ async fn routes_match_domains_and_paths_and_rewrite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_codes_and_head_pass_through() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let client = Client::new();
     let reply = client.get(&hf.url("/status/404")).await;
     assert_eq!((reply.status, reply.text().as_str()), (404, "status 404\n"));
@@ -241,8 +226,7 @@ async fn status_codes_and_head_pass_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_forwarded_for_appended_when_configured() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
+    let hf = Holdfast::in_front_of(&origin)
         .set("proxy", "x_forwarded_for", "truncate:0,append")
         .run()
         .await;
@@ -264,10 +248,7 @@ async fn x_forwarded_for_appended_when_configured() {
 async fn client_disconnect_cancels_the_origin_request() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let mut stream = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
     stream
         .write_all(b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -96,10 +96,7 @@ async fn no_grip_routes_are_not_signed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grip_answers_are_refused_without_leaking_headers() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
     let client = Client::new();
     for path in ["/grip", "/grip-instruct"] {
         let reply = client.get(&hf.url(path)).await;
@@ -123,8 +120,7 @@ async fn grip_answers_are_refused_without_leaking_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_upstream_passes_grip_through() {
     let origin = Origin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
+    let hf = Holdfast::in_front_of(&origin)
         .set("proxy", "upstream_key", "upstream-secret")
         .run()
         .await;

@@ -34,21 +34,32 @@ pub enum ProxyError {
         /// Why.
         reason: String,
     },
-    /// The origin answered with GRIP instructions, which need the handler.
-    #[error("origin answered with GRIP instructions, which this version cannot act on yet")]
-    GripUnsupported,
+    /// The origin asked for a hold, which needs the handler.
+    #[error("origin asked to hold the connection, which this version cannot do yet")]
+    HoldUnsupported,
+    /// The origin's GRIP instructions are malformed.
+    #[error("origin sent invalid GRIP instructions: {0}")]
+    BadInstruct(crate::grip::instruct::InstructError),
     /// The origin switched protocols, which needs WebSocket support.
     #[error("origin switched protocols (WebSocket), which this version cannot proxy yet")]
     UpgradeUnsupported,
 }
 
 impl ProxyError {
+    /// The origin's body could not be read.
+    pub fn origin_body(reason: &str) -> ProxyError {
+        ProxyError::Origin {
+            target: "origin".into(),
+            reason: reason.to_owned(),
+        }
+    }
+
     /// Whose fault.
     pub fn source(&self) -> ErrorSource {
         match self {
             ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) => ErrorSource::Client,
-            ProxyError::Origin { .. } => ErrorSource::Origin,
-            ProxyError::GripUnsupported | ProxyError::UpgradeUnsupported => ErrorSource::Internal,
+            ProxyError::Origin { .. } | ProxyError::BadInstruct(_) => ErrorSource::Origin,
+            ProxyError::HoldUnsupported | ProxyError::UpgradeUnsupported => ErrorSource::Internal,
         }
     }
 
@@ -57,10 +68,10 @@ impl ProxyError {
         let (code, text) = match self {
             ProxyError::NoRoute { .. } => (502, "No route for this request."),
             ProxyError::BadRequest(_) => (400, "Bad request."),
-            ProxyError::Origin { .. } => (502, "Error while proxying to origin."),
-            ProxyError::GripUnsupported => (
+            ProxyError::Origin { .. } | ProxyError::BadInstruct(_) => (502, "Error while proxying to origin."),
+            ProxyError::HoldUnsupported => (
                 501,
-                "The origin answered with GRIP instructions; holding connections is not supported by this Holdfast version yet.",
+                "The origin answered with GRIP instructions to hold the connection; holding connections is not supported by this Holdfast version yet.",
             ),
             ProxyError::UpgradeUnsupported => (501, "WebSocket proxying is not supported by this Holdfast version yet."),
         };

@@ -3,18 +3,20 @@
 //! Takes each client request connmgr passes over ZHTTP, picks its route,
 //! forwards it to the origin (pooled hyper client, TLS where the target asks,
 //! failover between targets), signs it with `Grip-Sig`, and streams the
-//! response back within connmgr's credits. Responses with GRIP instructions
-//! are recognised; holding them is the handler's work.
+//! response back within connmgr's credits. GRIP instructions in responses
+//! are parsed and applied; holding connections is the handler's work.
 //!
 //! # Layout
 //! - [`config`]: command line and settings.
 //! - [`routes`]: routes file parser and route selection.
 //! - [`origin`]: origin client, request headers, `Grip-Sig`.
-//! - [`grip`]: recognising GRIP responses.
+//! - [`grip`]: GRIP header grammar and instructions.
+//! - [`answer`]: what the client gets for an origin response (GRIP applied).
 //! - [`session`]: one request as a ZHTTP session (the data path).
 //! - [`sockets`]: PULL/ROUTER/XPUB sockets toward connmgr.
 //! - [`error`]: request errors and whose fault they are.
 
+pub mod answer;
 pub mod config;
 pub mod error;
 pub mod grip;

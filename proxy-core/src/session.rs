@@ -3,8 +3,8 @@
 //! within its credits, while feeding the request body to the origin as
 //! connmgr sends it within ours.
 
+use crate::answer::{self, Answer};
 use crate::error::ProxyError;
-use crate::grip::is_grip_response;
 use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
 use crate::origin::sign::{Signer, Verifier};
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use holdfast_protocol::format;
 use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody};
-use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType, MAX_FROM_LEN};
+use holdfast_protocol::zhttp::{Header, Packet, PacketType, MAX_FROM_LEN};
 use holdfast_protocol::zmq::session_key;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -138,7 +138,7 @@ enum Phase {
     /// Streaming the origin's body; `head` is a response packet not yet sent
     /// (held back when the body is small and known, to send it whole).
     Body {
-        body: Incoming,
+        body: Option<Incoming>,
         head: Option<Box<Packet>>,
         pending: Bytes,
     },
@@ -154,7 +154,9 @@ enum OriginEvent {
 async fn origin_event(phase: &mut Phase, can_read: bool) -> OriginEvent {
     match phase {
         Phase::Head(fut) => OriginEvent::Head(fut.await),
-        Phase::Body { body, .. } if can_read => OriginEvent::Frame(body.frame().await),
+        Phase::Body {
+            body: Some(body), ..
+        } if can_read => OriginEvent::Frame(body.frame().await),
         Phase::Body { .. } => std::future::pending().await,
     }
 }
@@ -280,7 +282,8 @@ impl Session {
                     let n = pending.len().min(self.credits);
                     let chunk = pending.split_to(n);
                     self.credits -= n;
-                    let done = pending.is_empty() && body.is_end_stream();
+                    let done =
+                        pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream());
                     let mut packet = head
                         .take()
                         .map(|h| *h)
@@ -299,27 +302,35 @@ impl Session {
             tokio::select! {
                 event = origin_event(&mut phase, can_read) => match event {
                 OriginEvent::Head(result) => {
-                    let resp = match result.and_then(|resp| check_response(resp, grip && !trusted)) {
-                        Ok(resp) => resp,
+                    let answer = match result {
+                        Ok(resp) => answer::interpret(resp, grip && !trusted).await,
+                        Err(err) => Err(err),
+                    };
+                    let (code, reason, headers, body, pending) = match answer {
+                        Ok(Answer::Relay { code, reason, headers, body }) => (code, reason, headers, Some(body), Bytes::new()),
+                        Ok(Answer::Whole { code, reason, headers, body }) => (code, reason, headers, None, body),
                         Err(err) => {
                             status = self.fail_with(&err, debug).await;
                             return (status, "origin error");
                         }
                     };
-                    status = resp.status().as_u16();
-                    let (parts, body) = resp.into_parts();
+                    status = code;
                     let mut head = self.packet(PacketType::Data);
-                    head.code = Some(status);
-                    head.reason = parts.status.canonical_reason().map(str::to_owned);
-                    head.headers = Some(response_headers(&parts.headers));
-                    // Hold the head back to send it with a small, known-size
-                    // body in one packet; stream everything else at once.
-                    let known = body.size_hint().exact();
-                    if body.is_end_stream() {
+                    head.code = Some(code);
+                    head.reason = reason;
+                    head.headers = Some(headers);
+                    let finished = body.as_ref().is_none_or(|b| b.is_end_stream());
+                    if finished && pending.is_empty() {
                         head.body = Some(Bytes::new());
                         self.send(head).await;
                         return (status, "ok");
                     }
+                    // Hold the head back to send it with a small, known-size
+                    // body in one packet; stream everything else at once.
+                    let known = match &body {
+                        Some(body) => body.size_hint().exact(),
+                        None => Some(pending.len() as u64),
+                    };
                     let head = if known.is_some_and(|n| n <= self.credits as u64) {
                         Some(Box::new(head))
                     } else {
@@ -327,7 +338,7 @@ impl Session {
                         self.send(head).await;
                         None
                     };
-                    phase = Phase::Body { body, head, pending: Bytes::new() };
+                    phase = Phase::Body { body, head, pending };
                 }
                 OriginEvent::Frame(frame) => {
                     let Phase::Body { body, head, pending } = &mut phase else { continue };
@@ -335,7 +346,7 @@ impl Session {
                         Some(Ok(frame)) => {
                             if let Ok(data) = frame.into_data() {
                                 *pending = data;
-                                if pending.is_empty() && body.is_end_stream() {
+                                if pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream()) {
                                     let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
                                     packet.body = Some(Bytes::new());
                                     packet.more = false;
@@ -471,32 +482,6 @@ fn strip_port(host: &str) -> &str {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-fn check_response(
-    resp: http::Response<Incoming>,
-    grip: bool,
-) -> Result<http::Response<Incoming>, ProxyError> {
-    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(ProxyError::UpgradeUnsupported);
-    }
-    if grip && is_grip_response(resp.headers()) {
-        return Err(ProxyError::GripUnsupported);
-    }
-    Ok(resp)
-}
-
-fn response_headers(headers: &http::HeaderMap) -> Vec<Header> {
-    headers
-        .iter()
-        .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
-        .map(|(name, value)| {
-            Header(
-                name.as_str().to_owned(),
-                Bytes::copy_from_slice(value.as_bytes()),
-            )
-        })
-        .collect()
 }
 
 /// Sends the request to the route's targets in order. A target that cannot

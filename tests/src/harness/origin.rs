@@ -5,6 +5,7 @@
 //! - `/chunks/<k>`: `k` chunks `chunk <i>\n`, chunked encoding.
 //! - `/grip`: a GRIP stream hold (`Grip-Hold`, `Grip-Channel`).
 //! - `/grip-instruct`: an `application/grip-instruct` body.
+//! - `/grip/<case>`: GRIP answers without a hold, and malformed ones (see [`grip_case`]).
 //! - `/status/<code>`: that status, short body.
 //! - `/forever`: one chunk `tick\n`, then nothing until the proxy drops the
 //!   response, which the origin counts ([`Origin::wait_cancelled`]).
@@ -240,6 +241,11 @@ async fn respond(
             "initial\n",
         ));
     }
+    if let Some(case) = path.strip_prefix("/grip/") {
+        if let Some(resp) = grip_case(case) {
+            return Ok(resp);
+        }
+    }
     if path == "/grip-instruct" {
         return Ok(full(
             200,
@@ -290,6 +296,48 @@ async fn respond(
         &[("Content-Type", "application/json")],
         json.to_string(),
     ))
+}
+
+/// GRIP answers by name: `status` (Grip-Status with a channel), `expose`
+/// (Grip-Expose-Headers), `bad-hold`, `bad-timeout` (malformed headers),
+/// `instruct` (instruct body without a hold), `instruct-bad` (invalid JSON),
+/// `instruct-404` (instruct body with a non-200 status).
+pub fn grip_case(case: &str) -> Option<http::Response<Body>> {
+    const INSTRUCT: (&str, &str) = ("Content-Type", "application/grip-instruct");
+    Some(match case {
+        "status" => full(
+            200,
+            &[
+                ("Grip-Status", "299 Custom Reason"),
+                ("Grip-Channel", "c"),
+                ("X-Other", "kept"),
+            ],
+            "plain body\n",
+        ),
+        "expose" => full(
+            200,
+            &[
+                ("Grip-Expose-Headers", "X-Keep"),
+                ("X-Keep", "1"),
+                ("X-Drop", "2"),
+            ],
+            "exposed\n",
+        ),
+        "bad-hold" => full(200, &[("Grip-Hold", "sometimes")], "x"),
+        "bad-timeout" => full(
+            200,
+            &[("Grip-Hold", "response"), ("Grip-Timeout", "soon")],
+            "x",
+        ),
+        "instruct" => full(
+            200,
+            &[INSTRUCT],
+            r#"{"response":{"code":202,"headers":{"X-Made":"yes","Grip-Secret":"no"},"body":"made by instruct\n"}}"#,
+        ),
+        "instruct-bad" => full(200, &[INSTRUCT], "{not json"),
+        "instruct-404" => full(404, &[INSTRUCT], "{}"),
+        _ => return None,
+    })
 }
 
 /// The value of header `name` in an echo reply (first one, case-insensitive).

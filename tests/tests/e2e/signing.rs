@@ -179,3 +179,68 @@ async fn trusted_upstream_passes_grip_through() {
     );
     assert!(echoed_header(&echo, "grip-last").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grip_answers_without_a_hold_are_applied() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let client = Client::new();
+    let no_grip_headers = |reply: &holdfast_tests::Reply| {
+        reply
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("grip-"))
+    };
+
+    let reply = client.get(&hf.url("/grip/status")).await;
+    assert_eq!((reply.status, reply.text().as_str()), (299, "plain body\n"));
+    assert_eq!(reply.header("x-other"), Some("kept"));
+    assert!(no_grip_headers(&reply), "{:?}", reply.headers);
+
+    let reply = client.get(&hf.url("/grip/expose")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-keep"), Some("1"));
+    assert_eq!(reply.header("x-drop"), None);
+    assert!(no_grip_headers(&reply));
+
+    let reply = client.get(&hf.url("/grip/instruct")).await;
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (202, "made by instruct\n")
+    );
+    assert_eq!(reply.header("x-made"), Some("yes"));
+    assert!(no_grip_headers(&reply), "{:?}", reply.headers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_grip_answers_give_502_with_a_logged_reason() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let client = Client::new();
+    let cases = [
+        ("bad-hold", "Grip-Hold: unknown mode \"sometimes\""),
+        (
+            "bad-timeout",
+            "Grip-Timeout: \"soon\" is not a number of seconds",
+        ),
+        ("instruct-bad", "application/grip-instruct body:"),
+        ("instruct-404", "application/grip-instruct with status 404"),
+    ];
+    for (case, logged) in cases {
+        let reply = client.get(&hf.url(&format!("/grip/{case}"))).await;
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (502, "Error while proxying to origin.\n"),
+            "{case}"
+        );
+        assert!(reply
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("grip-")));
+        assert!(
+            hf.wait_log(logged, std::time::Duration::from_secs(5)).await,
+            "{case}: no log line with {logged:?}\n{}",
+            hf.logs()
+        );
+    }
+}

@@ -1,11 +1,26 @@
-//! Recognising GRIP in an origin's response. Acting on the instructions is
-//! the handler's job (held sessions); until it can, such responses are
-//! refused with 501 rather than leaking `Grip-*` headers to clients.
+//! GRIP in an origin's response: recognising it ([`is_grip_response`]),
+//! the header value grammar ([`headers`]) and the instructions
+//! ([`instruct`]).
+
+pub mod headers;
+pub mod instruct;
 
 use http::HeaderMap;
 
 /// Content type of a GRIP instruction body.
 pub const INSTRUCT_CONTENT_TYPE: &str = "application/grip-instruct";
+
+/// Whether the body is an `application/grip-instruct` document.
+pub fn is_instruct_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(INSTRUCT_CONTENT_TYPE))
+        })
+}
 
 /// Whether the response carries GRIP instructions: any `Grip-*` header, or an
 /// `application/grip-instruct` body (as Pushpin decides).
@@ -13,14 +28,7 @@ pub fn is_grip_response(headers: &HeaderMap) -> bool {
     headers
         .keys()
         .any(|name| name.as_str().starts_with("grip-"))
-        || headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(INSTRUCT_CONTENT_TYPE))
-            })
+        || is_instruct_body(headers)
 }
 
 #[cfg(test)]

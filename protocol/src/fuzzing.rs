@@ -50,3 +50,10 @@ fn values_equal(a: &value::Value, b: &value::Value) -> bool {
         _ => a == b,
     }
 }
+
+/// Arbitrary bytes as an HTTP publish body and as a TNetString item: an
+/// error or items, never a panic.
+pub fn publish_items(data: &[u8]) {
+    let _ = crate::publish::parse_items_json(data);
+    let _ = crate::publish::parse_item_tnetstring(data);
+}

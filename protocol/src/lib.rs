@@ -11,11 +11,13 @@
 //! - [`value`]: the self-describing value tree and its serde bridge.
 //! - [`format`]: the `T`/`M` tag in front of a frame; encode/decode any model.
 //! - [`zhttp`]: the ZHTTP packet model (request, response, credit, ...).
+//! - [`publish`]: publish items (JSON and TNetString) and their checks.
 //! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
 //! - [`rt`] (feature `rt`): shutdown token, signal policy, log format.
 
 pub mod format;
 pub mod msgpack;
+pub mod publish;
 pub mod tnetstring;
 pub mod value;
 pub mod zhttp;

@@ -1,0 +1,401 @@
+//! The item model and its parser.
+
+use crate::tnetstring;
+use crate::value::Value;
+use base64::Engine;
+use bytes::Bytes;
+
+/// Most items accepted in one publish request.
+pub const MAX_ITEMS: usize = 1000;
+
+/// Why a publish was refused. Every message names the item and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The body is not JSON.
+    #[error("Body is not valid JSON: {0}")]
+    BadJson(String),
+    /// The TNetString frame is malformed.
+    #[error("Invalid TNetString: {0}")]
+    BadTNetString(String),
+    /// The top level is not `{"items": [...]}`.
+    #[error("Invalid format: expected an object with an \"items\" list")]
+    NoItems,
+    /// More items than [`MAX_ITEMS`].
+    #[error("Invalid format: more than {MAX_ITEMS} items")]
+    TooManyItems,
+    /// An item is not an object.
+    #[error("Invalid format: item {0} is not an object")]
+    NotAnObject(usize),
+    /// An item has no channel.
+    #[error("Invalid format: item {0}: missing \"channel\"")]
+    MissingChannel(usize),
+    /// An item has no format.
+    #[error("Invalid format: item {0}: no format (http-response, http-stream or ws-message)")]
+    NoFormat(usize),
+    /// A field has the wrong type or value.
+    #[error("Invalid format: item {item}: {field}: {expected}")]
+    BadField {
+        /// Item index.
+        item: usize,
+        /// Field path, e.g. `http-response.code`.
+        field: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
+/// What to do with a format's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Deliver the content.
+    #[default]
+    Send,
+    /// Ask the session to fetch fresh data from the origin.
+    Hint,
+    /// End the stream (or close the WebSocket).
+    Close,
+    /// Refresh (WebSocket-over-HTTP).
+    Refresh,
+}
+
+/// `http-response` format.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpResponse {
+    /// Action.
+    pub action: Action,
+    /// Status code (default 200).
+    pub code: Option<u16>,
+    /// Reason phrase.
+    pub reason: Option<String>,
+    /// Headers.
+    pub headers: Vec<(String, Bytes)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// `http-stream` format.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpStream {
+    /// Action.
+    pub action: Action,
+    /// Content to append.
+    pub content: Bytes,
+}
+
+/// WebSocket message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WsMessageType {
+    /// Text frame.
+    #[default]
+    Text,
+    /// Binary frame.
+    Binary,
+    /// Ping.
+    Ping,
+    /// Pong.
+    Pong,
+}
+
+/// `ws-message` format.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WsMessage {
+    /// Action.
+    pub action: Action,
+    /// Frame type.
+    pub kind: WsMessageType,
+    /// Content.
+    pub content: Bytes,
+    /// Close code (`action: close`).
+    pub code: Option<u16>,
+    /// Close reason.
+    pub reason: Option<String>,
+}
+
+/// The formats an item carries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Format {
+    /// For long-polling (response holds).
+    pub http_response: Option<HttpResponse>,
+    /// For streaming holds.
+    pub http_stream: Option<HttpStream>,
+    /// For WebSocket sessions.
+    pub ws_message: Option<WsMessage>,
+}
+
+/// One publish item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Item {
+    /// Channel.
+    pub channel: String,
+    /// Item id.
+    pub id: Option<String>,
+    /// Id of the previous item on the channel.
+    pub prev_id: Option<String>,
+    /// Metadata for filters.
+    pub meta: Vec<(String, String)>,
+    /// Bypass sequencing.
+    pub no_seq: bool,
+    /// Formats.
+    pub formats: Format,
+}
+
+/// Parses an HTTP publish body: `{"items": [...]}`.
+pub fn parse_items_json(body: &[u8]) -> Result<Vec<Item>, PublishError> {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| PublishError::BadJson(e.to_string()))?;
+    let tree = from_json(&json);
+    let Some(Value::List(items)) = tree.get("items") else {
+        return Err(PublishError::NoItems);
+    };
+    if items.len() > MAX_ITEMS {
+        return Err(PublishError::TooManyItems);
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_item_value(v, i, true))
+        .collect()
+}
+
+/// Parses one item from a TNetString (no `T` tag).
+pub fn parse_item_tnetstring(data: &[u8]) -> Result<Item, PublishError> {
+    let value =
+        tnetstring::parse_complete(data).map_err(|e| PublishError::BadTNetString(e.to_string()))?;
+    parse_item_value(&value, 0, false)
+}
+
+/// JSON → value tree; strings become bytes, numbers ints or floats.
+fn from_json(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Int)
+            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
+        serde_json::Value::String(s) => Value::Bytes(s.as_bytes().to_vec()),
+        serde_json::Value::Array(items) => Value::List(items.iter().map(from_json).collect()),
+        serde_json::Value::Object(map) => Value::Map(
+            map.iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Reads fields of one item, remembering which item for messages.
+struct Fields<'a> {
+    item: usize,
+    value: &'a Value,
+    prefix: &'static str,
+    /// JSON carries binary as base64 in `*-bin` fields; TNetString is binary safe.
+    json: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn bad(&self, field: &str, expected: &'static str) -> PublishError {
+        let field = if self.prefix.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}.{field}", self.prefix)
+        };
+        PublishError::BadField {
+            item: self.item,
+            field,
+            expected,
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<Option<String>, PublishError> {
+        match self.value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|s| Some(s.to_owned()))
+                .ok_or_else(|| self.bad(key, "must be a string")),
+        }
+    }
+
+    fn bytes(&self, key: &str) -> Result<Option<Bytes>, PublishError> {
+        match self.value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bytes(b)) => Ok(Some(Bytes::copy_from_slice(b))),
+            Some(_) => Err(self.bad(key, "must be a string")),
+        }
+    }
+
+    /// `key` as text/bytes, or `key-bin` as base64 (JSON) / bytes.
+    fn content(&self, key: &str) -> Result<Option<Bytes>, PublishError> {
+        let bin = format!("{key}-bin");
+        if let Some(value) = self.bytes(&bin)? {
+            if !self.json {
+                return Ok(Some(value));
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(&value)
+                .map_err(|_| {
+                    self.bad(
+                        if key == "body" {
+                            "body-bin"
+                        } else {
+                            "content-bin"
+                        },
+                        "must be base64",
+                    )
+                })?;
+            return Ok(Some(Bytes::from(decoded)));
+        }
+        self.bytes(key)
+    }
+
+    fn int(&self, key: &str, max: i64) -> Result<Option<i64>, PublishError> {
+        match self.value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Int(n)) if (0..=max).contains(n) => Ok(Some(*n)),
+            Some(_) => Err(self.bad(key, "must be a whole number in range")),
+        }
+    }
+
+    fn action(&self) -> Result<Action, PublishError> {
+        Ok(match self.text("action")?.as_deref() {
+            None | Some("send") => Action::Send,
+            Some("hint") => Action::Hint,
+            Some("close") => Action::Close,
+            Some("refresh") => Action::Refresh,
+            Some(_) => return Err(self.bad("action", "must be send, hint, close or refresh")),
+        })
+    }
+}
+
+/// Parses one item from the value tree; `index` names it in messages.
+pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item, PublishError> {
+    if !matches!(value, Value::Map(_)) {
+        return Err(PublishError::NotAnObject(index));
+    }
+    let fields = Fields {
+        item: index,
+        value,
+        prefix: "",
+        json,
+    };
+    let channel = fields
+        .text("channel")?
+        .filter(|c| !c.is_empty())
+        .ok_or(PublishError::MissingChannel(index))?;
+    let meta = match value.get("meta") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .map(|(k, v)| match (std::str::from_utf8(k), v.as_str()) {
+                (Ok(k), Some(v)) => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(fields.bad("meta", "must map strings to strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(fields.bad("meta", "must be an object")),
+    };
+    let no_seq = match value.get("no-seq") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(fields.bad("no-seq", "must be true or false")),
+    };
+    // Formats under "formats", or at the top level (pubcontrol's HTTP layout).
+    let holder = match value.get("formats") {
+        None | Some(Value::Null) => value,
+        Some(formats @ Value::Map(_)) => formats,
+        Some(_) => return Err(fields.bad("formats", "must be an object")),
+    };
+    let format = |name: &'static str| -> Result<Option<Fields<'_>>, PublishError> {
+        match holder.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v @ Value::Map(_)) => Ok(Some(Fields {
+                item: index,
+                value: v,
+                prefix: name,
+                json,
+            })),
+            Some(_) => Err(fields.bad(name, "must be an object")),
+        }
+    };
+    let mut formats = Format::default();
+    if let Some(f) = format("http-response")? {
+        let headers = match f.value.get("headers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Map(entries)) => entries
+                .iter()
+                .map(|(k, v)| match (std::str::from_utf8(k), v) {
+                    (Ok(k), Value::Bytes(b)) => Ok((k.to_owned(), Bytes::copy_from_slice(b))),
+                    _ => Err(f.bad("headers", "must map names to string values")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(Value::List(pairs)) => pairs
+                .iter()
+                .map(|pair| match pair {
+                    Value::List(p) if p.len() == 2 => match (p[0].as_str(), &p[1]) {
+                        (Some(k), Value::Bytes(b)) => Ok((k.to_owned(), Bytes::copy_from_slice(b))),
+                        _ => Err(f.bad("headers", "must be [name, value] string pairs")),
+                    },
+                    _ => Err(f.bad("headers", "must be [name, value] string pairs")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(f.bad("headers", "must be an object or a list of pairs")),
+        };
+        formats.http_response = Some(HttpResponse {
+            action: f.action()?,
+            code: f.int("code", 999)?.map(|c| c as u16),
+            reason: f.text("reason")?,
+            headers,
+            body: f.content("body")?.unwrap_or_default(),
+        });
+    }
+    if let Some(f) = format("http-stream")? {
+        let action = f.action()?;
+        let content = f.content("content")?;
+        if action == Action::Send && content.is_none() {
+            return Err(f.bad(
+                "content",
+                "is required (or content-bin) unless action is close or hint",
+            ));
+        }
+        formats.http_stream = Some(HttpStream {
+            action,
+            content: content.unwrap_or_default(),
+        });
+    }
+    if let Some(f) = format("ws-message")? {
+        let kind = match f.text("type")?.as_deref() {
+            None => None,
+            Some("text") => Some(WsMessageType::Text),
+            Some("binary") => Some(WsMessageType::Binary),
+            Some("ping") => Some(WsMessageType::Ping),
+            Some("pong") => Some(WsMessageType::Pong),
+            Some(_) => return Err(f.bad("type", "must be text, binary, ping or pong")),
+        };
+        let binary = f.value.get("content-bin").is_some();
+        formats.ws_message = Some(WsMessage {
+            action: f.action()?,
+            // Default: text for content, binary for content-bin.
+            kind: kind.unwrap_or(if binary {
+                WsMessageType::Binary
+            } else {
+                WsMessageType::Text
+            }),
+            content: f.content("content")?.unwrap_or_default(),
+            code: f.int("code", 4999)?.map(|c| c as u16),
+            reason: f.text("reason")?,
+        });
+    }
+    if formats == Format::default() {
+        return Err(PublishError::NoFormat(index));
+    }
+    Ok(Item {
+        channel,
+        id: fields.text("id")?,
+        prev_id: fields.text("prev-id")?,
+        meta,
+        no_seq,
+        formats,
+    })
+}
+
+#[cfg(test)]
+mod tests;

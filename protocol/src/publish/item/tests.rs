@@ -1,0 +1,193 @@
+use super::*;
+
+fn one(json: &str) -> Result<Item, PublishError> {
+    parse_items_json(format!(r#"{{"items":[{json}]}}"#).as_bytes()).map(|mut v| v.remove(0))
+}
+
+#[test]
+fn formats_layout() {
+    let item = one(r#"{"channel":"news","id":"2","prev-id":"1","meta":{"sender":"a"},
+        "formats":{"http-stream":{"content":"hello\n"},"http-response":{"code":201,"reason":"Made","headers":{"X-A":"1"},"body":"done"}}}"#)
+    .unwrap();
+    assert_eq!(item.channel, "news");
+    assert_eq!(
+        (item.id.as_deref(), item.prev_id.as_deref()),
+        (Some("2"), Some("1"))
+    );
+    assert_eq!(item.meta, vec![("sender".into(), "a".into())]);
+    assert_eq!(
+        item.formats.http_stream,
+        Some(HttpStream {
+            action: Action::Send,
+            content: Bytes::from_static(b"hello\n")
+        })
+    );
+    let r = item.formats.http_response.unwrap();
+    assert_eq!(
+        (r.code, r.reason.as_deref(), &r.body[..]),
+        (Some(201), Some("Made"), &b"done"[..])
+    );
+    assert_eq!(r.headers, vec![("X-A".into(), Bytes::from_static(b"1"))]);
+}
+
+#[test]
+fn flat_layout_and_binary() {
+    let item = one(r#"{"channel":"c","http-stream":{"content-bin":"aGk="},"http-response":{"body-bin":"AAE=","headers":[["A","1"]]}}"#).unwrap();
+    assert_eq!(
+        item.formats.http_stream.unwrap().content,
+        Bytes::from_static(b"hi")
+    );
+    assert_eq!(
+        item.formats.http_response.unwrap().body,
+        Bytes::from_static(&[0, 1])
+    );
+}
+
+#[test]
+fn actions_and_ws() {
+    let item = one(r#"{"channel":"c","formats":{"http-stream":{"action":"close"},"ws-message":{"content-bin":"AA=="}}}"#).unwrap();
+    assert_eq!(item.formats.http_stream.unwrap().action, Action::Close);
+    let ws = item.formats.ws_message.unwrap();
+    assert_eq!(
+        (ws.kind, &ws.content[..]),
+        (WsMessageType::Binary, &[0u8][..])
+    );
+    let item = one(
+        r#"{"channel":"c","formats":{"ws-message":{"action":"close","code":4000,"reason":"bye"}}}"#,
+    )
+    .unwrap();
+    let ws = item.formats.ws_message.unwrap();
+    assert_eq!(
+        (ws.action, ws.code, ws.reason.as_deref()),
+        (Action::Close, Some(4000), Some("bye"))
+    );
+}
+
+#[test]
+fn tnetstring_item() {
+    let value = Value::Map(vec![
+        (b"channel".to_vec(), Value::Bytes(b"c".to_vec())),
+        (
+            b"formats".to_vec(),
+            Value::Map(vec![(
+                b"http-stream".to_vec(),
+                Value::Map(vec![(b"content".to_vec(), Value::Bytes(vec![0xff, 0]))]),
+            )]),
+        ),
+    ]);
+    let item = parse_item_tnetstring(&tnetstring::to_vec(&value)).unwrap();
+    assert_eq!(
+        item.formats.http_stream.unwrap().content,
+        Bytes::from_static(&[0xff, 0])
+    );
+}
+
+#[test]
+fn malformed() {
+    let bad = |json: &str| parse_items_json(json.as_bytes()).unwrap_err().to_string();
+    assert!(bad("{").starts_with("Body is not valid JSON"));
+    assert_eq!(
+        bad("[]"),
+        "Invalid format: expected an object with an \"items\" list"
+    );
+    assert_eq!(
+        bad(r#"{"items":{}}"#),
+        "Invalid format: expected an object with an \"items\" list"
+    );
+    assert_eq!(
+        bad(r#"{"items":[1]}"#),
+        "Invalid format: item 0 is not an object"
+    );
+    assert_eq!(
+        bad(r#"{"items":[{"formats":{"http-stream":{"content":"x"}}}]}"#),
+        "Invalid format: item 0: missing \"channel\""
+    );
+    assert_eq!(
+        bad(r#"{"items":[{"channel":""}]}"#),
+        "Invalid format: item 0: missing \"channel\""
+    );
+    assert_eq!(
+        bad(r#"{"items":[{"channel":"c"}]}"#),
+        "Invalid format: item 0: no format (http-response, http-stream or ws-message)"
+    );
+    let cases = [
+        (
+            r#"{"channel":5,"http-stream":{"content":"x"}}"#,
+            "channel: must be a string",
+        ),
+        (
+            r#"{"channel":"c","formats":[]}"#,
+            "formats: must be an object",
+        ),
+        (
+            r#"{"channel":"c","http-stream":"x"}"#,
+            "http-stream: must be an object",
+        ),
+        (
+            r#"{"channel":"c","http-stream":{}}"#,
+            "http-stream.content: is required",
+        ),
+        (
+            r#"{"channel":"c","http-stream":{"content-bin":"***"}}"#,
+            "http-stream.content-bin: must be base64",
+        ),
+        (
+            r#"{"channel":"c","http-stream":{"content":"x","action":"explode"}}"#,
+            "http-stream.action: must be send",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"code":1000}}"#,
+            "http-response.code: must be a whole number",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"code":"200"}}"#,
+            "http-response.code: must be a whole number",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"headers":[["A"]]}}"#,
+            "http-response.headers: must be [name, value]",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"headers":5}}"#,
+            "http-response.headers: must be an object or a list",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"body-bin":"!"}}"#,
+            "http-response.body-bin: must be base64",
+        ),
+        (
+            r#"{"channel":"c","ws-message":{"type":"smoke"}}"#,
+            "ws-message.type: must be text",
+        ),
+        (
+            r#"{"channel":"c","meta":{"a":1},"http-stream":{"content":"x"}}"#,
+            "meta: must map strings to strings",
+        ),
+        (
+            r#"{"channel":"c","no-seq":"yes","http-stream":{"content":"x"}}"#,
+            "no-seq: must be true or false",
+        ),
+        (
+            r#"{"channel":"c","id":7,"http-stream":{"content":"x"}}"#,
+            "id: must be a string",
+        ),
+    ];
+    for (item, expected) in cases {
+        let message = one(item).unwrap_err().to_string();
+        assert!(message.contains(expected), "{item}: {message}");
+        assert!(message.starts_with("Invalid format: item 0: "), "{message}");
+    }
+    let many = format!(
+        r#"{{"items":[{}]}}"#,
+        vec![r#"{"channel":"c","http-stream":{"content":"x"}}"#; MAX_ITEMS + 1].join(",")
+    );
+    assert_eq!(
+        bad(&many),
+        format!("Invalid format: more than {MAX_ITEMS} items")
+    );
+    assert!(parse_item_tnetstring(b"3:abc").is_err());
+    assert_eq!(
+        parse_item_tnetstring(b"1:x,").unwrap_err(),
+        PublishError::NotAnObject(0)
+    );
+}

@@ -13,7 +13,6 @@
 //! - [`grip`]: GRIP header grammar and instructions.
 //! - [`answer`]: what the client gets for an origin response (GRIP applied).
 //! - [`session`]: one request as a ZHTTP session (the data path).
-//! - [`sockets`]: PULL/ROUTER/XPUB sockets toward connmgr.
 //! - [`error`]: request errors and whose fault they are.
 
 pub mod answer;
@@ -23,7 +22,6 @@ pub mod grip;
 pub mod origin;
 pub mod routes;
 pub mod session;
-pub mod sockets;
 
 pub use config::Config;
 
@@ -87,8 +85,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .map(Verifier::new)
         .transpose()?;
     let ctx = zmq::Context::new();
-    let (sockets, mut inputs) =
-        sockets::Sockets::start(&ctx, &id, &config.connmgr_stream, config.format)?;
+    let (sockets, mut inputs) = holdfast_protocol::zmq::link::Link::start(
+        &ctx,
+        &id,
+        &config.connmgr_stream,
+        config.format,
+        true,
+        None,
+    )?;
+    let mut requests = inputs
+        .requests
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("request socket missing"))?;
     let shared = Arc::new(session::Shared {
         sockets: sockets.clone(),
         routes: RwLock::new(Arc::new(routes)),
@@ -109,7 +117,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(phase = "ready", "proxy ready");
     loop {
         tokio::select! {
-            msg = inputs.requests.recv() => match msg {
+            msg = requests.recv() => match msg {
                 Some(msg) => {
                     if let Some(frame) = msg.first() {
                         session::start(&shared, frame);

@@ -21,6 +21,7 @@
 //! to the peer; a socket that cannot send (HWM reached, no peer yet) leaves
 //! the outbound channel full, and senders wait on it.
 
+pub mod link;
 mod sessions;
 mod socket;
 mod spec;

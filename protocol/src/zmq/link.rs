@@ -1,71 +1,98 @@
-//! The proxy's side of the ZHTTP link with connmgr:
+//! The owner's side of the ZHTTP link with connmgr, used by the proxy (which
+//! takes new requests) and the handler (which takes over held sessions):
 //!
-//! - PULL (connect `BASE-out`): first packets of new requests.
+//! - PULL (connect `BASE-out`, proxy only): first packets of new requests.
 //! - ROUTER (connect `BASE-out-stream`, identity = our id): later packets.
 //! - XPUB (connect `BASE-in`): our packets, framed `"<connmgr-id> T..."`.
 //!
 //! PUB/SUB drops messages sent before the subscriber's subscription arrives,
-//! and ROUTER drops messages for a peer not yet connected, so the proxy takes
-//! no request until both links are up: XPUB reports connmgr's subscription,
+//! and ROUTER drops messages for a peer not yet connected, so the owner takes
+//! no session until both links are up: XPUB reports connmgr's subscription,
 //! and connmgr's ROUTER probes us when our connection is accepted.
 
-use holdfast_protocol::format;
-use holdfast_protocol::zhttp::{Packet, PacketType};
-use holdfast_protocol::zmq::{apply_specs, spawn, stream_specs, Multipart, SessionTable};
-use holdfast_protocol::Format;
+use super::{apply_specs, spawn, stream_specs, Multipart, SessionTable};
+use crate::format;
+use crate::zhttp::{Packet, PacketType};
+use crate::Format;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Shared handle to the sockets and the session table.
-pub struct Sockets {
+/// Shared handle to the link and its session table.
+pub struct Link {
     /// Our instance id.
     pub id: String,
     /// Encoding of packets we send.
     pub format: Format,
     publish: mpsc::Sender<Multipart>,
     sessions: SessionTable,
+    /// Where packets for sessions not in the table go (the handler keeps
+    /// its sessions in one task); without it they are answered `cancel`.
+    catch_all: Option<mpsc::Sender<Packet>>,
 }
 
-/// The socket ends the request loop reads.
+/// Why the link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The spec base is unusable.
+    #[error("{0}")]
+    Spec(String),
+    /// libzmq refused a socket or option.
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// Binding or connecting failed.
+    #[error(transparent)]
+    Connect(#[from] super::SpecError),
+    /// The socket could not join the reactor.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The socket ends the owner's loop reads.
 pub struct Inputs {
-    /// First packets of new requests.
-    pub requests: mpsc::Receiver<Multipart>,
+    /// First packets of new requests (when asked for).
+    pub requests: Option<mpsc::Receiver<Multipart>>,
     router: mpsc::Receiver<Multipart>,
     xpub: mpsc::Receiver<Multipart>,
 }
 
-impl Sockets {
-    /// Connects the three sockets to connmgr's spec base.
+impl Link {
+    /// Connects to connmgr's spec base; `take_requests` adds the PULL socket.
     pub fn start(
         ctx: &zmq::Context,
         id: &str,
         base: &str,
         format: Format,
-    ) -> anyhow::Result<(Arc<Sockets>, Inputs)> {
-        let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(anyhow::Error::msg)?;
-        let pull = ctx.socket(zmq::PULL)?;
-        apply_specs(&pull, &out_spec, false)?;
+        take_requests: bool,
+        catch_all: Option<mpsc::Sender<Packet>>,
+    ) -> Result<(Arc<Link>, Inputs), LinkError> {
+        let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(LinkError::Spec)?;
+        let requests = if take_requests {
+            let pull = ctx.socket(zmq::PULL)?;
+            apply_specs(&pull, &out_spec, false)?;
+            Some(spawn(pull, "zhttp-requests")?.rx)
+        } else {
+            None
+        };
         let router = ctx.socket(zmq::ROUTER)?;
         router.set_identity(id.as_bytes())?;
         apply_specs(&router, &stream_spec, false)?;
         let xpub = ctx.socket(zmq::XPUB)?;
         apply_specs(&xpub, &in_spec, false)?;
-
-        let pull = spawn(pull, "proxy-in")?;
-        let router = spawn(router, "proxy-in-stream")?;
-        let xpub = spawn(xpub, "proxy-out")?;
+        let router = spawn(router, "zhttp-in-stream")?;
+        let xpub = spawn(xpub, "zhttp-out")?;
         drop(router.tx);
-        let sockets = Arc::new(Sockets {
+        let link = Arc::new(Link {
             id: id.to_owned(),
             format,
             publish: xpub.tx,
             sessions: SessionTable::default(),
+            catch_all,
         });
         Ok((
-            sockets,
+            link,
             Inputs {
-                requests: pull.rx,
+                requests,
                 router: router.rx,
                 xpub: xpub.rx,
             },
@@ -91,7 +118,7 @@ impl Inputs {
     /// Waits until connmgr has subscribed to our XPUB and probed our ROUTER,
     /// then keeps both links serviced in the background: later packets are
     /// delivered to sessions, further subscription messages are discarded.
-    pub async fn wait_ready(&mut self, sockets: Arc<Sockets>, token: CancellationToken) -> bool {
+    pub async fn wait_ready(&mut self, sockets: Arc<Link>, token: CancellationToken) -> bool {
         let (mut subscribed, mut probed) = (false, false);
         while !(subscribed && probed) {
             tokio::select! {
@@ -129,7 +156,7 @@ impl Inputs {
 }
 
 /// `[identity, "", body]` from connmgr; two frames are a probe.
-async fn handle_router(sockets: &Sockets, msg: Multipart) {
+async fn handle_router(sockets: &Link, msg: Multipart) {
     if msg.len() < 3 {
         return;
     }
@@ -141,6 +168,12 @@ async fn handle_router(sockets: &Sockets, msg: Multipart) {
         }
     };
     for unknown in sockets.sessions.deliver(packet, true) {
+        if let Some(catch_all) = &sockets.catch_all {
+            if catch_all.send(unknown).await.is_err() {
+                return;
+            }
+            continue;
+        }
         if matches!(unknown.kind(), PacketType::Cancel | PacketType::Error) {
             continue;
         }

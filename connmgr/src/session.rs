@@ -135,6 +135,7 @@ pub async fn handle(
         in_seq: 0,
         proxy: None,
         credits: 0,
+        paused: false,
         body_total: 0,
         reply: Reply::Waiting(head_tx),
         drained: Arc::new(Drained::default()),
@@ -240,6 +241,8 @@ struct Session {
     proxy: Option<Vec<u8>>,
     /// Request body bytes the proxy lets us send.
     credits: usize,
+    /// After `handoff-proceed`: say nothing until the new owner speaks.
+    paused: bool,
     /// Request body bytes received from the client so far.
     body_total: u64,
     reply: Reply,
@@ -300,7 +303,7 @@ impl Session {
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
         let drained = self.drained.clone();
         loop {
-            if !pending.is_empty() && self.credits > 0 {
+            if !pending.is_empty() && self.credits > 0 && !self.paused {
                 let n = pending.len().min(self.credits);
                 let chunk = pending.split_to(n);
                 self.credits -= n;
@@ -310,8 +313,12 @@ impl Session {
                 self.send(packet).await;
                 continue;
             }
-            let can_read_body =
-                body.is_some() && pending.is_empty() && self.credits > 0 && self.proxy.is_some();
+            let paused = self.paused;
+            let can_read_body = body.is_some()
+                && pending.is_empty()
+                && self.credits > 0
+                && self.proxy.is_some()
+                && !paused;
             let step = tokio::select! {
                 packet = self.inbox.recv() => match packet {
                     Some(packet) => {
@@ -352,13 +359,13 @@ impl Session {
                         Step::Continue
                     }
                 },
-                n = drained.take() => {
+                n = drained.take(), if !paused => {
                     let mut packet = self.packet(PacketType::Credit);
                     packet.credits = Some(u32::try_from(n).unwrap_or(u32::MAX));
                     self.send(packet).await;
                     Step::Continue
                 }
-                _ = keep_alive.tick() => {
+                _ = keep_alive.tick(), if !paused => {
                     let packet = self.packet(PacketType::KeepAlive);
                     self.send(packet).await;
                     Step::Continue
@@ -394,6 +401,8 @@ impl Session {
             }
             self.in_seq = seq.wrapping_add(1);
         }
+        // Whoever speaks after a handoff is the new owner.
+        self.paused = false;
         if let Some(from) = &packet.from {
             if self.proxy.as_deref() != Some(from.as_bytes()) {
                 self.proxy = Some(from.as_bytes().to_vec());
@@ -408,6 +417,7 @@ impl Session {
             PacketType::HandoffStart => {
                 let proceed = self.packet(PacketType::HandoffProceed);
                 self.send(proceed).await;
+                self.paused = true;
                 Step::Continue
             }
             PacketType::Cancel => {
@@ -556,7 +566,7 @@ impl Session {
     }
 
     async fn cancel_proxy(&mut self) {
-        if self.proxy.is_some() {
+        if self.proxy.is_some() && !self.paused {
             let packet = self.packet(PacketType::Cancel);
             self.send(packet).await;
         }

@@ -2,14 +2,40 @@
 //! from `pushpin.conf`'s `[handler]` section).
 
 use clap::Parser;
+use holdfast_protocol::Format;
+use std::net::SocketAddr;
 
 /// Command line of `holdfast-handler`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "holdfast-handler", version, about = "Holdfast handler")]
 pub struct Config {
+    /// Instance id (ZHTTP `from`, ROUTER identity). Default: `handler_<pid>`.
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// connmgr's ZHTTP spec base (as given to holdfast-connmgr).
+    #[arg(long = "connmgr-stream")]
+    pub connmgr_stream: Option<String>,
+
+    /// Where proxies hand held sessions over (PULL, bound).
+    #[arg(long = "accept-spec")]
+    pub accept_spec: Option<String>,
+
     /// Command socket (ZeroMQ REP-compatible ROUTER), bound.
     #[arg(long = "command-spec", default_value = "tcp://127.0.0.1:5563")]
     pub command_spec: String,
+
+    /// Publish input, ZeroMQ PULL (bound).
+    #[arg(long = "push-in-spec")]
+    pub push_in_spec: Option<String>,
+
+    /// Publish input, HTTP (`POST /publish/`).
+    #[arg(long = "push-in-http")]
+    pub push_in_http: Option<SocketAddr>,
+
+    /// Encoding of packets sent to connmgr.
+    #[arg(long, default_value = "tnetstring")]
+    pub format: Format,
 
     /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
     #[arg(long = "loglevel", default_value_t = 2)]
@@ -18,4 +44,13 @@ pub struct Config {
     /// Debug logging.
     #[arg(long)]
     pub verbose: bool,
+}
+
+impl Config {
+    /// The instance id, defaulting as Pushpin does.
+    pub fn instance_id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("handler_{}", std::process::id()))
+    }
 }

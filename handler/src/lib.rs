@@ -1,43 +1,100 @@
 //! Holdfast's handler.
 //!
-//! Will own held sessions, channel subscriptions and the publish inputs. For
-//! now it binds its command socket and answers `conncheck` and
-//! `get-zmq-uris`, so tools that probe a Pushpin handler find it alive.
+//! Owns held sessions: the proxy hands a session over when the origin asks
+//! for a hold; the handler subscribes it to its channels, talks to connmgr
+//! for it directly, and delivers publishes to it. Publishes arrive over HTTP
+//! (`POST /publish/`) and ZeroMQ PULL; the command socket answers
+//! `conncheck` and `get-zmq-uris`.
 //!
 //! # Layout
 //! - [`config`]: command line and settings.
+//! - [`engine`]: the event loop owning sessions, subscriptions and timers.
+//! - [`session`]: one held session's state.
+//! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL).
 //! - [`command`]: the ZRPC command socket.
 
 pub mod command;
 pub mod config;
+pub mod engine;
+pub mod publish;
+pub mod session;
 
 pub use config::Config;
 
 use holdfast_protocol::rt::Shutdown;
+use holdfast_protocol::zmq::link::Link;
 use holdfast_protocol::zmq::{apply_specs, spawn};
+use tokio::sync::mpsc;
 
 /// Runs the handler until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let socket = ctx.socket(zmq::ROUTER)?;
     apply_specs(&socket, &config.command_spec, true)?;
-    let mut handle = spawn(socket, "command")?;
+    let mut command = spawn(socket, "command")?;
+
+    let (items_tx, items_rx) = mpsc::channel(publish::QUEUE);
+    if let Some(addr) = config.push_in_http {
+        publish::http::serve(addr, items_tx.clone(), shutdown.token.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for publishes on {addr}: {e}"))?;
+    }
+    if let Some(spec) = &config.push_in_spec {
+        publish::zmq_pull::start(&ctx, spec, items_tx.clone())?;
+    }
+    drop(items_tx);
+
+    let engine_task = match (&config.connmgr_stream, &config.accept_spec) {
+        (Some(base), Some(accept_spec)) => {
+            let (packets_tx, packets_rx) = mpsc::channel(holdfast_protocol::zmq::CHANNEL_CAPACITY);
+            let (link, mut inputs) = Link::start(
+                &ctx,
+                &config.instance_id(),
+                base,
+                config.format,
+                false,
+                Some(packets_tx),
+            )?;
+            let accept = ctx.socket(zmq::PULL)?;
+            apply_specs(&accept, accept_spec, true)?;
+            let accepts = spawn(accept, "accept")?;
+            drop(accepts.tx);
+            if !inputs
+                .wait_ready(link.clone(), shutdown.token.clone())
+                .await
+            {
+                return Ok(());
+            }
+            let engine = engine::Engine::new(link);
+            Some(tokio::spawn(engine.run(
+                accepts.rx,
+                packets_rx,
+                items_rx,
+                shutdown.token.clone(),
+            )))
+        }
+        _ => None,
+    };
     tracing::info!(command = %config.command_spec, phase = "ready", "handler ready");
     let context = command::Context {
         command_spec: &config.command_spec,
     };
     loop {
         tokio::select! {
-            msg = handle.rx.recv() => {
+            msg = command.rx.recv() => {
                 let Some(msg) = msg else { break };
                 if let Some(reply) = command::answer(msg, &context) {
-                    if handle.tx.send(reply).await.is_err() {
+                    if command.tx.send(reply).await.is_err() {
                         break;
                     }
                 }
             }
             _ = shutdown.token.cancelled() => break,
         }
+    }
+    if let Some(task) = engine_task {
+        // The engine ends held sessions cleanly; give it a moment to send.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
     }
     Ok(())
 }

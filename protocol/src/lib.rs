@@ -12,10 +12,12 @@
 //! - [`format`]: the `T`/`M` tag in front of a frame; encode/decode any model.
 //! - [`zhttp`]: the ZHTTP packet model (request, response, credit, ...).
 //! - [`publish`]: publish items (JSON and TNetString) and their checks.
+//! - [`handoff`]: a held session handed from the proxy to the handler.
 //! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
 //! - [`rt`] (feature `rt`): shutdown token, signal policy, log format.
 
 pub mod format;
+pub mod handoff;
 pub mod msgpack;
 pub mod publish;
 pub mod tnetstring;

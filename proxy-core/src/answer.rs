@@ -1,13 +1,15 @@
 //! What the client gets for an origin's response: relayed as it is, or, when
 //! it carries GRIP instructions, with them applied (`Grip-Status`,
 //! `Grip-Expose-Headers`, an instruct body's response) and every `Grip-*`
-//! header removed. Holding the connection is not done here: a response that
-//! asks for a hold is refused with 501 until the handler can take it.
+//! header removed. A response that asks for a hold becomes [`Answer::Hold`]:
+//! the handler takes the session over. Paging with a next link and no hold
+//! is not supported yet (501).
 
 use crate::error::ProxyError;
 use crate::grip::instruct::{Instruct, MAX_INSTRUCT_BODY};
 use crate::grip::{is_grip_response, is_instruct_body};
 use bytes::Bytes;
+use holdfast_protocol::handoff;
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -28,6 +30,14 @@ pub enum Answer {
         headers: Vec<Header>,
         /// The origin's body.
         body: Incoming,
+    },
+    /// The origin asked for a hold; `response` is what the client gets at
+    /// once (stream) or at timeout (long-poll).
+    Hold {
+        /// The instructions.
+        instruct: Box<Instruct>,
+        /// The response, GRIP applied.
+        response: handoff::Response,
     },
     /// A complete response (from an `application/grip-instruct` body).
     Whole {
@@ -77,32 +87,33 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
     }
     let mut instruct = Instruct::from_headers(&parts.headers).map_err(ProxyError::BadInstruct)?;
     if is_instruct_body(&parts.headers) {
-        let collected = tokio::time::timeout(
-            INSTRUCT_BODY_TIMEOUT,
-            Limited::new(body, MAX_INSTRUCT_BODY).collect(),
-        )
-        .await
-        .map_err(|_| ProxyError::origin_body("instruct body took too long"))?
-        .map_err(|e| {
-            ProxyError::origin_body(&format!(
-                "instruct body unreadable or over {MAX_INSTRUCT_BODY} bytes: {e}"
-            ))
-        })?
-        .to_bytes();
+        let collected = read_limited(body).await?;
         instruct
             .apply_body(code, &collected)
             .map_err(ProxyError::BadInstruct)?;
-        if instruct.hold.is_some() || instruct.next_link.is_some() {
-            return Err(ProxyError::HoldUnsupported);
-        }
-        let response = instruct.response.unwrap_or_default();
-        let headers = response
+        let response = instruct.response.take().unwrap_or_default();
+        let headers: Vec<Header> = response
             .headers
             .iter()
             .filter(|(name, _)| !grip_or_hop(name))
             .map(|(name, value)| header(name, value.as_bytes()))
             .collect();
         let reason = response.reason.or_else(|| canonical_reason(response.code));
+        if instruct.hold.is_some() {
+            let response = handoff::Response {
+                code: response.code,
+                reason: reason.unwrap_or_default(),
+                headers,
+                body: response.body,
+            };
+            return Ok(Answer::Hold {
+                instruct: Box::new(instruct),
+                response,
+            });
+        }
+        if instruct.next_link.is_some() {
+            return Err(ProxyError::HoldUnsupported);
+        }
         return Ok(Answer::Whole {
             code: response.code,
             reason,
@@ -110,10 +121,10 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
             body: response.body,
         });
     }
-    if instruct.hold.is_some() || instruct.next_link.is_some() {
+    if instruct.hold.is_none() && instruct.next_link.is_some() {
         return Err(ProxyError::HoldUnsupported);
     }
-    let (code, reason) = match instruct.status {
+    let (code, reason) = match instruct.status.clone() {
         Some((code, reason)) => (code, reason.or_else(|| canonical_reason(code))),
         None => (code, canonical_reason(code)),
     };
@@ -123,18 +134,54 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
             .as_ref()
             .is_none_or(|list| list.iter().any(|e| e.eq_ignore_ascii_case(name)))
     };
-    let headers = parts
+    let held = instruct.hold.is_some();
+    let headers: Vec<Header> = parts
         .headers
         .iter()
-        .filter(|(name, _)| !grip_or_hop(name.as_str()) && exposed(name.as_str()))
+        // A held response's length is not the origin's: drop Content-Length.
+        .filter(|(name, _)| {
+            !grip_or_hop(name.as_str())
+                && exposed(name.as_str())
+                && !(held && *name == http::header::CONTENT_LENGTH)
+        })
         .map(|(name, value)| header(name.as_str(), value.as_bytes()))
         .collect();
+    if held {
+        let body = read_limited(body).await?;
+        let response = handoff::Response {
+            code,
+            reason: reason.unwrap_or_default(),
+            headers,
+            body,
+        };
+        return Ok(Answer::Hold {
+            instruct: Box::new(instruct),
+            response,
+        });
+    }
     Ok(Answer::Relay {
         code,
         reason,
         headers,
         body,
     })
+}
+
+/// Reads a body that must fit in [`MAX_INSTRUCT_BODY`] (instruct bodies, and
+/// the initial body of a held response).
+async fn read_limited(body: Incoming) -> Result<Bytes, ProxyError> {
+    Ok(tokio::time::timeout(
+        INSTRUCT_BODY_TIMEOUT,
+        Limited::new(body, MAX_INSTRUCT_BODY).collect(),
+    )
+    .await
+    .map_err(|_| ProxyError::origin_body("GRIP response body took too long"))?
+    .map_err(|e| {
+        ProxyError::origin_body(&format!(
+            "GRIP response body unreadable or over {MAX_INSTRUCT_BODY} bytes: {e}"
+        ))
+    })?
+    .to_bytes())
 }
 
 /// `Grip-*` headers never reach clients; hop-by-hop ones are per connection.

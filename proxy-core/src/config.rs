@@ -17,6 +17,11 @@ pub struct Config {
     #[arg(long = "connmgr-stream")]
     pub connmgr_stream: String,
 
+    /// The handler's accept socket, where held sessions are handed over
+    /// (without it, answers that ask for a hold get 501).
+    #[arg(long = "handler-accept-spec")]
+    pub handler_accept_spec: Option<String>,
+
     /// Routes file; re-read on SIGHUP.
     #[arg(long = "routes-file")]
     pub routes_file: Option<PathBuf>,

@@ -106,6 +106,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         upstream,
         debug: config.debug,
         tracker: shutdown.tracker.clone(),
+        handler: match &config.handler_accept_spec {
+            Some(spec) => {
+                let push = ctx.socket(zmq::PUSH)?;
+                holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
+                let handle = holdfast_protocol::zmq::spawn(push, "handler-accept")?;
+                Some(handle.tx)
+            }
+            None => None,
+        },
     });
     let mut reloads = reload_on_sighup()?;
     if !inputs

@@ -5,6 +5,7 @@
 
 use crate::answer::{self, Answer};
 use crate::error::ProxyError;
+use crate::grip::instruct::{HoldMode, Instruct, KeepAliveMode};
 use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
 use crate::origin::sign::{Signer, Verifier};
@@ -14,10 +15,12 @@ use crate::routes::{Route, RouteTable};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use holdfast_protocol::format;
+use holdfast_protocol::handoff;
 use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody};
 use holdfast_protocol::zhttp::{Header, Packet, PacketType, MAX_FROM_LEN};
 use holdfast_protocol::zmq::link::Link as Sockets;
 use holdfast_protocol::zmq::session_key;
+use holdfast_protocol::zmq::Multipart;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -39,6 +42,9 @@ const REQUEST_QUEUE: usize = 256;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45);
 const SESSION_EXPIRY: Duration = Duration::from_secs(60);
 
+/// How long connmgr may take to answer `handoff-start`.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// State shared by every session.
 pub struct Shared {
     /// Sockets toward connmgr.
@@ -58,6 +64,8 @@ pub struct Shared {
     pub debug: bool,
     /// Session tasks.
     pub tracker: TaskTracker,
+    /// Where held sessions go (the handler's accept socket), if anywhere.
+    pub handler: Option<mpsc::Sender<Multipart>>,
 }
 
 impl Shared {
@@ -96,6 +104,8 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         inbox,
         body_tx: None,
         drained: Arc::new(Drained::default()),
+        request: None,
+        peer: first.peer_address.clone(),
     };
     shared.tracker.spawn(session.run(first));
 }
@@ -116,6 +126,11 @@ struct Session {
     body_tx: Option<mpsc::Sender<Chunk>>,
     /// Request body bytes the origin has taken (become credits for connmgr).
     drained: Arc<Drained>,
+    /// The request as received, for a hand-over to the handler; `None`
+    /// when its body was streamed (and so cannot be replayed).
+    request: Option<handoff::Request>,
+    /// The client's address.
+    peer: Option<String>,
 }
 
 /// Everything needed to send the request, owned so the future is `'static`.
@@ -233,6 +248,14 @@ impl Session {
             _ => false,
         };
         let body = first.body.clone().filter(|b| !b.is_empty());
+        if !first.more {
+            self.request = Some(handoff::Request {
+                method: method.as_str().to_owned(),
+                uri: uri.to_string(),
+                headers: headers.clone(),
+                body: body.clone().unwrap_or_default(),
+            });
+        }
         let streaming_body = if first.more {
             let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
             if let Some(body) = &body {
@@ -262,6 +285,7 @@ impl Session {
     async fn proxy(&mut self, prepared: Prepared) -> (u16, &'static str) {
         let trusted = prepared.trusted;
         let grip = !prepared.route.no_grip;
+        let prefix = prepared.route.prefix.clone().unwrap_or_default();
         let debug = self.shared.debug || prepared.route.debug;
         let mut phase = Phase::Head(Box::pin(forward(self.shared.clone(), prepared)));
         let mut status = 0u16;
@@ -309,6 +333,9 @@ impl Session {
                     let (code, reason, headers, body, pending) = match answer {
                         Ok(Answer::Relay { code, reason, headers, body }) => (code, reason, headers, Some(body), Bytes::new()),
                         Ok(Answer::Whole { code, reason, headers, body }) => (code, reason, headers, None, body),
+                        Ok(Answer::Hold { instruct, response }) => {
+                            return self.hand_over(*instruct, response, &prefix, debug).await;
+                        }
                         Err(err) => {
                             status = self.fail_with(&err, debug).await;
                             return (status, "origin error");
@@ -395,6 +422,97 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Passes the session to the handler: pauses it with connmgr
+    /// (`handoff-start`, wait for `handoff-proceed`), then sends the handler
+    /// everything it needs to continue it.
+    async fn hand_over(
+        &mut self,
+        instruct: Instruct,
+        response: handoff::Response,
+        prefix: &str,
+        debug: bool,
+    ) -> (u16, &'static str) {
+        let code = response.code;
+        let Some(handler) = self.shared.handler.clone() else {
+            return (
+                self.fail_with(&ProxyError::HoldUnsupported, debug).await,
+                "no handler",
+            );
+        };
+        let Some(request) = self.request.take() else {
+            let err = ProxyError::BadRequest("Request too large to accept GRIP instruct.".into());
+            return (self.fail_with(&err, debug).await, "streamed request");
+        };
+        let start = self.packet(PacketType::HandoffStart);
+        self.send(start).await;
+        let proceed = tokio::time::timeout(HANDOFF_TIMEOUT, async {
+            while let Some(packet) = self.inbox.recv().await {
+                if let Some(seq) = packet.seq {
+                    if seq != self.in_seq {
+                        return false;
+                    }
+                    self.in_seq = seq.wrapping_add(1);
+                }
+                if let Some(credits) = packet.credits {
+                    self.credits = self.credits.saturating_add(credits as usize);
+                }
+                match packet.kind() {
+                    PacketType::HandoffProceed => return true,
+                    PacketType::Cancel | PacketType::Error => return false,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+        if proceed != Ok(true) {
+            tracing::warn!(session = %self.id, "connmgr did not proceed with the hand-over; session dropped");
+            return (code, "handoff failed");
+        }
+        let hold = handoff::Hold {
+            mode: match instruct.hold {
+                Some(HoldMode::Stream) => handoff::HoldMode::Stream,
+                _ => handoff::HoldMode::Response,
+            },
+            channels: instruct
+                .channels
+                .into_iter()
+                .map(|c| handoff::Channel {
+                    name: format!("{prefix}{}", c.name),
+                    prev_id: c.prev_id,
+                    filters: c.filters,
+                })
+                .collect(),
+            timeout: instruct.timeout,
+            keep_alive: instruct.keep_alive.map(|k| handoff::KeepAlive {
+                data: k.data,
+                timeout: k.timeout,
+                idle: k.mode == KeepAliveMode::Idle,
+            }),
+            meta: instruct.meta,
+        };
+        let accept = handoff::Accept {
+            connmgr: self.connmgr.clone(),
+            id: self.id.clone(),
+            in_seq: self.in_seq,
+            out_seq: self.out_seq,
+            credits: u32::try_from(self.credits).unwrap_or(u32::MAX),
+            peer_address: self.peer.clone(),
+            request,
+            response,
+            hold,
+        };
+        match format::encode(&accept, self.shared.sockets.format) {
+            Ok(frame) => {
+                if handler.send(vec![frame]).await.is_err() {
+                    tracing::warn!(session = %self.id, "handler socket closed; held session lost");
+                }
+            }
+            Err(err) => tracing::warn!(session = %self.id, error = %err, "hand-over not encoded"),
+        }
+        (code, "held")
     }
 
     /// Handles a packet from connmgr; `Some` ends the session.

@@ -35,6 +35,17 @@ pub fn connmgr_base(settings: &Settings) -> String {
     )
 }
 
+/// Where proxies hand held sessions to the handler.
+pub fn accept_spec(settings: &Settings) -> String {
+    format!(
+        "ipc://{}",
+        settings
+            .rundir
+            .join(format!("{}accept", settings.ipc_prefix))
+            .display()
+    )
+}
+
 /// Checks the ipc socket paths fit in a unix socket address.
 pub fn check_ipc_paths(settings: &Settings) -> Result<(), String> {
     let longest = settings
@@ -77,7 +88,9 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     let p = &settings.proxy;
     let mut proxy = vec![
         "--connmgr-stream".into(),
-        base,
+        base.clone(),
+        "--handler-accept-spec".into(),
+        accept_spec(settings),
         "--sig-iss".into(),
         p.sig_iss.clone(),
         "--x-forwarded-for".into(),
@@ -116,6 +129,14 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
     }
     let handler = vec![
+        "--connmgr-stream".into(),
+        base,
+        "--accept-spec".into(),
+        accept_spec(settings),
+        "--push-in-spec".into(),
+        settings.push_in_spec.clone(),
+        "--push-in-http".into(),
+        settings.push_in_http.clone(),
         "--command-spec".into(),
         settings.command_spec.clone(),
         "--loglevel".into(),
@@ -144,13 +165,17 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     ]
 }
 
-/// Removes the ipc socket files this instance's connmgr bound, and the run
-/// directory if it is left empty.
+/// Removes the ipc socket files this instance bound, and the run directory
+/// if it is left empty.
 pub fn clean_rundir(settings: &Settings) {
-    let prefix = format!("{}connmgr", settings.ipc_prefix);
+    let ours = [
+        format!("{}connmgr", settings.ipc_prefix),
+        format!("{}accept", settings.ipc_prefix),
+    ];
     if let Ok(entries) = std::fs::read_dir(&settings.rundir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ours.iter().any(|prefix| name.starts_with(prefix.as_str())) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(move || writer_sink.runner_writer())
         .with_target(false)
         .with_ansi(false)
+        .log_internal_errors(false)
         .try_init();
     for warning in warnings {
         tracing::warn!("{warning}");

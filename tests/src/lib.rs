@@ -12,7 +12,7 @@
 
 pub mod harness;
 
-pub use harness::client::{raw_exchange, Client, Reply};
+pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::origin::Origin;
 pub use harness::ports::free_port;

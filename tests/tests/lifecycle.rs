@@ -229,3 +229,27 @@ async fn logfile_receives_the_merged_log() {
     );
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runner_leaves_no_orphans() {
+    let origin = Origin::start().await;
+    let mut hf = Holdfast::in_front_of(&origin).run().await;
+    let children = hf.children();
+    assert_eq!(children.len(), 3, "{children:?}");
+    // SIGKILL: the runner cannot clean up; the parent-death signal must, and
+    // the children must act on it although their stderr is now a broken pipe.
+    hf.signal(Signal::SIGKILL);
+    hf.wait_exit(WAIT).await.expect("runner gone");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while children.iter().any(|(pid, _)| alive(*pid)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orphans left: {:?}",
+            children
+                .iter()
+                .filter(|(p, _)| alive(*p))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

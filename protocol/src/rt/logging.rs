@@ -28,5 +28,9 @@ pub fn init_tracing(level: u8, verbose: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(false)
+        // When the runner is gone, stderr is a broken pipe; reporting that
+        // with eprintln! would panic the logging task (often the signal task,
+        // which then ignores SIGTERM). Lose the line instead.
+        .log_internal_errors(false)
         .try_init();
 }

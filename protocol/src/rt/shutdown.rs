@@ -44,8 +44,8 @@ pub fn shutdown_on_signals(token: CancellationToken) -> std::io::Result<()> {
         while let Some(signal) = signals.next().await {
             seen += 1;
             if seen == 1 {
-                tracing::info!(signal, "shutting down");
                 token.cancel();
+                tracing::info!(signal, "shutting down");
             } else {
                 tracing::warn!(signal, "second signal: exiting now");
                 std::process::exit(1);

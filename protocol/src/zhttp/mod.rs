@@ -9,8 +9,10 @@ pub use packet::{Ext, Header, Packet, PacketType};
 
 /// Largest `from` accepted, as in Pushpin's connection manager.
 pub const MAX_FROM_LEN: usize = 64;
-/// Most ids in one multi-id packet (batched keep-alive or cancel).
-pub const MAX_BATCH_IDS: usize = 128;
+/// Most ids accepted in one multi-id packet. Pushpin sends at most 128 (batched
+/// keep-alives); Holdfast's handler batches deliveries of one publish to many
+/// sessions of the same connmgr, up to this many per packet.
+pub const MAX_BATCH_IDS: usize = 8192;
 
 /// Response headers that describe one connection, not the message. Neither
 /// side puts them in a packet's meaning: each HTTP hop writes its own.

@@ -19,6 +19,12 @@ pub const BUDGET: usize = 64;
 /// absorb a burst of one [`BUDGET`] without blocking either side.
 pub const CHANNEL_CAPACITY: usize = 256;
 
+/// How long closing a socket may wait to deliver what is still queued. libzmq
+/// waits forever by default, which hangs process exit when the peer is gone
+/// (a dead connmgr never takes its keep-alives); one second lets a clean
+/// shutdown flush its last packets.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The two ends a socket's users hold.
 #[derive(Debug)]
 pub struct SocketHandle {
@@ -43,6 +49,9 @@ impl AsRawFd for ZmqFd {
 /// Must be called inside a tokio runtime. The actor ends when both the
 /// outbound senders and the inbound receiver are dropped, closing the socket.
 pub fn spawn(socket: zmq::Socket, name: &'static str) -> io::Result<SocketHandle> {
+    socket
+        .set_linger(LINGER.as_millis() as i32)
+        .map_err(io::Error::from)?;
     let raw = socket.get_fd().map_err(io::Error::from)?;
     // The safe constructor is deprecated because it cannot prove the fd
     // outlives the registration; `Actor` guarantees it by dropping `fd`

@@ -126,6 +126,90 @@ impl Client {
     }
 }
 
+/// A response whose body is read as it arrives.
+pub struct OpenStream {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    body: hyper::body::Incoming,
+    /// Everything received so far.
+    pub received: Vec<u8>,
+    /// Whether the body has ended.
+    pub ended: bool,
+}
+
+impl OpenStream {
+    /// Reads until the received text contains `needle`; false on timeout or end.
+    pub async fn read_until(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !String::from_utf8_lossy(&self.received).contains(needle) {
+            if self.ended {
+                return false;
+            }
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.received.extend_from_slice(&data);
+                    }
+                }
+                Ok(Some(Err(_)) | None) => self.ended = true,
+            }
+        }
+        true
+    }
+
+    /// Reads until the body ends; false on timeout.
+    pub async fn read_to_end(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.ended {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.received.extend_from_slice(&data);
+                    }
+                }
+                Ok(Some(Err(_)) | None) => self.ended = true,
+            }
+        }
+        true
+    }
+
+    /// The text received so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received).into_owned()
+    }
+}
+
+impl Client {
+    /// GET whose body is read as it arrives (streams, long-polls).
+    pub async fn open(&self, url: &str) -> OpenStream {
+        let req = http::Request::builder()
+            .uri(url)
+            .body(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .expect("valid request");
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.inner.request(req))
+            .await
+            .expect("response head within 30 s")
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        OpenStream {
+            status,
+            headers,
+            body: resp.into_body(),
+            received: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
 /// Adapts a channel of chunks into a stream of body frames.
 fn futures_stream(
     mut rx: mpsc::Receiver<Bytes>,

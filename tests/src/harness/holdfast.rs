@@ -76,6 +76,8 @@ impl HoldfastBuilder {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
         let port = free_port();
+        let publish_port = free_port();
+        let publish_pull_port = free_port();
         let mut sections: Vec<(String, Vec<String>)> = vec![
             (
                 "global".into(),
@@ -87,9 +89,9 @@ impl HoldfastBuilder {
                 "handler".into(),
                 vec![
                     format!("command_spec=tcp://127.0.0.1:{}", free_port()),
-                    format!("push_in_spec=tcp://127.0.0.1:{}", free_port()),
+                    format!("push_in_spec=tcp://127.0.0.1:{publish_pull_port}"),
                     format!("push_in_sub_specs=tcp://127.0.0.1:{}", free_port()),
-                    format!("push_in_http_port={}", free_port()),
+                    format!("push_in_http_port={publish_port}"),
                 ],
             ),
         ];
@@ -134,6 +136,8 @@ impl HoldfastBuilder {
             child,
             pid,
             port,
+            publish_port,
+            publish_pull_port,
             dir,
             config,
             logs,
@@ -165,6 +169,10 @@ pub struct Holdfast {
     pub pid: u32,
     /// Client HTTP port.
     pub port: u16,
+    /// HTTP publish port (`POST /publish/`).
+    pub publish_port: u16,
+    /// ZeroMQ PULL publish port.
+    pub publish_pull_port: u16,
     /// Its folder (config, routes, run directory).
     pub dir: PathBuf,
     /// Its config file.
@@ -192,6 +200,24 @@ impl Holdfast {
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `http://127.0.0.1:<publish port><path>`.
+    pub fn publish_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.publish_port)
+    }
+
+    /// Publishes `body` (`{"items": [...]}`) over HTTP; returns status and text.
+    pub async fn publish(&self, body: &str) -> (u16, String) {
+        let reply = crate::Client::new()
+            .send(
+                "POST",
+                &self.publish_url("/publish/"),
+                &[("Content-Type", "application/json")],
+                body.to_owned(),
+            )
+            .await;
+        (reply.status, reply.text())
     }
 
     /// Everything logged so far.

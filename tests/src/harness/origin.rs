@@ -301,7 +301,9 @@ async fn respond(
 /// GRIP answers by name: `status` (Grip-Status with a channel), `expose`
 /// (Grip-Expose-Headers), `bad-hold`, `bad-timeout` (malformed headers),
 /// `instruct` (instruct body without a hold), `instruct-bad` (invalid JSON),
-/// `instruct-404` (instruct body with a non-200 status).
+/// `instruct-404` (instruct body with a non-200 status), `hold-timeout` (a
+/// long-poll on a quiet channel, timeout raised to 5 s), `keep-alive` (a
+/// stream with a 1 s keep-alive).
 pub fn grip_case(case: &str) -> Option<http::Response<Body>> {
     const INSTRUCT: (&str, &str) = ("Content-Type", "application/grip-instruct");
     Some(match case {
@@ -336,6 +338,25 @@ pub fn grip_case(case: &str) -> Option<http::Response<Body>> {
         ),
         "instruct-bad" => full(200, &[INSTRUCT], "{not json"),
         "instruct-404" => full(404, &[INSTRUCT], "{}"),
+        "hold-timeout" => full(
+            200,
+            &[
+                ("Content-Type", "text/plain"),
+                ("Grip-Hold", "response"),
+                ("Grip-Channel", "quiet"),
+                ("Grip-Timeout", "1"),
+            ],
+            "timed out\n",
+        ),
+        "keep-alive" => full(
+            200,
+            &[
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "ka"),
+                ("Grip-Keep-Alive", "ping\\n; format=cstring; timeout=1"),
+            ],
+            "open\n",
+        ),
         _ => return None,
     })
 }

@@ -1,0 +1,125 @@
+//! `POST /publish/` on the HTTP publish port, as Pushpin's control API:
+//! `{"items": [...]}` → `200 Published` (JSON when `Accept` asks for it),
+//! errors as 4xx with a message saying what is wrong. A bad item refuses the
+//! whole request: nothing is half-published.
+
+use bytes::Bytes;
+use holdfast_protocol::publish::{parse_items_json, Item};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Largest publish body accepted (Pushpin's `push_in_http_max_body_size`).
+pub const MAX_BODY: usize = 1_000_000;
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    items: mpsc::Sender<Vec<Item>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path == "/" {
+        return Ok(text(StatusCode::OK, "Holdfast publish API"));
+    }
+    if path != "/publish" && path != "/publish/" {
+        return Ok(text(StatusCode::NOT_FOUND, "Not found."));
+    }
+    if req.method() != Method::POST {
+        let mut resp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed: use POST.",
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return Ok(resp);
+    }
+    let wants_json = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return Ok(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Body is larger than {MAX_BODY} bytes."),
+            ))
+        }
+    };
+    let parsed = match parse_items_json(&body) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            tracing::info!("publish refused: {err}");
+            return Ok(text(StatusCode::BAD_REQUEST, &err.to_string()));
+        }
+    };
+    let count = parsed.len();
+    if items.send(parsed).await.is_err() {
+        return Ok(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Handler is shutting down; nothing was published.",
+        ));
+    }
+    tracing::info!("POST {path} -> 200 items={count}");
+    if wants_json {
+        let mut resp = Response::new(Full::new(Bytes::from_static(
+            b"{\"message\": \"Published\"}",
+        )));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
+    Ok(text(StatusCode::OK, "Published"))
+}
+
+/// Serves the publish API on `addr` until `token` is cancelled.
+pub async fn serve(
+    addr: SocketAddr,
+    items: mpsc::Sender<Vec<Item>>,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!("publish HTTP on {}", listener.local_addr()?);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "publish accept failed");
+                        continue;
+                    }
+                },
+                _ = token.cancelled() => return,
+            };
+            let items = items.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(req, items.clone()));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! GRIP holds: the origin asks to hold, the handler takes the session over,
+//! and publishes reach the client.
+
+use holdfast_tests::{Client, Holdfast, Origin};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn stream_item(channel: &str, content: &str) -> String {
+    serde_json::json!({"items": [{"channel": channel, "formats": {"http-stream": {"content": content}}}]}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_hold_receives_publishes_until_closed() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert_eq!(stream.status, 200);
+    assert!(
+        stream
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("grip-")),
+        "{:?}",
+        stream.headers
+    );
+    assert!(stream.headers.get("content-length").is_none());
+    assert!(
+        stream.read_until("initial\n", WAIT).await,
+        "{}",
+        stream.text()
+    );
+
+    assert_eq!(
+        hf.publish(&stream_item("test", "hello\n")).await,
+        (200, "Published\n".into())
+    );
+    assert!(
+        stream.read_until("hello\n", WAIT).await,
+        "{}\n{}",
+        stream.text(),
+        hf.logs()
+    );
+    assert_eq!(
+        hf.publish(&stream_item("other", "not for us\n")).await.0,
+        200
+    );
+    assert_eq!(hf.publish(&stream_item("test", "again\n")).await.0, 200);
+    assert!(stream.read_until("again\n", WAIT).await);
+    assert!(!stream.text().contains("not for us"));
+
+    let close = serde_json::json!({"items": [{"channel": "test", "formats": {"http-stream": {"action": "close"}}}]});
+    assert_eq!(hf.publish(&close.to_string()).await.0, 200);
+    assert!(stream.read_to_end(WAIT).await, "stream did not end");
+    assert_eq!(stream.text(), "initial\nhello\nagain\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publish_reaches_every_subscriber() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let client = Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..25 {
+        let mut stream = client.open(&hf.url("/grip")).await;
+        assert!(stream.read_until("initial\n", WAIT).await);
+        streams.push(stream);
+    }
+    assert_eq!(hf.publish(&stream_item("test", "to all\n")).await.0, 200);
+    for stream in &mut streams {
+        assert!(
+            stream.read_until("to all\n", WAIT).await,
+            "{}",
+            stream.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_gets_the_published_response() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin)
+        .arg("--loglevel")
+        .arg("2,handler:3")
+        .run()
+        .await;
+    let url = hf.url("/grip-instruct");
+    let waiting = tokio::spawn(async move { Client::new().get(&url).await });
+    assert!(hf.wait_log("session held", WAIT).await, "{}", hf.logs());
+    let item = serde_json::json!({"items": [{"channel": "test", "formats": {"http-response": {"code": 201, "headers": {"X-Published": "yes"}, "body": "published\n"}}}]});
+    assert_eq!(hf.publish(&item.to_string()).await.0, 200);
+    let reply = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (201, "published\n"));
+    assert_eq!(reply.header("x-published"), Some("yes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_times_out_with_the_origin_response() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let started = tokio::time::Instant::now();
+    let reply = Client::new().get(&hf.url("/grip/hold-timeout")).await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "timed out\n"));
+    assert_eq!(reply.header("content-type"), Some("text/plain"));
+    assert!(reply
+        .headers
+        .keys()
+        .all(|k| !k.as_str().starts_with("grip-")));
+    // Grip-Timeout: 1 is raised to the 5 s minimum.
+    assert!(
+        started.elapsed() >= Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_keep_alive_is_sent() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = Client::new().open(&hf.url("/grip/keep-alive")).await;
+    assert!(stream.read_until("open\n", WAIT).await);
+    assert!(
+        stream.read_until("ping\nping\n", WAIT).await,
+        "{:?}",
+        stream.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmq_publish_reaches_the_stream() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.connect(&format!("tcp://127.0.0.1:{}", hf.publish_pull_port))
+        .unwrap();
+    push.send(
+        r#"J{"channel":"test","formats":{"http-stream":{"content":"over zmq\n"}}}"#,
+        0,
+    )
+    .unwrap();
+    assert!(
+        stream.read_until("over zmq\n", WAIT).await,
+        "{}",
+        stream.text()
+    );
+    // A TNetString item too.
+    let tnet = b"T58:7:channel,4:test,11:http-stream,22:7:content,9:tnetstr!\n,}}";
+    push.send(&tnet[..], 0).unwrap();
+    assert!(
+        stream.read_until("tnetstr!\n", WAIT).await,
+        "{}",
+        stream.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_publishes_are_refused_with_a_reason() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let client = Client::new();
+    let cases = [
+        ("{", 400, "Body is not valid JSON"),
+        (
+            "[]",
+            400,
+            "Invalid format: expected an object with an \"items\" list",
+        ),
+        (
+            r#"{"items":[{"formats":{"http-stream":{"content":"x"}}}]}"#,
+            400,
+            "item 0: missing \"channel\"",
+        ),
+        (
+            r#"{"items":[{"channel":"c","http-stream":{"content-bin":"***"}}]}"#,
+            400,
+            "http-stream.content-bin: must be base64",
+        ),
+    ];
+    for (body, status, text) in cases {
+        let (got, reply) = hf.publish(body).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply.contains(text), "{body}: {reply}");
+    }
+    let reply = client.get(&hf.publish_url("/publish/")).await;
+    assert_eq!((reply.status, reply.header("allow")), (405, Some("POST")));
+    assert_eq!(client.get(&hf.publish_url("/nowhere")).await.status, 404);
+    let big = format!(
+        r#"{{"items":[{{"channel":"c","http-stream":{{"content":"{}"}}}}]}}"#,
+        "x".repeat(1_100_000)
+    );
+    assert_eq!(hf.publish(&big).await.0, 413);
+    let reply = client
+        .send(
+            "POST",
+            &hf.publish_url("/publish"),
+            &[("Accept", "application/json")],
+            stream_item("c", "x"),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "{\"message\": \"Published\"}")
+    );
+}

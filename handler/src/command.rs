@@ -7,14 +7,20 @@ use holdfast_protocol::tnetstring;
 use holdfast_protocol::value::Value;
 use holdfast_protocol::zmq::Multipart;
 
-/// Methods this handler answers now. The publish and recovery methods arrive
-/// with held sessions.
-const METHODS: &[&str] = &["conncheck", "get-zmq-uris"];
+/// Methods this handler answers now (`recover` and `refresh` come with
+/// sequencing and WebSocket-over-HTTP).
+const METHODS: &[&str] = &["conncheck", "get-zmq-uris", "publish"];
 
 /// What the handler knows when answering.
 pub struct Context<'a> {
     /// This socket's own address, for `get-zmq-uris`.
     pub command_spec: &'a str,
+    /// The publish inputs' addresses, for `get-zmq-uris`.
+    pub publish_pull: Option<&'a str>,
+    /// The SUB input's address.
+    pub publish_sub: Option<&'a str>,
+    /// Where `publish` sends items.
+    pub items: Option<&'a tokio::sync::mpsc::Sender<Vec<holdfast_protocol::publish::Item>>>,
 }
 
 fn bytes(s: &str) -> Value {
@@ -72,7 +78,33 @@ fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
             // No session is held yet, so none of the asked ids is connected here.
             Value::List(Vec::new())
         }
-        "get-zmq-uris" => Value::Map(vec![entry("command", bytes(ctx.command_spec))]),
+        "get-zmq-uris" => {
+            let mut uris = vec![entry("command", bytes(ctx.command_spec))];
+            if let Some(pull) = ctx.publish_pull {
+                uris.push(entry("publish-pull", bytes(pull)));
+            }
+            if let Some(sub) = ctx.publish_sub {
+                uris.push(entry("publish-sub", bytes(sub)));
+            }
+            Value::Map(uris)
+        }
+        "publish" => {
+            let Some(Value::List(list)) = request.get("args").and_then(|a| a.get("items")) else {
+                return failure(id, "bad-request");
+            };
+            let parsed: Result<Vec<_>, _> = list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| holdfast_protocol::publish::parse_item_value(v, i, false))
+                .collect();
+            let Ok(items) = parsed else {
+                return failure(id, "bad-format");
+            };
+            match ctx.items.map(|tx| tx.try_send(items)) {
+                Some(Ok(())) => Value::Null,
+                _ => return failure(id, "service-unavailable"),
+            }
+        }
         other => {
             tracing::info!(method = other, known = ?METHODS, "command: unknown method");
             return failure(id, "method-not-found");
@@ -94,6 +126,9 @@ mod tests {
     fn call(body: &[u8]) -> Value {
         let ctx = Context {
             command_spec: "tcp://127.0.0.1:5563",
+            publish_pull: None,
+            publish_sub: None,
+            items: None,
         };
         let out = answer(vec![b"peer".to_vec(), Vec::new(), body.to_vec()], &ctx).unwrap();
         assert_eq!(out[0], b"peer");
@@ -148,7 +183,21 @@ mod tests {
             condition(call(&request("nope", Value::Map(vec![])))).as_deref(),
             Some("method-not-found")
         );
-        let ctx = Context { command_spec: "x" };
+        assert_eq!(
+            condition(call(&request("publish", Value::Map(vec![])))).as_deref(),
+            Some("bad-request")
+        );
+        let items = Value::Map(vec![entry("items", Value::List(vec![Value::Map(vec![])]))]);
+        assert_eq!(
+            condition(call(&request("publish", items))).as_deref(),
+            Some("bad-format")
+        );
+        let ctx = Context {
+            command_spec: "x",
+            publish_pull: None,
+            publish_sub: None,
+            items: None,
+        };
         assert!(answer(vec![b"no-envelope".to_vec()], &ctx).is_none());
     }
 }

@@ -29,6 +29,15 @@ pub struct Config {
     #[arg(long = "push-in-spec")]
     pub push_in_spec: Option<String>,
 
+    /// Publish input, ZeroMQ SUB (two frames: channel, item); bound unless
+    /// `--push-in-sub-connect`.
+    #[arg(long = "push-in-sub-specs")]
+    pub push_in_sub_specs: Option<String>,
+
+    /// Connect the SUB input instead of binding it.
+    #[arg(long = "push-in-sub-connect")]
+    pub push_in_sub_connect: bool,
+
     /// Publish input, HTTP (`POST /publish/`).
     #[arg(long = "push-in-http")]
     pub push_in_http: Option<SocketAddr>,

@@ -60,6 +60,10 @@ pub struct Engine {
     timers: DelayQueue<(String, Timer)>,
     /// When each session last heard from connmgr.
     heard: HashMap<String, Instant>,
+    /// The SUB publish input's subscriptions, following local interest.
+    sub_control: Option<mpsc::Sender<Multipart>>,
+    /// Subscription changes not yet sent to it.
+    sub_changes: Vec<Multipart>,
     stats: Stats,
 }
 
@@ -69,13 +73,15 @@ fn key_of(connmgr: &str, id: &str) -> String {
 
 impl Engine {
     /// An engine sending through `link`.
-    pub fn new(link: Arc<Link>) -> Engine {
+    pub fn new(link: Arc<Link>, sub_control: Option<mpsc::Sender<Multipart>>) -> Engine {
         Engine {
             link,
             sessions: HashMap::new(),
             channels: HashMap::new(),
             timers: DelayQueue::new(),
             heard: HashMap::new(),
+            sub_control,
+            sub_changes: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -115,6 +121,15 @@ impl Engine {
                     }
                 }
                 _ = token.cancelled() => break,
+            }
+            if let Some(control) = &self.sub_control {
+                for change in self.sub_changes.drain(..) {
+                    if control.send(change).await.is_err() {
+                        break;
+                    }
+                }
+            } else {
+                self.sub_changes.clear();
             }
         }
         let keys: Vec<String> = self.sessions.keys().cloned().collect();
@@ -176,10 +191,12 @@ impl Engine {
                 .insert((key.clone(), Timer::Link), LINK_KEEP_ALIVE),
         );
         for channel in &session.channels {
-            self.channels
-                .entry(channel.clone())
-                .or_default()
-                .insert(key.clone());
+            let subscribers = self.channels.entry(channel.clone()).or_default();
+            if subscribers.is_empty() {
+                self.sub_changes
+                    .push(crate::publish::zmq_sub::subscription(channel, true));
+            }
+            subscribers.insert(key.clone());
         }
         tracing::debug!(session = %key, mode = ?session.mode, channels = ?session.channels, "session held");
         self.heard.insert(key.clone(), Instant::now());
@@ -476,6 +493,8 @@ impl Engine {
                 set.remove(key);
                 if set.is_empty() {
                     self.channels.remove(channel);
+                    self.sub_changes
+                        .push(crate::publish::zmq_sub::subscription(channel, false));
                 }
             }
         }

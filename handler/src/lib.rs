@@ -3,14 +3,14 @@
 //! Owns held sessions: the proxy hands a session over when the origin asks
 //! for a hold; the handler subscribes it to its channels, talks to connmgr
 //! for it directly, and delivers publishes to it. Publishes arrive over HTTP
-//! (`POST /publish/`) and ZeroMQ PULL; the command socket answers
+//! (`POST /publish/`), ZeroMQ PULL and ZeroMQ SUB; the command socket answers
 //! `conncheck` and `get-zmq-uris`.
 //!
 //! # Layout
 //! - [`config`]: command line and settings.
 //! - [`engine`]: the event loop owning sessions, subscriptions and timers.
 //! - [`session`]: one held session's state.
-//! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL).
+//! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
 
 pub mod command;
@@ -42,7 +42,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(spec) = &config.push_in_spec {
         publish::zmq_pull::start(&ctx, spec, items_tx.clone())?;
     }
-    drop(items_tx);
+    let sub_control = match &config.push_in_sub_specs {
+        Some(specs) => Some(publish::zmq_sub::start(
+            &ctx,
+            specs,
+            config.push_in_sub_connect,
+            items_tx.clone(),
+        )?),
+        None => None,
+    };
+    let command_items = items_tx;
 
     let engine_task = match (&config.connmgr_stream, &config.accept_spec) {
         (Some(base), Some(accept_spec)) => {
@@ -65,7 +74,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             {
                 return Ok(());
             }
-            let engine = engine::Engine::new(link);
+            let engine = engine::Engine::new(link, sub_control);
             Some(tokio::spawn(engine.run(
                 accepts.rx,
                 packets_rx,
@@ -78,6 +87,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(command = %config.command_spec, phase = "ready", "handler ready");
     let context = command::Context {
         command_spec: &config.command_spec,
+        publish_pull: config.push_in_spec.as_deref(),
+        publish_sub: config.push_in_sub_specs.as_deref(),
+        items: Some(&command_items),
     };
     loop {
         tokio::select! {

@@ -128,13 +128,15 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     if !p.upstream_key.is_empty() {
         proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
     }
-    let handler = vec![
+    let mut handler: Vec<String> = vec![
         "--connmgr-stream".into(),
         base,
         "--accept-spec".into(),
         accept_spec(settings),
         "--push-in-spec".into(),
         settings.push_in_spec.clone(),
+        "--push-in-sub-specs".into(),
+        settings.push_in_sub_specs.clone(),
         "--push-in-http".into(),
         settings.push_in_http.clone(),
         "--command-spec".into(),
@@ -142,6 +144,9 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         "--loglevel".into(),
         level("handler"),
     ];
+    if settings.push_in_sub_connect {
+        handler.push("--push-in-sub-connect".into());
+    }
     let bin = |name: &str| -> PathBuf { bin_dir.join(name) };
     vec![
         Service {

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod zmq_pull;
+pub mod zmq_sub;
 
 /// Publish requests waiting for the engine.
 pub const QUEUE: usize = 1024;

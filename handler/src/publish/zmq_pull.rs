@@ -2,21 +2,13 @@
 //! `T` + TNetString, or a bare TNetString. Bad frames are logged and
 //! dropped (there is nobody to answer).
 
-use holdfast_protocol::publish::{parse_item_tnetstring, Item, PublishError};
+use holdfast_protocol::publish::{parse_item_frame, Item, PublishError};
 use holdfast_protocol::zmq::{apply_specs, spawn, SpecError};
 use tokio::sync::mpsc;
 
 /// Parses one frame into an item.
 pub fn parse_frame(frame: &[u8]) -> Result<Item, PublishError> {
-    match frame.split_first() {
-        Some((b'J', json)) => {
-            let wrapped = [&b"{\"items\":["[..], json, b"]}"].concat();
-            let mut items = holdfast_protocol::publish::parse_items_json(&wrapped)?;
-            items.pop().ok_or(PublishError::NoItems)
-        }
-        Some((b'T', tnet)) => parse_item_tnetstring(tnet),
-        _ => parse_item_tnetstring(frame),
-    }
+    parse_item_frame(frame, None)
 }
 
 /// Binds the PULL socket and forwards items to the engine.

@@ -159,9 +159,32 @@ pub fn parse_items_json(body: &[u8]) -> Result<Vec<Item>, PublishError> {
 
 /// Parses one item from a TNetString (no `T` tag).
 pub fn parse_item_tnetstring(data: &[u8]) -> Result<Item, PublishError> {
-    let value =
-        tnetstring::parse_complete(data).map_err(|e| PublishError::BadTNetString(e.to_string()))?;
-    parse_item_value(&value, 0, false)
+    parse_item_frame(data, None)
+}
+
+/// Parses one ZeroMQ publish frame: `J` + JSON, `T` + TNetString, or a bare
+/// TNetString. `channel` (the topic frame on SUB) sets the item's channel.
+pub fn parse_item_frame(frame: &[u8], channel: Option<&str>) -> Result<Item, PublishError> {
+    let tnet = |data: &[u8]| {
+        tnetstring::parse_complete(data).map_err(|e| PublishError::BadTNetString(e.to_string()))
+    };
+    let (mut value, json) = match frame.split_first() {
+        Some((b'J', json)) => {
+            let parsed: serde_json::Value =
+                serde_json::from_slice(json).map_err(|e| PublishError::BadJson(e.to_string()))?;
+            (from_json(&parsed), true)
+        }
+        Some((b'T', data)) => (tnet(data)?, false),
+        _ => (tnet(frame)?, false),
+    };
+    if let (Some(channel), Value::Map(entries)) = (channel, &mut value) {
+        entries.retain(|(k, _)| k != b"channel");
+        entries.push((
+            b"channel".to_vec(),
+            Value::Bytes(channel.as_bytes().to_vec()),
+        ));
+    }
+    parse_item_value(&value, 0, json)
 }
 
 /// JSON → value tree; strings become bytes, numbers ints or floats.

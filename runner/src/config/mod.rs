@@ -121,6 +121,8 @@ pub struct Settings {
     pub push_in_spec: String,
     /// `push_in_sub_specs`, port offset applied.
     pub push_in_sub_specs: String,
+    /// `push_in_sub_connect`: connect the SUB input instead of binding it.
+    pub push_in_sub_connect: bool,
     /// `push_in_http_addr:push_in_http_port`, port offset applied.
     pub push_in_http: String,
 }
@@ -460,6 +462,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         command_spec: spec("command_spec")?,
         push_in_spec: spec("push_in_spec")?,
         push_in_sub_specs: spec(sub_key)?,
+        push_in_sub_connect: boolean(ini, "handler", "push_in_sub_connect")?,
         push_in_http,
         rundir,
     })

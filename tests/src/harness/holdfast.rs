@@ -78,6 +78,8 @@ impl HoldfastBuilder {
         let port = free_port();
         let publish_port = free_port();
         let publish_pull_port = free_port();
+        let publish_sub_port = free_port();
+        let command_port = free_port();
         let mut sections: Vec<(String, Vec<String>)> = vec![
             (
                 "global".into(),
@@ -88,9 +90,9 @@ impl HoldfastBuilder {
             (
                 "handler".into(),
                 vec![
-                    format!("command_spec=tcp://127.0.0.1:{}", free_port()),
+                    format!("command_spec=tcp://127.0.0.1:{command_port}"),
                     format!("push_in_spec=tcp://127.0.0.1:{publish_pull_port}"),
-                    format!("push_in_sub_specs=tcp://127.0.0.1:{}", free_port()),
+                    format!("push_in_sub_specs=tcp://127.0.0.1:{publish_sub_port}"),
                     format!("push_in_http_port={publish_port}"),
                 ],
             ),
@@ -138,6 +140,8 @@ impl HoldfastBuilder {
             port,
             publish_port,
             publish_pull_port,
+            publish_sub_port,
+            command_port,
             dir,
             config,
             logs,
@@ -173,6 +177,10 @@ pub struct Holdfast {
     pub publish_port: u16,
     /// ZeroMQ PULL publish port.
     pub publish_pull_port: u16,
+    /// ZeroMQ SUB publish port.
+    pub publish_sub_port: u16,
+    /// Command socket port.
+    pub command_port: u16,
     /// Its folder (config, routes, run directory).
     pub dir: PathBuf,
     /// Its config file.

@@ -209,3 +209,76 @@ async fn bad_publishes_are_refused_with_a_reason() {
         (200, "{\"message\": \"Published\"}")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmq_sub_follows_interest_and_delivers() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let ctx = zmq::Context::new();
+    let xpub = ctx.socket(zmq::XPUB).unwrap();
+    xpub.set_rcvtimeo(10_000).unwrap();
+    xpub.connect(&format!("tcp://127.0.0.1:{}", hf.publish_sub_port))
+        .unwrap();
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+    // The handler subscribes to "test" once a session listens on it.
+    let subscription = tokio::task::spawn_blocking(move || {
+        let msg = xpub.recv_bytes(0).expect("a subscription within 10 s");
+        (xpub, msg)
+    });
+    let (xpub, msg) = subscription.await.unwrap();
+    assert_eq!(msg, b"\x01test");
+    xpub.send_multipart(
+        [
+            &b"test"[..],
+            br#"J{"formats":{"http-stream":{"content":"via sub\n"}}}"#,
+        ],
+        0,
+    )
+    .unwrap();
+    assert!(
+        stream.read_until("via sub\n", WAIT).await,
+        "{}",
+        stream.text()
+    );
+    drop(stream);
+    // When the last session leaves, the handler unsubscribes.
+    let unsubscribed = tokio::task::spawn_blocking(move || {
+        xpub.recv_bytes(0).expect("an unsubscription within 10 s")
+    });
+    assert_eq!(unsubscribed.await.unwrap(), b"\x00test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_socket_publishes_and_reports_uris() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+    let port = hf.command_port;
+    let (publish_reply, uris_reply) = tokio::task::spawn_blocking(move || {
+        let ctx = zmq::Context::new();
+        let req = ctx.socket(zmq::REQ).unwrap();
+        req.set_rcvtimeo(10_000).unwrap();
+        req.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+        let publish = b"T110:2:id,1:1,6:method,7:publish,4:args,71:5:items,59:55:7:channel,4:test,11:http-stream,19:7:content,6:by cmd,}}]}}";
+        req.send(&publish[..], 0).unwrap();
+        let publish_reply = req.recv_bytes(0).expect("publish answered");
+        req.send(&b"T34:2:id,1:2,6:method,12:get-zmq-uris,}"[..], 0).unwrap();
+        (publish_reply, req.recv_bytes(0).expect("uris answered"))
+    })
+    .await
+    .unwrap();
+    let publish_reply = String::from_utf8_lossy(&publish_reply).into_owned();
+    assert!(
+        publish_reply.contains("7:success,4:true!"),
+        "{publish_reply}"
+    );
+    assert!(stream.read_until("by cmd", WAIT).await, "{}", stream.text());
+    let uris = String::from_utf8_lossy(&uris_reply).into_owned();
+    assert!(
+        uris.contains(&format!("tcp://127.0.0.1:{}", hf.publish_pull_port)),
+        "{uris}"
+    );
+    assert!(uris.contains("publish-sub"), "{uris}");
+}

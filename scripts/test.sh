@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README names it and CI runs it (.ci/run).
-# Needs only a Rust toolchain and a C/C++ compiler: libzmq is built from
-# source by the zmq crate. Installs nothing else yet.
+# Needs a Rust toolchain, a C/C++ compiler (libzmq is built from source by
+# the zmq crate) and python3; installs the Python client libraries the tests
+# use into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "python client libraries (.venv)"
+scripts/python-env.sh
 
 step "format"
 cargo fmt --all -- --check

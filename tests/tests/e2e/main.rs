@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod holds;
+mod libraries;
 mod limits;
 mod proxying;
 mod signing;

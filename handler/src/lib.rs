@@ -12,11 +12,13 @@
 //! - [`session`]: one held session's state.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
+//! - [`publisher`]: the `holdfast-publish` command-line publisher.
 
 pub mod command;
 pub mod config;
 pub mod engine;
 pub mod publish;
+pub mod publisher;
 pub mod session;
 
 pub use config::Config;

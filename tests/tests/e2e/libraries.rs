@@ -68,3 +68,74 @@ async fn gripcontrol_publishes_over_http_and_zmq() {
         hf.logs()
     );
 }
+
+async fn holdfast_publish(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(holdfast_tests::harness::binaries::binary(
+        "holdfast-publish",
+    ))
+    .args(args)
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("holdfast-publish starts");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("finished")
+        .expect("ran")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holdfast_publish_cli() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+
+    let http = hf.publish_url("");
+    let out = holdfast_publish(&["test", "from the cli", "--spec", &http], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Published\n");
+    assert!(
+        stream.read_until("from the cli\n", WAIT).await,
+        "{}",
+        stream.text()
+    );
+
+    let zmq = format!("tcp://127.0.0.1:{}", hf.publish_pull_port);
+    let out = holdfast_publish(&["test", "--spec", &zmq, "--no-eol"], Some("from stdin|")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stream.read_until("from stdin|", WAIT).await,
+        "{}",
+        stream.text()
+    );
+
+    let out = holdfast_publish(&["test", "--close", "--spec", &http], None).await;
+    assert!(out.status.success());
+    assert!(stream.read_to_end(WAIT).await);
+
+    // Errors are reported, with a non-zero status.
+    let closed = format!("http://127.0.0.1:{}", holdfast_tests::free_port());
+    let out = holdfast_publish(&["test", "x", "--spec", &closed], None).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("publish failed"), "{err}");
+    let out = holdfast_publish(&["test", "x", "-H", "no-colon", "--spec", &http], None).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected Name: value"));
+}

@@ -282,3 +282,51 @@ async fn command_socket_publishes_and_reports_uris() {
     );
     assert!(uris.contains("publish-sub"), "{uris}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_without_stalling_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut fast = Client::new().open(&hf.url("/grip")).await;
+    assert!(fast.read_until("initial\n", WAIT).await);
+    let mut slow = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
+    slow.write_all(b"GET /grip HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = slow.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    // The slow client now reads nothing. 64 KiB items fill its socket, then
+    // connmgr's window, then the handler's 100-item queue.
+    let chunk = "x".repeat(65536);
+    let mut sent = 0;
+    while hf.count_log("client too slow") == 0 {
+        assert!(
+            sent < 1000,
+            "never disconnected after {sent} items\n{}",
+            hf.logs()
+        );
+        let item = stream_item("test", &format!("{sent:06}{chunk}\n"));
+        assert_eq!(hf.publish(&item).await.0, 200);
+        sent += 1;
+        // The fast client keeps up, item by item.
+        assert!(
+            fast.read_until(&format!("{:06}", sent - 1), WAIT).await,
+            "fast client stalled at {sent}"
+        );
+        fast.received.clear();
+    }
+    // The slow client's connection is closed once what was buffered drains.
+    let mut sink = vec![0u8; 1 << 20];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match slow.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "slow client never closed");
+}

@@ -7,6 +7,7 @@
 //! session ready to take the content (`id` is the list of `{id, seq}`), up
 //! to [`BATCH`] sessions a packet; sessions short of credits queue the item.
 
+use crate::sequencing::{Sequencer, MESSAGE_WAIT};
 use crate::session::{published_response, Session, QUEUE_MAX};
 use bytes::Bytes;
 use holdfast_protocol::format;
@@ -36,6 +37,15 @@ const LINK_EXPIRY: Duration = Duration::from_secs(60);
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
+    /// A session's timer (key = session).
+    Session(SessionTimer),
+    /// A channel's out-of-order items waited long enough (key = channel).
+    Sequence,
+}
+
+/// A session's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionTimer {
     /// Long-poll timeout, or stream keep-alive.
     Hold,
     /// ZHTTP keep-alive and expiry.
@@ -64,6 +74,8 @@ pub struct Engine {
     sub_control: Option<mpsc::Sender<Multipart>>,
     /// Subscription changes not yet sent to it.
     sub_changes: Vec<Multipart>,
+    /// Item order and duplicates per channel.
+    sequencer: Sequencer,
     stats: Stats,
 }
 
@@ -82,6 +94,7 @@ impl Engine {
             heard: HashMap::new(),
             sub_control,
             sub_changes: Vec::new(),
+            sequencer: Sequencer::default(),
             stats: Stats::default(),
         }
     }
@@ -109,7 +122,7 @@ impl Engine {
                 items = publishes.recv() => match items {
                     Some(items) => {
                         for item in items {
-                            self.publish(item).await;
+                            self.offer(item).await;
                         }
                     }
                     None => break,
@@ -171,7 +184,7 @@ impl Engine {
                 self.send(&session.connmgr, &packet).await;
                 if let Some(ka) = &session.keep_alive {
                     session.hold_timer = Some(self.timers.insert(
-                        (key.clone(), Timer::Hold),
+                        (key.clone(), Timer::Session(SessionTimer::Hold)),
                         Duration::from_secs(ka.timeout.into()),
                     ));
                 }
@@ -181,15 +194,15 @@ impl Engine {
                 let packet = session.packet(&from, PacketType::KeepAlive);
                 self.send(&session.connmgr, &packet).await;
                 session.hold_timer = Some(self.timers.insert(
-                    (key.clone(), Timer::Hold),
+                    (key.clone(), Timer::Session(SessionTimer::Hold)),
                     Duration::from_secs(timeout.into()),
                 ));
             }
         }
-        session.link_timer = Some(
-            self.timers
-                .insert((key.clone(), Timer::Link), LINK_KEEP_ALIVE),
-        );
+        session.link_timer = Some(self.timers.insert(
+            (key.clone(), Timer::Session(SessionTimer::Link)),
+            LINK_KEEP_ALIVE,
+        ));
         for channel in &session.channels {
             let subscribers = self.channels.entry(channel.clone()).or_default();
             if subscribers.is_empty() {
@@ -280,7 +293,6 @@ impl Engine {
     }
 
     async fn publish(&mut self, item: Item) {
-        self.stats.items += 1;
         let Some(subscribers) = self.channels.get(&item.channel) else {
             return;
         };
@@ -408,13 +420,41 @@ impl Engine {
         }
     }
 
+    /// Takes a published item through sequencing, then delivers what it
+    /// releases. Channels without local sessions are not tracked at all.
+    async fn offer(&mut self, item: Item) {
+        self.stats.items += 1;
+        if !self.channels.contains_key(&item.channel) {
+            return;
+        }
+        let channel = item.channel.clone();
+        let outcome = self.sequencer.offer(item, Instant::now());
+        if outcome.start_wait {
+            self.timers.insert((channel, Timer::Sequence), MESSAGE_WAIT);
+        }
+        for item in outcome.release {
+            self.publish(item).await;
+        }
+    }
+
     async fn on_timer(&mut self, key: String, timer: Timer) {
+        match timer {
+            Timer::Sequence => {
+                for item in self.sequencer.give_up(&key) {
+                    self.publish(item).await;
+                }
+            }
+            Timer::Session(timer) => self.on_session_timer(key, timer).await,
+        }
+    }
+
+    async fn on_session_timer(&mut self, key: String, timer: SessionTimer) {
         let from = self.link.id.clone();
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
         match timer {
-            Timer::Hold => {
+            SessionTimer::Hold => {
                 session.hold_timer = None;
                 match session.mode {
                     HoldMode::Response => {
@@ -435,14 +475,14 @@ impl Engine {
                         }
                         if let Some(session) = self.sessions.get_mut(&key) {
                             session.hold_timer = Some(self.timers.insert(
-                                (key.clone(), Timer::Hold),
+                                (key.clone(), Timer::Session(SessionTimer::Hold)),
                                 Duration::from_secs(ka.timeout.into()),
                             ));
                         }
                     }
                 }
             }
-            Timer::Link => {
+            SessionTimer::Link => {
                 session.link_timer = None;
                 let silent = self
                     .heard
@@ -455,10 +495,10 @@ impl Engine {
                 }
                 let packet = session.packet(&from, PacketType::KeepAlive);
                 let to = session.connmgr.clone();
-                session.link_timer = Some(
-                    self.timers
-                        .insert((key.clone(), Timer::Link), LINK_KEEP_ALIVE),
-                );
+                session.link_timer = Some(self.timers.insert(
+                    (key.clone(), Timer::Session(SessionTimer::Link)),
+                    LINK_KEEP_ALIVE,
+                ));
                 self.send(&to, &packet).await;
             }
         }
@@ -493,6 +533,7 @@ impl Engine {
                 set.remove(key);
                 if set.is_empty() {
                     self.channels.remove(channel);
+                    self.sequencer.forget_channel(channel);
                     self.sub_changes
                         .push(crate::publish::zmq_sub::subscription(channel, false));
                 }

@@ -10,6 +10,7 @@
 //! - [`config`]: command line and settings.
 //! - [`engine`]: the event loop owning sessions, subscriptions and timers.
 //! - [`session`]: one held session's state.
+//! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
 //! - [`publisher`]: the `holdfast-publish` command-line publisher.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod publish;
 pub mod publisher;
+pub mod sequencing;
 pub mod session;
 
 pub use config::Config;

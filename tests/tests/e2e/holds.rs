@@ -330,3 +330,36 @@ async fn a_client_that_stops_reading_is_dropped_without_stalling_others() {
     .await;
     assert!(closed.is_ok(), "slow client never closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_are_ordered_by_prev_id_and_duplicates_dropped() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+    let item = |id: &str, prev: Option<&str>, content: &str| {
+        let mut item = serde_json::json!({"channel": "test", "id": id, "formats": {"http-stream": {"content": content}}});
+        if let Some(prev) = prev {
+            item["prev-id"] = prev.into();
+        }
+        serde_json::json!({"items": [item]}).to_string()
+    };
+    assert_eq!(hf.publish(&item("1", None, "one\n")).await.0, 200);
+    assert!(stream.read_until("one\n", WAIT).await);
+    // Three arrives before two: it waits for two, then both go out in order.
+    assert_eq!(hf.publish(&item("3", Some("2"), "three\n")).await.0, 200);
+    assert_eq!(hf.publish(&item("2", Some("1"), "two\n")).await.0, 200);
+    assert!(
+        stream.read_until("three\n", WAIT).await,
+        "{}",
+        stream.text()
+    );
+    // A repeated id is dropped; the next item shows nothing slipped in.
+    assert_eq!(
+        hf.publish(&item("2", Some("1"), "two again\n")).await.0,
+        200
+    );
+    assert_eq!(hf.publish(&item("4", Some("3"), "four\n")).await.0, 200);
+    assert!(stream.read_until("four\n", WAIT).await);
+    assert_eq!(stream.text(), "initial\none\ntwo\nthree\nfour\n");
+}

@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 /// Runs the handler until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
-    let socket = ctx.socket(zmq::ROUTER)?;
+    let socket = holdfast_protocol::zmq::new_socket(&ctx, zmq::ROUTER)?;
     apply_specs(&socket, &config.command_spec, true)?;
     let mut command = spawn(socket, "command")?;
 
@@ -68,7 +68,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 false,
                 Some(packets_tx),
             )?;
-            let accept = ctx.socket(zmq::PULL)?;
+            let accept = holdfast_protocol::zmq::new_socket(&ctx, zmq::PULL)?;
             apply_specs(&accept, accept_spec, true)?;
             let accepts = spawn(accept, "accept")?;
             drop(accepts.tx);

@@ -108,7 +108,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tracker: shutdown.tracker.clone(),
         handler: match &config.handler_accept_spec {
             Some(spec) => {
-                let push = ctx.socket(zmq::PUSH)?;
+                let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
                 holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
                 let handle = holdfast_protocol::zmq::spawn(push, "handler-accept")?;
                 Some(handle.tx)

@@ -68,16 +68,16 @@ impl Link {
     ) -> Result<(Arc<Link>, Inputs), LinkError> {
         let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(LinkError::Spec)?;
         let requests = if take_requests {
-            let pull = ctx.socket(zmq::PULL)?;
+            let pull = super::new_socket(ctx, zmq::PULL)?;
             apply_specs(&pull, &out_spec, false)?;
             Some(spawn(pull, "zhttp-requests")?.rx)
         } else {
             None
         };
-        let router = ctx.socket(zmq::ROUTER)?;
+        let router = super::new_socket(ctx, zmq::ROUTER)?;
         router.set_identity(id.as_bytes())?;
         apply_specs(&router, &stream_spec, false)?;
-        let xpub = ctx.socket(zmq::XPUB)?;
+        let xpub = super::new_socket(ctx, zmq::XPUB)?;
         apply_specs(&xpub, &in_spec, false)?;
         let router = spawn(router, "zhttp-in-stream")?;
         let xpub = spawn(xpub, "zhttp-out")?;

@@ -27,5 +27,7 @@ mod socket;
 mod spec;
 
 pub use sessions::{session_key, SessionTable, SESSION_QUEUE};
-pub use socket::{spawn, Multipart, SocketHandle, BUDGET, CHANNEL_CAPACITY};
+pub use socket::{
+    new_socket, spawn, Multipart, SocketHandle, BUDGET, CHANNEL_CAPACITY, HWM, LINGER,
+};
 pub use spec::{apply_specs, stream_specs, SpecError};

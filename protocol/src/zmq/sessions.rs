@@ -57,16 +57,19 @@ impl SessionTable {
     /// Hands `packet` to its session(s), splitting a multi-id packet into one
     /// packet per id. Returns the packets whose session is unknown, so the
     /// caller can answer them (Pushpin answers `cancel`).
-    pub fn deliver(&self, packet: Packet, qualify_by_from: bool) -> Vec<Packet> {
-        let Some(ids) = &packet.id else {
-            return Vec::new();
-        };
-        let parts: Vec<Packet> = match ids {
-            Ids::One(_) => vec![packet],
-            Ids::Many(list) => list
-                .iter()
+    pub fn deliver(&self, mut packet: Packet, qualify_by_from: bool) -> Vec<Packet> {
+        let parts: Vec<Packet> = match packet.id.take() {
+            None => return Vec::new(),
+            Some(Ids::One(id)) => vec![Packet {
+                id: Some(Ids::One(id)),
+                ..packet
+            }],
+            // The list is taken out first, so each copy is of the packet
+            // without it: a batch of n ids costs n small copies, not n².
+            Some(Ids::Many(list)) => list
+                .into_iter()
                 .map(|entry| Packet {
-                    id: Some(Ids::One(entry.id.clone())),
+                    id: Some(Ids::One(entry.id)),
                     seq: entry.seq,
                     ..packet.clone()
                 })

@@ -19,11 +19,29 @@ pub const BUDGET: usize = 64;
 /// absorb a burst of one [`BUDGET`] without blocking either side.
 pub const CHANNEL_CAPACITY: usize = 256;
 
+/// High-water mark of every socket made with [`new_socket`] unless the
+/// caller sets its own: libzmq's default (1,000) drops PUB/ROUTER messages
+/// silently when a burst exceeds it, and a burst of one packet per held
+/// session (credits after a fan-out to 10,000 clients) does. Pushpin's
+/// components use 101,000.
+pub const HWM: i32 = 101_000;
+
 /// How long closing a socket may wait to deliver what is still queued. libzmq
 /// waits forever by default, which hangs process exit when the peer is gone
 /// (a dead connmgr never takes its keep-alives); one second lets a clean
 /// shutdown flush its last packets.
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A new socket with Holdfast's defaults ([`HWM`] both ways, [`LINGER`]).
+/// High-water marks apply to connections made after they are set, so set
+/// them here, before any bind or connect.
+pub fn new_socket(ctx: &zmq::Context, kind: zmq::SocketType) -> Result<zmq::Socket, zmq::Error> {
+    let socket = ctx.socket(kind)?;
+    socket.set_sndhwm(HWM)?;
+    socket.set_rcvhwm(HWM)?;
+    socket.set_linger(LINGER.as_millis() as i32)?;
+    Ok(socket)
+}
 
 /// The two ends a socket's users hold.
 #[derive(Debug)]
@@ -52,6 +70,7 @@ pub fn spawn(socket: zmq::Socket, name: &'static str) -> io::Result<SocketHandle
     socket
         .set_linger(LINGER.as_millis() as i32)
         .map_err(io::Error::from)?;
+
     let raw = socket.get_fd().map_err(io::Error::from)?;
     // The safe constructor is deprecated because it cannot prove the fd
     // outlives the registration; `Actor` guarantees it by dropping `fd`

@@ -1,0 +1,330 @@
+//! `holdfast-bench`: drives any GRIP proxy (Holdfast, Pushpin) the same way
+//! and reports JSON.
+//!
+//! It opens N stream connections to a URL whose origin answers with a
+//! `Grip-Hold: stream` on one channel, waits until every one has its initial
+//! response, then publishes M items over HTTP one after another; each item is
+//! `m<k>\n`, and each connection notes when it sees it. Reported: connect
+//! rate, publish→delivery latency to the first and to the last subscriber
+//! (p50/p99/max over the items), deliveries per second, and the memory (RSS)
+//! of the given processes and their children before and after connecting.
+
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "holdfast-bench",
+    about = "Hold stream connections on a GRIP proxy, publish, measure"
+)]
+struct Args {
+    /// Proxy address (`host:port`) and path of a stream-hold endpoint.
+    #[arg(long, default_value = "127.0.0.1:7999")]
+    target: SocketAddr,
+    /// Path whose origin answers `Grip-Hold: stream` on `--channel`.
+    #[arg(long, default_value = "/stream")]
+    path: String,
+    /// Connections to hold.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Items to publish.
+    #[arg(long, default_value_t = 10)]
+    messages: usize,
+    /// Channel the origin subscribes connections to.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Publish API base (`http://127.0.0.1:5561`).
+    #[arg(long, default_value = "http://127.0.0.1:5561")]
+    publish: String,
+    /// Local addresses to connect from, round robin (spreads ports over
+    /// several 127.0.0.x for very many connections).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+    /// Processes whose RSS (with their children) is reported.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Concurrent connection attempts.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Seconds to wait for every delivery of one item.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// What every connection task shares.
+struct Shared {
+    /// When item k was published.
+    published: Mutex<Vec<Option<Instant>>>,
+    /// Latency (µs) per item per connection.
+    latencies: Mutex<Vec<Vec<u64>>>,
+    /// Connections that got their initial response.
+    ready: AtomicUsize,
+    /// Deliveries counted per item.
+    delivered: Vec<AtomicUsize>,
+    notify: Notify,
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// `pid` and its descendants.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !all.contains(&child) {
+                    all.push(child);
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+fn total_rss(pids: &[u32]) -> u64 {
+    pids.iter().flat_map(|p| tree(*p)).map(rss_kb).sum()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn summary(mut values: Vec<u64>) -> serde_json::Value {
+    values.sort_unstable();
+    serde_json::json!({
+        "p50_ms": percentile(&values, 0.5) as f64 / 1000.0,
+        "p99_ms": percentile(&values, 0.99) as f64 / 1000.0,
+        "max_ms": values.last().copied().unwrap_or(0) as f64 / 1000.0,
+    })
+}
+
+async fn connection(
+    args: Arc<Args>,
+    shared: Arc<Shared>,
+    source: Option<IpAddr>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> anyhow::Result<()> {
+    let mut permit = Some(permit);
+    let socket = if args.target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let mut stream = socket.connect(args.target).await?;
+    let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", args.path);
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = vec![0u8; 4096];
+    let mut seen = String::new();
+    let mut head_done = false;
+    let mut next = 0;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            anyhow::bail!("connection closed by the proxy");
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if !head_done {
+            if let Some(end) = seen.find("\r\n\r\n") {
+                if !seen.starts_with("HTTP/1.1 200") {
+                    anyhow::bail!("unexpected answer: {}", seen.lines().next().unwrap_or(""));
+                }
+                head_done = true;
+                // Connecting is done: let the next connection start.
+                permit.take();
+                seen.drain(..end + 4);
+                shared.ready.fetch_add(1, Ordering::SeqCst);
+                shared.notify.notify_waiters();
+            }
+            continue;
+        }
+        // Items arrive in order; note each marker as it appears.
+        while next < args.messages {
+            let marker = format!("m{next}\n");
+            let Some(at) = seen.find(&marker) else { break };
+            let now = Instant::now();
+            let published = shared.published.lock().map(|p| p[next]).unwrap_or(None);
+            if let (Some(published), Ok(mut latencies)) = (published, shared.latencies.lock()) {
+                latencies[next].push(now.duration_since(published).as_micros() as u64);
+            }
+            shared.delivered[next].fetch_add(1, Ordering::SeqCst);
+            shared.notify.notify_waiters();
+            seen.drain(..at + marker.len());
+            next += 1;
+        }
+        if next == args.messages {
+            return Ok(());
+        }
+        // Keep only a tail that could hold the start of a marker.
+        if seen.len() > 64 {
+            let cut = seen.len() - 32;
+            let cut = (0..=cut)
+                .rev()
+                .find(|i| seen.is_char_boundary(*i))
+                .unwrap_or(0);
+            seen.drain(..cut);
+        }
+    }
+}
+
+async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool) -> bool {
+    loop {
+        let notified = shared.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if done() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return done();
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    let shared = Arc::new(Shared {
+        published: Mutex::new(vec![None; args.messages]),
+        latencies: Mutex::new(vec![Vec::new(); args.messages]),
+        ready: AtomicUsize::new(0),
+        delivered: (0..args.messages).map(|_| AtomicUsize::new(0)).collect(),
+        notify: Notify::new(),
+    });
+    let rss_before = total_rss(&args.pids);
+    let started = Instant::now();
+    let limit = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(args.connections);
+    for i in 0..args.connections {
+        let source = (!args.sources.is_empty()).then(|| args.sources[i % args.sources.len()]);
+        let (args, shared, limit, failures) = (
+            args.clone(),
+            shared.clone(),
+            limit.clone(),
+            failures.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            // The permit covers connecting and the initial response only.
+            let Ok(permit) = limit.acquire_owned().await else {
+                return;
+            };
+            if let Err(err) = connection(args, shared.clone(), source, permit).await {
+                if failures.fetch_add(1, Ordering::SeqCst) < 5 {
+                    eprintln!("connection {i}: {err}");
+                }
+                shared.notify.notify_waiters();
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(60));
+    let all_ready = wait_until(&shared, deadline, || {
+        shared.ready.load(Ordering::SeqCst) + failures.load(Ordering::SeqCst) >= args.connections
+    })
+    .await;
+    let connect_secs = started.elapsed().as_secs_f64();
+    let ready = shared.ready.load(Ordering::SeqCst);
+    let rss_after = total_rss(&args.pids);
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let publish_uri = format!("{}/publish/", args.publish.trim_end_matches('/'));
+    let publishing = Instant::now();
+    let mut complete = 0;
+    for k in 0..args.messages {
+        let body = serde_json::json!({"items": [{"channel": args.channel, "formats": {"http-stream": {"content": format!("m{k}\n")}}}]});
+        if let Ok(mut published) = shared.published.lock() {
+            published[k] = Some(Instant::now());
+        }
+        let req = http::Request::post(&publish_uri)
+            .header("Content-Type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await;
+        anyhow::ensure!(status.is_success(), "publish answered {status}");
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        if wait_until(&shared, deadline, || {
+            shared.delivered[k].load(Ordering::SeqCst) >= ready
+        })
+        .await
+        {
+            complete += 1;
+        }
+    }
+    let publish_secs = publishing.elapsed().as_secs_f64();
+    let latencies = shared
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    let first: Vec<u64> = latencies
+        .iter()
+        .filter_map(|l| l.iter().min().copied())
+        .collect();
+    let last: Vec<u64> = latencies
+        .iter()
+        .filter_map(|l| l.iter().max().copied())
+        .collect();
+    let deliveries: usize = latencies.iter().map(Vec::len).sum();
+    let report = serde_json::json!({
+        "target": args.target.to_string(),
+        "connections": args.connections,
+        "connected": ready,
+        "failed": failures.load(Ordering::SeqCst),
+        "all_connected": all_ready,
+        "connect_secs": connect_secs,
+        "connect_rate_per_sec": ready as f64 / connect_secs.max(1e-9),
+        "rss_kb_before": rss_before,
+        "rss_kb_after": rss_after,
+        "rss_kb_per_connection": if ready > 0 { (rss_after.saturating_sub(rss_before)) as f64 / ready as f64 } else { 0.0 },
+        "messages": args.messages,
+        "messages_fully_delivered": complete,
+        "deliveries": deliveries,
+        "deliveries_per_sec": deliveries as f64 / publish_secs.max(1e-9),
+        "latency_first_subscriber": summary(first),
+        "latency_last_subscriber": summary(last),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}

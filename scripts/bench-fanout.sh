@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Held streams and fan-out, Holdfast beside Pushpin 1.36, in one run.
+# For each proxy, holdfast-bench holds N stream connections (nginx answers
+# Grip-Hold: stream on channel "bench"), publishes M items over HTTP one
+# after another and reports JSON: connect rate, RSS per held connection (all
+# the proxy's processes), publish->delivery latency to the first and last
+# subscriber, deliveries/s. Pushpin runs with its default config and a tuned
+# one (message_rate raised; it paces deliveries at 2500/s by default).
+#
+# Usage: scripts/bench-fanout.sh [connections, default 10000] [messages, default 5]
+# PROXIES="holdfast pushpin-default pushpin-tuned" (the default) selects runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONNECTIONS=${1:-10000}
+MESSAGES=${2:-5}
+. scripts/bench-lib.sh
+start_nginx
+wait_ok $ORIGIN
+
+run_bench() { # name target-port publish-port pid
+  echo "== $1"
+  target/release/holdfast-bench --target "127.0.0.1:$2" --path /stream \
+    --connections "$CONNECTIONS" --messages "$MESSAGES" \
+    --publish "http://127.0.0.1:$3" --pids "$4" | tee "$work/$1.json"
+}
+
+PROXIES=${PROXIES:-holdfast pushpin-default pushpin-tuned}
+for name in $PROXIES; do
+  case $name in
+    holdfast)
+      start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
+      run_bench holdfast $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
+    pushpin-default)
+      start_pushpin; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
+      run_bench pushpin-default $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;
+    pushpin-tuned)
+      start_pushpin -e "s|^message_rate=.*|message_rate=1000000|"; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
+      run_bench pushpin-tuned $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;
+    *) echo "unknown proxy $name" >&2; exit 2 ;;
+  esac
+  stop_last
+done
+
+echo
+echo "holdfast-bench --connections $CONNECTIONS --messages $MESSAGES (latencies in ms)"
+echo "| proxy | connected | connect/s | RSS KiB/conn | first p50 | first p99 | last p50 | last p99 | last max | deliveries/s |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for name in $PROXIES; do
+  python3 - "$work/$name.json" "$name" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+f, l = r["latency_first_subscriber"], r["latency_last_subscriber"]
+print(f"| {sys.argv[2]} | {r['connected']}/{r['connections']} | {r['connect_rate_per_sec']:.0f} | {r['rss_kb_per_connection']:.1f} | "
+      f"{f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {l['p50_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['deliveries_per_sec']:.0f} |")
+PY
+done

@@ -1,0 +1,118 @@
+# Shared set-up for the benchmark scripts (sourced, not run): installs what
+# is missing, builds the release binaries, and starts nginx (the origin),
+# Holdfast and Pushpin 1.36 on loopback with their own folders and ports.
+# Everything started is stopped on exit.
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v pushpin >/dev/null || need+=(pushpin)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --bins --quiet
+
+work=$(mktemp -d /tmp/hf-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ORIGIN=28080 HOLDFAST=28999 HOLDFAST_PUBLISH=28561 PUSHPIN=29999 PUSHPIN_PUBLISH=29561
+
+# nginx: / answers a small fixed body; /stream answers a GRIP stream hold on
+# channel "bench".
+start_nginx() {
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$ORIGIN;
+    location / { default_type text/plain; return 200 "hello from the origin\n"; }
+    location /stream {
+      default_type text/plain;
+      add_header Grip-Hold stream;
+      add_header Grip-Channel bench;
+      return 200 "stream open\n";
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+  pids+=($!)
+}
+
+# Holdfast with built-in defaults, ports moved off the standard ones.
+start_holdfast() {
+  mkdir -p "$work/holdfast"
+  cat > "$work/holdfast/holdfast.conf" <<CONF
+[global]
+rundir=$work/holdfast/run
+[runner]
+http_port=127.0.0.1:$HOLDFAST
+log_level=1
+[proxy]
+routesfile=routes
+[handler]
+command_spec=tcp://127.0.0.1:28563
+push_in_spec=tcp://127.0.0.1:28560
+push_in_sub_specs=tcp://127.0.0.1:28562
+push_in_http_port=$HOLDFAST_PUBLISH
+CONF
+  echo "* 127.0.0.1:$ORIGIN" > "$work/holdfast/routes"
+  target/release/holdfast --config "$work/holdfast/holdfast.conf" > "$work/holdfast/log" 2>&1 &
+  pids+=($!)
+  HOLDFAST_PID=$!
+}
+
+# Pushpin 1.36 from Debian, as reference/running-pushpin.md describes; extra
+# sed expressions (e.g. a message_rate) may be passed.
+start_pushpin() {
+  mkdir -p "$work/pushpin/run" "$work/pushpin/log"
+  sed -e "s|^rundir=.*|rundir=$work/pushpin/run|" \
+      -e "s|^logdir=.*|logdir=$work/pushpin/log|" \
+      -e "s|^services=.*|services=condure,zurl,pushpin-proxy,pushpin-handler|" \
+      -e "s|^http_port=.*|http_port=127.0.0.1:$PUSHPIN|" \
+      -e "s|^log_level=.*|log_level=1|" \
+      -e "s|^push_in_spec=.*|push_in_spec=tcp://127.0.0.1:29560|" \
+      -e "s|^push_in_sub_specs=.*|push_in_sub_specs=tcp://127.0.0.1:29562|" \
+      -e "s|^push_in_http_port=.*|push_in_http_port=$PUSHPIN_PUBLISH|" \
+      -e "s|^command_spec=.*|command_spec=tcp://127.0.0.1:29563|" \
+      "$@" /etc/pushpin/pushpin.conf > "$work/pushpin/pushpin.conf"
+  sed -i "s|^\[proxy\]$|[proxy]\nzurl_out_specs=ipc://$work/pushpin/run/pushpin-zurl-in\nzurl_out_stream_specs=ipc://$work/pushpin/run/pushpin-zurl-in-stream\nzurl_in_specs=ipc://$work/pushpin/run/pushpin-zurl-out|" "$work/pushpin/pushpin.conf"
+  echo "* 127.0.0.1:$ORIGIN" > "$work/pushpin/routes"
+  pushpin --config "$work/pushpin/pushpin.conf" --merge-output > "$work/pushpin/out" 2>&1 &
+  pids+=($!)
+  PUSHPIN_PID=$!
+}
+
+stop_last() { # stops the most recently started service
+  local pid=${pids[-1]}
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset 'pids[-1]'
+}
+
+wait_ok() {
+  for _ in $(seq 1 100); do
+    if curl -fsS -m 2 "http://127.0.0.1:$1/" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "port $1 never answered 200" >&2
+  return 1
+}

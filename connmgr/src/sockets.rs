@@ -49,18 +49,18 @@ impl Sockets {
     ) -> anyhow::Result<Arc<Sockets>> {
         let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(anyhow::Error::msg)?;
 
-        let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
+        let push = holdfast_protocol::zmq::new_socket(ctx, zmq::PUSH)?;
         // Requests wait here while no proxy is connected; 128 like Pushpin.
         push.set_sndhwm(128)?;
         apply_specs(&push, &out_spec, true)?;
 
-        let router = holdfast_protocol::zmq::new_socket(&ctx, zmq::ROUTER)?;
+        let router = holdfast_protocol::zmq::new_socket(ctx, zmq::ROUTER)?;
         router.set_identity(id.as_bytes())?;
         // Proxies learn that this link is up from the probe (an empty message).
         router.set_probe_router(true)?;
         apply_specs(&router, &stream_spec, true)?;
 
-        let sub = holdfast_protocol::zmq::new_socket(&ctx, zmq::SUB)?;
+        let sub = holdfast_protocol::zmq::new_socket(ctx, zmq::SUB)?;
         sub.set_subscribe(format!("{id} ").as_bytes())?;
         apply_specs(&sub, &in_spec, true)?;
 

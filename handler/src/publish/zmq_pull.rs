@@ -17,7 +17,7 @@ pub fn start(
     spec: &str,
     items: mpsc::Sender<Vec<Item>>,
 ) -> Result<(), StartError> {
-    let socket = holdfast_protocol::zmq::new_socket(&ctx, zmq::PULL)?;
+    let socket = holdfast_protocol::zmq::new_socket(ctx, zmq::PULL)?;
     // Pushpin's publish HWM: bursts this deep wait in libzmq, not in memory here.
     socket.set_rcvhwm(101_000)?;
     apply_specs(&socket, spec, true)?;

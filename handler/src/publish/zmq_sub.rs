@@ -18,7 +18,7 @@ pub fn start(
     connect: bool,
     items: mpsc::Sender<Vec<Item>>,
 ) -> Result<mpsc::Sender<Multipart>, StartError> {
-    let socket = holdfast_protocol::zmq::new_socket(&ctx, zmq::XSUB)?;
+    let socket = holdfast_protocol::zmq::new_socket(ctx, zmq::XSUB)?;
     socket.set_rcvhwm(101_000)?;
     if connect {
         // Notice dead brokers (TCP keep-alive idle 30 s, 6 probes 5 s apart, as Pushpin).

@@ -77,8 +77,13 @@ impl Sockets {
             router: router.tx,
             sessions: SessionTable::default(),
         });
-        tokio::spawn(read_sub(sockets.clone(), sub.rx, token.clone()));
-        tokio::spawn(read_router(sockets.clone(), router.rx, token));
+        tokio::spawn(read_packets(
+            sockets.clone(),
+            sub.rx,
+            token.clone(),
+            sub_body,
+        ));
+        tokio::spawn(read_packets(sockets.clone(), router.rx, token, router_body));
         Ok(sockets)
     }
 
@@ -139,10 +144,13 @@ fn decode(frame: &[u8]) -> Option<Packet> {
     }
 }
 
-async fn read_sub(
+/// Reads one socket's messages until shutdown; `body` picks the packet
+/// frame out of a message (`None` skips it).
+async fn read_packets(
     sockets: Arc<Sockets>,
     mut rx: mpsc::Receiver<Multipart>,
     token: CancellationToken,
+    body: fn(&Multipart) -> Option<&[u8]>,
 ) {
     loop {
         let msg = tokio::select! {
@@ -150,35 +158,26 @@ async fn read_sub(
             _ = token.cancelled() => None,
         };
         let Some(msg) = msg else { return };
-        let Some(frame) = msg.first() else { continue };
-        let Some((_, body)) = split_topic(frame) else {
-            tracing::warn!("packet without recipient prefix dropped");
-            continue;
-        };
-        if let Some(packet) = decode(body) {
+        if let Some(packet) = body(&msg).and_then(decode) {
             sockets.dispatch(packet).await;
         }
     }
 }
 
-/// Proxies may also answer over the ROUTER link (`router-resp`).
-async fn read_router(
-    sockets: Arc<Sockets>,
-    mut rx: mpsc::Receiver<Multipart>,
-    token: CancellationToken,
-) {
-    loop {
-        let msg = tokio::select! {
-            msg = rx.recv() => msg,
-            _ = token.cancelled() => None,
-        };
-        let Some(msg) = msg else { return };
-        // [identity, "", body]; a two-frame message is a peer's probe.
-        if msg.len() < 3 {
-            continue;
-        }
-        if let Some(packet) = decode(&msg[2]) {
-            sockets.dispatch(packet).await;
+/// SUB: `"<our id> <tagged packet>"`.
+fn sub_body(msg: &Multipart) -> Option<&[u8]> {
+    let frame = msg.first()?;
+    match split_topic(frame) {
+        Some((_, body)) => Some(body),
+        None => {
+            tracing::warn!("packet without recipient prefix dropped");
+            None
         }
     }
+}
+
+/// ROUTER (proxies may also answer there, `router-resp`): `[identity, "",
+/// packet]`; a two-frame message is a peer's probe.
+fn router_body(msg: &Multipart) -> Option<&[u8]> {
+    msg.get(2).map(Vec::as_slice)
 }

@@ -98,12 +98,16 @@ async fn bad_routes_stop_start_up_with_a_message() {
     let mut hf = Holdfast::builder().route("* no-port-here").spawn().await;
     let status = hf.wait_exit(WAIT).await.expect("runner exits");
     assert!(!status.success());
-    let logs = hf.logs();
-    assert!(
-        logs.contains("bad target \"no-port-here\": expected host:port"),
-        "{logs}"
-    );
-    assert!(logs.contains("proxy exited during start-up"), "{logs}");
+    for line in [
+        "bad target \"no-port-here\": expected host:port",
+        "proxy exited during start-up",
+    ] {
+        assert!(
+            hf.wait_log(line, WAIT).await,
+            "{line:?} not in\n{}",
+            hf.logs()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,9 +118,13 @@ async fn bad_config_stops_start_up_with_a_message() {
         .await;
     let status = hf.wait_exit(WAIT).await.expect("runner exits");
     assert!(!status.success());
+    // The process may be gone before its last line is read: wait for the line.
     assert!(
-        hf.logs()
-            .contains("[runner] client_maxconn=\"many\": expected a non-negative whole number"),
+        hf.wait_log(
+            "[runner] client_maxconn=\"many\": expected a non-negative whole number",
+            WAIT
+        )
+        .await,
         "{}",
         hf.logs()
     );

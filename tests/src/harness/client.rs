@@ -140,21 +140,29 @@ pub struct OpenStream {
 }
 
 impl OpenStream {
+    /// Reads one more frame before `deadline`; false on timeout.
+    async fn read_frame(&mut self, deadline: tokio::time::Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.body.frame()).await {
+            Err(_) => false,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    self.received.extend_from_slice(&data);
+                }
+                true
+            }
+            Ok(Some(Err(_)) | None) => {
+                self.ended = true;
+                true
+            }
+        }
+    }
+
     /// Reads until the received text contains `needle`; false on timeout or end.
     pub async fn read_until(&mut self, needle: &str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while !String::from_utf8_lossy(&self.received).contains(needle) {
-            if self.ended {
+            if self.ended || !self.read_frame(deadline).await {
                 return false;
-            }
-            match tokio::time::timeout_at(deadline, self.body.frame()).await {
-                Err(_) => return false,
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.received.extend_from_slice(&data);
-                    }
-                }
-                Ok(Some(Err(_)) | None) => self.ended = true,
             }
         }
         true
@@ -164,14 +172,8 @@ impl OpenStream {
     pub async fn read_to_end(&mut self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.ended {
-            match tokio::time::timeout_at(deadline, self.body.frame()).await {
-                Err(_) => return false,
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.received.extend_from_slice(&data);
-                    }
-                }
-                Ok(Some(Err(_)) | None) => self.ended = true,
+            if !self.read_frame(deadline).await {
+                return false;
             }
         }
         true

@@ -42,6 +42,22 @@ pub struct Config {
     #[arg(long = "push-in-http")]
     pub push_in_http: Option<SocketAddr>,
 
+    /// Require this `user:password` (Basic) on the HTTP publish API.
+    #[arg(
+        long = "push-in-http-basic-auth",
+        env = "HOLDFAST_PUBLISH_BASIC",
+        hide_env_values = true
+    )]
+    pub push_in_http_basic_auth: Option<String>,
+
+    /// Require a Bearer JWT signed HS256 with this key on the HTTP publish API.
+    #[arg(
+        long = "push-in-http-jwt-key",
+        env = "HOLDFAST_PUBLISH_KEY",
+        hide_env_values = true
+    )]
+    pub push_in_http_jwt_key: Option<String>,
+
     /// Encoding of packets sent to connmgr.
     #[arg(long, default_value = "tnetstring")]
     pub format: Format,

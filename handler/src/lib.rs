@@ -39,7 +39,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let (items_tx, items_rx) = mpsc::channel(publish::QUEUE);
     if let Some(addr) = config.push_in_http {
-        publish::http::serve(addr, items_tx.clone(), shutdown.token.clone())
+        let auth = publish::auth::Auth::new(
+            config.push_in_http_basic_auth.as_deref(),
+            config.push_in_http_jwt_key.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        publish::http::serve(addr, items_tx.clone(), auth, shutdown.token.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for publishes on {addr}: {e}"))?;
     }

@@ -147,13 +147,27 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     if settings.push_in_sub_connect {
         handler.push("--push-in-sub-connect".into());
     }
+    // Secrets go in the environment, not in `ps` output.
+    let mut handler_env = Vec::new();
+    if !settings.push_in_http_basic_auth.is_empty() {
+        handler_env.push((
+            "HOLDFAST_PUBLISH_BASIC".to_owned(),
+            settings.push_in_http_basic_auth.clone(),
+        ));
+    }
+    if !settings.push_in_http_jwt_key.is_empty() {
+        handler_env.push((
+            "HOLDFAST_PUBLISH_KEY".to_owned(),
+            settings.push_in_http_jwt_key.clone(),
+        ));
+    }
     let bin = |name: &str| -> PathBuf { bin_dir.join(name) };
     vec![
         Service {
             name: "handler",
             program: bin("holdfast-handler"),
             args: handler,
-            env: Vec::new(),
+            env: handler_env,
         },
         Service {
             name: "proxy",

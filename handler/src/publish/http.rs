@@ -3,6 +3,7 @@
 //! errors as 4xx with a message saying what is wrong. A bad item refuses the
 //! whole request: nothing is half-published.
 
+use super::auth::Auth;
 use bytes::Bytes;
 use holdfast_protocol::publish::{parse_items_json, Item};
 use http::{Method, Request, Response, StatusCode};
@@ -33,8 +34,24 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 async fn handle(
     req: Request<Incoming>,
     items: mpsc::Sender<Vec<Item>>,
+    auth: Auth,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
+    let authorization = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !auth.allows(authorization) {
+        let mut resp = text(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: a valid Basic credential or Bearer token is required.",
+        );
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return Ok(resp);
+    }
     if path == "/" {
         return Ok(text(StatusCode::OK, "Holdfast publish API"));
     }
@@ -96,6 +113,7 @@ async fn handle(
 pub async fn serve(
     addr: SocketAddr,
     items: mpsc::Sender<Vec<Item>>,
+    auth: Auth,
     token: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
@@ -112,9 +130,9 @@ pub async fn serve(
                 },
                 _ = token.cancelled() => return,
             };
-            let items = items.clone();
+            let (items, auth) = (items.clone(), auth.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(req, items.clone()));
+                let service = service_fn(move |req| handle(req, items.clone(), auth.clone()));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

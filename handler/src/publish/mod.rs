@@ -3,6 +3,7 @@
 //! wait (HTTP requests are answered later, the ZeroMQ socket stops reading
 //! and its high-water mark applies).
 
+pub mod auth;
 pub mod http;
 pub mod zmq_pull;
 pub mod zmq_sub;

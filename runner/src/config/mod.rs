@@ -46,6 +46,8 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_sub_specs",
             "push_in_sub_spec",
             "push_in_sub_connect",
+            "push_in_http_basic_auth",
+            "push_in_http_jwt_key",
             "push_in_http_addr",
             "push_in_http_port",
             "command_spec",
@@ -123,6 +125,10 @@ pub struct Settings {
     pub push_in_sub_specs: String,
     /// `push_in_sub_connect`: connect the SUB input instead of binding it.
     pub push_in_sub_connect: bool,
+    /// `push_in_http_basic_auth` (Holdfast addition): `user:password`.
+    pub push_in_http_basic_auth: String,
+    /// `push_in_http_jwt_key` (Holdfast addition): HS256 key for Bearer tokens.
+    pub push_in_http_jwt_key: String,
     /// `push_in_http_addr:push_in_http_port`, port offset applied.
     pub push_in_http: String,
 }
@@ -463,6 +469,8 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         push_in_spec: spec("push_in_spec")?,
         push_in_sub_specs: spec(sub_key)?,
         push_in_sub_connect: boolean(ini, "handler", "push_in_sub_connect")?,
+        push_in_http_basic_auth: get(ini, "handler", "push_in_http_basic_auth").to_owned(),
+        push_in_http_jwt_key: get(ini, "handler", "push_in_http_jwt_key").to_owned(),
         push_in_http,
         rundir,
     })

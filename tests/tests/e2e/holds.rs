@@ -363,3 +363,76 @@ async fn items_are_ordered_by_prev_id_and_duplicates_dropped() {
     assert!(stream.read_until("four\n", WAIT).await);
     assert_eq!(stream.text(), "initial\none\ntwo\nthree\nfour\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_api_can_require_credentials() {
+    use base64::Engine;
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin)
+        .set("handler", "push_in_http_basic_auth", "pub:secret")
+        .set("handler", "push_in_http_jwt_key", "publish-key")
+        .run()
+        .await;
+    let mut stream = Client::new().open(&hf.url("/grip")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+    let client = Client::new();
+    let url = hf.publish_url("/publish/");
+    let body = stream_item("test", "authorised\n");
+    let reply = client.send("POST", &url, &[], body.clone()).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert!(reply.text().contains("Unauthorized"));
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("pub:wrong")
+    );
+    assert_eq!(
+        client
+            .send(
+                "POST",
+                &url,
+                &[("Authorization", wrong.as_str())],
+                body.clone()
+            )
+            .await
+            .status,
+        401
+    );
+    let claims = serde_json::json!({"iss": "app", "exp": 4_000_000_000u64});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"publish-key"),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        client
+            .send(
+                "POST",
+                &url,
+                &[("Authorization", bearer.as_str())],
+                body.clone()
+            )
+            .await
+            .status,
+        200
+    );
+    assert!(stream.read_until("authorised\n", WAIT).await);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("pub:secret")
+    );
+    assert_eq!(
+        client
+            .send(
+                "POST",
+                &url,
+                &[("Authorization", basic.as_str())],
+                stream_item("test", "basic\n")
+            )
+            .await
+            .status,
+        200
+    );
+    assert!(stream.read_until("basic\n", WAIT).await);
+}

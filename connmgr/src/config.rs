@@ -2,7 +2,7 @@
 //! `pushpin.conf`, as Pushpin's runner does for condure).
 
 use clap::Parser;
-use holdfast_protocol::Format;
+use holdfast_protocol::rt::DaemonArgs;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -46,17 +46,9 @@ pub struct Config {
     #[arg(long = "idle-timeout", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
-    /// Encoding of packets sent to the proxy.
-    #[arg(long, default_value = "tnetstring")]
-    pub format: Format,
-
-    /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
-    #[arg(long = "loglevel", default_value_t = 2)]
-    pub log_level: u8,
-
-    /// Debug logging.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Format, log level, verbosity.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 impl Config {

@@ -37,7 +37,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         &ctx,
         &config.id,
         &config.zclient_stream,
-        config.format,
+        config.daemon.format,
         shutdown.token.clone(),
     )?;
     let config = Arc::new(config);

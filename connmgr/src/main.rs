@@ -4,6 +4,6 @@ use holdfast_connmgr::{run, Config};
 #[tokio::main]
 async fn main() {
     let config = Config::parse();
-    let (level, verbose) = (config.log_level, config.verbose);
-    holdfast_protocol::rt::daemon_main(level, verbose, |shutdown| run(config, shutdown)).await;
+    let daemon = config.daemon.clone();
+    holdfast_protocol::rt::daemon_main(&daemon, |shutdown| run(config, shutdown)).await;
 }

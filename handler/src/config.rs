@@ -2,7 +2,7 @@
 //! from `pushpin.conf`'s `[handler]` section).
 
 use clap::Parser;
-use holdfast_protocol::Format;
+use holdfast_protocol::rt::DaemonArgs;
 use std::net::SocketAddr;
 
 /// Command line of `holdfast-handler`.
@@ -58,17 +58,9 @@ pub struct Config {
     )]
     pub push_in_http_jwt_key: Option<String>,
 
-    /// Encoding of packets sent to connmgr.
-    #[arg(long, default_value = "tnetstring")]
-    pub format: Format,
-
-    /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
-    #[arg(long = "loglevel", default_value_t = 2)]
-    pub log_level: u8,
-
-    /// Debug logging.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Format, log level, verbosity.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 impl Config {

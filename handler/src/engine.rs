@@ -52,15 +52,6 @@ enum SessionTimer {
     Link,
 }
 
-/// Counters for logs and tests.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    /// Sessions held now.
-    pub sessions: usize,
-    /// Items published.
-    pub items: u64,
-}
-
 /// Owner of all held sessions.
 pub struct Engine {
     link: Arc<Link>,
@@ -76,7 +67,6 @@ pub struct Engine {
     sub_changes: Vec<Multipart>,
     /// Item order and duplicates per channel.
     sequencer: Sequencer,
-    stats: Stats,
 }
 
 fn key_of(connmgr: &str, id: &str) -> String {
@@ -95,7 +85,6 @@ impl Engine {
             sub_control,
             sub_changes: Vec::new(),
             sequencer: Sequencer::default(),
-            stats: Stats::default(),
         }
     }
 
@@ -214,7 +203,6 @@ impl Engine {
         tracing::debug!(session = %key, mode = ?session.mode, channels = ?session.channels, "session held");
         self.heard.insert(key.clone(), Instant::now());
         self.sessions.insert(key, session);
-        self.stats.sessions = self.sessions.len();
     }
 
     async fn on_packet(&mut self, packet: Packet) {
@@ -423,7 +411,6 @@ impl Engine {
     /// Takes a published item through sequencing, then delivers what it
     /// releases. Channels without local sessions are not tracked at all.
     async fn offer(&mut self, item: Item) {
-        self.stats.items += 1;
         if !self.channels.contains_key(&item.channel) {
             return;
         }
@@ -552,6 +539,5 @@ impl Engine {
             }
         }
         self.heard.remove(key);
-        self.stats.sessions = self.sessions.len();
     }
 }

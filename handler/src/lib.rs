@@ -69,7 +69,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 &ctx,
                 &config.instance_id(),
                 base,
-                config.format,
+                config.daemon.format,
                 false,
                 Some(packets_tx),
             )?;

@@ -2,7 +2,7 @@
 //! `pushpin.conf`'s `[proxy]` section).
 
 use clap::Parser;
-use holdfast_protocol::Format;
+use holdfast_protocol::rt::DaemonArgs;
 use std::path::PathBuf;
 
 /// Command line of `holdfast-proxy`.
@@ -72,17 +72,9 @@ pub struct Config {
     #[arg(long)]
     pub debug: bool,
 
-    /// Encoding of packets sent to connmgr.
-    #[arg(long, default_value = "tnetstring")]
-    pub format: Format,
-
-    /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
-    #[arg(long = "loglevel", default_value_t = 2)]
-    pub log_level: u8,
-
-    /// Debug logging.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Format, log level, verbosity.
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 impl Config {

@@ -89,7 +89,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         &ctx,
         &id,
         &config.connmgr_stream,
-        config.format,
+        config.daemon.format,
         true,
         None,
     )?;

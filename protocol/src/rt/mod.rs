@@ -8,18 +8,35 @@ mod shutdown;
 pub use logging::init_tracing;
 pub use shutdown::{reload_on_sighup, shutdown_on_signals, Shutdown};
 
+use crate::Format;
 use std::fmt::Display;
+
+/// Command-line options every daemon (connmgr, proxy, handler) shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    /// Encoding of the ZHTTP packets this process sends.
+    #[arg(long, default_value = "tnetstring")]
+    pub format: Format,
+
+    /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
+    #[arg(long = "loglevel", default_value_t = 2)]
+    pub log_level: u8,
+
+    /// Debug logging.
+    #[arg(long)]
+    pub verbose: bool,
+}
 use std::future::Future;
 
 /// The body of every daemon's `main`: logging, the signal policy, then
 /// `run`; an error is logged and ends the process with status 1.
-pub async fn daemon_main<F, Fut, E>(log_level: u8, verbose: bool, run: F)
+pub async fn daemon_main<F, Fut, E>(args: &DaemonArgs, run: F)
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    init_tracing(log_level, verbose);
+    init_tracing(args.log_level, args.verbose);
     let shutdown = Shutdown::new();
     if let Err(err) = shutdown_on_signals(shutdown.token.clone()) {
         tracing::error!("cannot install signal handlers: {err}");

@@ -3,13 +3,13 @@
 //! `{id, success: false, condition}`. Pushpin's tools send it bare or with a
 //! `T` tag; the answer uses the request's form.
 
+use crate::publish::Input;
 use holdfast_protocol::tnetstring;
 use holdfast_protocol::value::Value;
 use holdfast_protocol::zmq::Multipart;
 
-/// Methods this handler answers now (`recover` and `refresh` come with
-/// sequencing and WebSocket-over-HTTP).
-const METHODS: &[&str] = &["conncheck", "get-zmq-uris", "publish"];
+/// Methods this handler answers.
+const METHODS: &[&str] = &["conncheck", "get-zmq-uris", "publish", "recover", "refresh"];
 
 /// What the handler knows when answering.
 pub struct Context<'a> {
@@ -19,8 +19,8 @@ pub struct Context<'a> {
     pub publish_pull: Option<&'a str>,
     /// The SUB input's address.
     pub publish_sub: Option<&'a str>,
-    /// Where `publish` sends items.
-    pub items: Option<&'a tokio::sync::mpsc::Sender<Vec<holdfast_protocol::publish::Item>>>,
+    /// Where `publish` and `recover` go.
+    pub items: Option<&'a tokio::sync::mpsc::Sender<Input>>,
 }
 
 fn bytes(s: &str) -> Value {
@@ -100,10 +100,24 @@ fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
             let Ok(items) = parsed else {
                 return failure(id, "bad-format");
             };
-            match ctx.items.map(|tx| tx.try_send(items)) {
+            match ctx.items.map(|tx| tx.try_send(Input::Items(items))) {
                 Some(Ok(())) => Value::Null,
                 _ => return failure(id, "service-unavailable"),
             }
+        }
+        "recover" => match ctx.items.map(|tx| tx.try_send(Input::Recover)) {
+            Some(Ok(())) => Value::Null,
+            _ => return failure(id, "service-unavailable"),
+        },
+        "refresh" => {
+            // Refresh acts on WebSocket-over-HTTP sessions (`cid` or
+            // `channel`); HTTP sessions have nothing to refresh.
+            let args = request.get("args");
+            let named = |key: &str| args.and_then(|a| a.get(key)).and_then(Value::as_str);
+            if named("cid").is_none() && named("channel").is_none() {
+                return failure(id, "bad-request");
+            }
+            Value::Null
         }
         other => {
             tracing::info!(method = other, known = ?METHODS, "command: unknown method");

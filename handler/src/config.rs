@@ -58,6 +58,13 @@ pub struct Config {
     )]
     pub push_in_http_jwt_key: Option<String>,
 
+    /// One second after a channel gets its first subscriber, ask the origin
+    /// again for every session on it (closes the race between the origin's
+    /// answer and the subscription), as Pushpin's
+    /// `update_on_first_subscription`.
+    #[arg(long = "update-on-first-subscription", default_value_t = true, action = clap::ArgAction::Set)]
+    pub update_on_first_subscription: bool,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,

@@ -1,22 +1,35 @@
 //! The handler's event loop: one task owns every held session, the channel
-//! index and one timer queue (hold timeouts, stream keep-alives and ZHTTP
-//! liveness all live in a single `DelayQueue`, a timer wheel), so a held
-//! connection costs a map entry and a few timer slots, not a task.
+//! index and one timer queue (hold timeouts, stream keep-alives, next
+//! links, ZHTTP liveness, sequencing waits and smoothed updates all live in
+//! a single `DelayQueue`, a timer wheel), so a held connection costs a map
+//! entry and a few timer slots, not a task.
 //!
-//! Fan-out: a publish to a channel sends one packet per connmgr for every
-//! session ready to take the content (`id` is the list of `{id, seq}`), up
-//! to [`BATCH`] sessions a packet; sessions short of credits queue the item.
+//! Fan-out: a publish to a channel sends one packet per connmgr and per
+//! distinct content for every session ready to take it (`id` is the list
+//! of `{id, seq}`), up to [`BATCH`] sessions a packet; sessions short of
+//! credits queue the item. Content differs between sessions only when a
+//! content filter (`build-id`, `var-subst`) renders it for each.
+//!
+//! Recovery: each subscription remembers the last id its session got. An
+//! item whose `prev-id` is not that id means the session missed something:
+//! a long-poll asks the origin again with `Grip-Last`, a stream fetches its
+//! next link. So do a `hint`, the `recover` command, a session accepted
+//! with a prev-id older than what the channel already delivered, and (one
+//! second after a channel's first subscription) every session on it.
 
+use crate::fetch::{resolve, Fetched, Fetcher, Purpose, Reply};
+use crate::filters::Subscriber;
+use crate::publish::Input;
 use crate::sequencing::{Sequencer, MESSAGE_WAIT};
-use crate::session::{published_response, Session, QUEUE_MAX};
+use crate::session::{published_response, Session, Subscription, QUEUE_MAX};
 use bytes::Bytes;
 use holdfast_protocol::format;
-use holdfast_protocol::handoff::{Accept, HoldMode, Response};
+use holdfast_protocol::handoff::{Accept, Hold, HoldMode, Response};
 use holdfast_protocol::publish::{Action, Item};
-use holdfast_protocol::zhttp::{IdSeq, Ids, Packet, PacketType};
+use holdfast_protocol::zhttp::{Header, IdSeq, Ids, Packet, PacketType};
 use holdfast_protocol::zmq::link::Link;
 use holdfast_protocol::zmq::Multipart;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,6 +47,19 @@ pub const BATCH: usize = 4096;
 const LINK_KEEP_ALIVE: Duration = Duration::from_secs(45);
 const LINK_EXPIRY: Duration = Duration::from_secs(60);
 
+/// Delay between a channel's first subscription and the update of its
+/// sessions.
+const FIRST_SUBSCRIPTION_DELAY: Duration = Duration::from_secs(1);
+
+/// Smoothed updates (recover command, first subscriptions): this many
+/// sessions every [`UPDATE_INTERVAL`], Pushpin's 10 actions of 100 a second.
+const UPDATE_BATCH: usize = 100;
+const UPDATE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Attempts at a next link before the stream is ended; the wait doubles
+/// from one second between them.
+const LINK_ATTEMPTS: u32 = 5;
+
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -41,6 +67,10 @@ enum Timer {
     Session(SessionTimer),
     /// A channel's out-of-order items waited long enough (key = channel).
     Sequence,
+    /// A channel's first subscription settled (key = channel).
+    FirstSubscription,
+    /// Time for the next batch of smoothed updates (key empty).
+    Updates,
 }
 
 /// A session's timers.
@@ -50,11 +80,33 @@ enum SessionTimer {
     Hold,
     /// ZHTTP keep-alive and expiry.
     Link,
+    /// Next-link timeout, or the back-off after a failed attempt.
+    Next,
+}
+
+/// Where hold instructions came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The proxy's hand-over.
+    Accept,
+    /// A long-poll asked again.
+    Retry,
+    /// A stream's next link.
+    Link,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Update every session of a channel a second after its first
+    /// subscription.
+    pub update_on_first_subscription: bool,
 }
 
 /// Owner of all held sessions.
 pub struct Engine {
     link: Arc<Link>,
+    options: Options,
     sessions: HashMap<String, Session>,
     /// Channel → keys of subscribed sessions.
     channels: HashMap<String, HashSet<String>>,
@@ -65,19 +117,44 @@ pub struct Engine {
     sub_control: Option<mpsc::Sender<Multipart>>,
     /// Subscription changes not yet sent to it.
     sub_changes: Vec<Multipart>,
-    /// Item order and duplicates per channel.
+    /// Item order, duplicates and each channel's last id.
     sequencer: Sequencer,
+    /// Requests to the origin.
+    fetcher: Fetcher,
+    fetched: Option<mpsc::UnboundedReceiver<Fetched>>,
+    /// Sessions waiting for a smoothed update.
+    updates: VecDeque<String>,
+    updates_armed: bool,
 }
 
 fn key_of(connmgr: &str, id: &str) -> String {
     format!("{connmgr} {id}")
 }
 
+/// What one session does with a published item.
+enum Decision {
+    Skip,
+    /// Send this content (stream).
+    Deliver(Bytes),
+    /// Answer the long-poll.
+    Respond(Response),
+    /// End the stream.
+    Close,
+    /// Ask the origin (gap, hint).
+    Recover,
+}
+
 impl Engine {
     /// An engine sending through `link`.
-    pub fn new(link: Arc<Link>, sub_control: Option<mpsc::Sender<Multipart>>) -> Engine {
+    pub fn new(
+        link: Arc<Link>,
+        sub_control: Option<mpsc::Sender<Multipart>>,
+        options: Options,
+    ) -> Engine {
+        let (fetcher, fetched) = Fetcher::new();
         Engine {
             link,
+            options,
             sessions: HashMap::new(),
             channels: HashMap::new(),
             timers: DelayQueue::new(),
@@ -85,6 +162,10 @@ impl Engine {
             sub_control,
             sub_changes: Vec::new(),
             sequencer: Sequencer::default(),
+            fetcher,
+            fetched: Some(fetched),
+            updates: VecDeque::new(),
+            updates_armed: false,
         }
     }
 
@@ -94,9 +175,12 @@ impl Engine {
         mut self,
         mut accepts: mpsc::Receiver<Multipart>,
         mut packets: mpsc::Receiver<Packet>,
-        mut publishes: mpsc::Receiver<Vec<Item>>,
+        mut inputs: mpsc::Receiver<Input>,
         token: CancellationToken,
     ) {
+        let Some(mut fetched) = self.fetched.take() else {
+            return;
+        };
         loop {
             let timers_armed = !self.timers.is_empty();
             tokio::select! {
@@ -108,14 +192,16 @@ impl Engine {
                     Some(packet) => self.on_packet(packet).await,
                     None => break,
                 },
-                items = publishes.recv() => match items {
-                    Some(items) => {
+                input = inputs.recv() => match input {
+                    Some(Input::Items(items)) => {
                         for item in items {
                             self.offer(item).await;
                         }
                     }
+                    Some(Input::Recover) => self.recover_all(),
                     None => break,
                 },
+                Some(done) = fetched.recv() => self.on_fetched(done).await,
                 expired = std::future::poll_fn(|cx| self.timers.poll_expired(cx)), if timers_armed => {
                     if let Some(expired) = expired {
                         let (key, timer) = expired.into_inner();
@@ -156,12 +242,69 @@ impl Engine {
 
     async fn accept(&mut self, accept: Accept) {
         let key = key_of(&accept.connmgr, &accept.id);
-        let timeout = accept.hold.timeout;
-        let mut session = Session::from_accept(accept);
+        if self.sessions.contains_key(&key) {
+            tracing::warn!(session = %key, "hand-over of a session already held; ignored");
+            return;
+        }
+        let mut session = Session::from_accept(&accept);
+        session.link_timer = Some(self.timers.insert(
+            (key.clone(), Timer::Session(SessionTimer::Link)),
+            LINK_KEEP_ALIVE,
+        ));
+        self.heard.insert(key.clone(), Instant::now());
+        self.sessions.insert(key.clone(), session);
+        self.install(&key, accept.hold, accept.response, Source::Accept)
+            .await;
+    }
+
+    /// Applies hold instructions to a session: from the hand-over, from a
+    /// long-poll asked again, or from a stream's next link (whose body is
+    /// appended). Channels are diffed: left ones unsubscribed, new ones
+    /// subscribed.
+    async fn install(&mut self, key: &str, hold: Hold, response: Response, source: Source) {
         let from = self.link.id.clone();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let base = match source {
+            Source::Link => session.next_link.as_ref().map(|(u, _)| u.to_string()),
+            _ => session.origin.as_ref().map(|o| o.uri.clone()),
+        };
+        let resolve_link = |link: &str| base.as_deref().and_then(|b| resolve(b, link));
+        let old: Vec<String> = session.channels.iter().map(|c| c.name.clone()).collect();
+        session.channels = hold
+            .channels
+            .into_iter()
+            .map(|c| Subscription {
+                name: c.name,
+                prev_id: c.prev_id,
+                filters: c.filters,
+            })
+            .collect();
+        session.meta = hold.meta;
+        session.keep_alive = hold.keep_alive;
+        session.next_link = hold
+            .next_link
+            .and_then(|(uri, timeout)| resolve_link(&uri).map(|u| (u, timeout)));
+        if source == Source::Accept {
+            session.gone_link = hold.gone_link.as_deref().and_then(resolve_link);
+        }
+        session.fed.clear();
+        session.link_failures = 0;
+        for timer in [session.hold_timer.take(), session.next_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.timers.try_remove(&timer);
+        }
+        let new: Vec<String> = session.channels.iter().map(|c| c.name.clone()).collect();
+        if source != Source::Link {
+            session.mode = hold.mode;
+        }
+        let mut packets = Vec::new();
         match session.mode {
-            HoldMode::Stream => {
-                let mut response = session.timeout_response.clone();
+            HoldMode::Stream if !session.started => {
+                let mut response = response;
                 let body = std::mem::take(&mut response.body);
                 let now = body.len().min(session.credits);
                 response.body = body.slice(..now);
@@ -169,40 +312,98 @@ impl Engine {
                 if now < body.len() {
                     session.queue.push_back(body.slice(now..));
                 }
-                let packet = session.response_packet(&from, &response, true);
-                self.send(&session.connmgr, &packet).await;
-                if let Some(ka) = &session.keep_alive {
-                    session.hold_timer = Some(self.timers.insert(
-                        (key.clone(), Timer::Session(SessionTimer::Hold)),
-                        Duration::from_secs(ka.timeout.into()),
-                    ));
+                packets.push(session.response_packet(&from, &response, true));
+                session.started = true;
+            }
+            HoldMode::Stream => {
+                if !response.body.is_empty() {
+                    session.queue.push_back(response.body);
                 }
             }
             HoldMode::Response => {
-                // Our first packet tells connmgr the session moved here.
-                let packet = session.packet(&from, PacketType::KeepAlive);
-                self.send(&session.connmgr, &packet).await;
-                session.hold_timer = Some(self.timers.insert(
-                    (key.clone(), Timer::Session(SessionTimer::Hold)),
-                    Duration::from_secs(timeout.into()),
-                ));
+                if source == Source::Accept {
+                    // Our first packet tells connmgr the session moved here.
+                    packets.push(session.packet(&from, PacketType::KeepAlive));
+                }
+                session.timeout_response = response;
             }
         }
-        session.link_timer = Some(self.timers.insert(
-            (key.clone(), Timer::Session(SessionTimer::Link)),
-            LINK_KEEP_ALIVE,
-        ));
-        for channel in &session.channels {
-            let subscribers = self.channels.entry(channel.clone()).or_default();
-            if subscribers.is_empty() {
+        let hold_after = match session.mode {
+            HoldMode::Response => Some(hold.timeout),
+            HoldMode::Stream => session.keep_alive.as_ref().map(|k| k.timeout),
+        };
+        if let Some(seconds) = hold_after {
+            session.hold_timer = Some(self.timers.insert(
+                (key.to_owned(), Timer::Session(SessionTimer::Hold)),
+                Duration::from_secs(seconds.into()),
+            ));
+        }
+        let follow_now = matches!(session.next_link, Some((_, 0)));
+        if let Some((_, seconds)) = session.next_link.as_ref().filter(|_| !follow_now) {
+            session.next_timer = Some(self.timers.insert(
+                (key.to_owned(), Timer::Session(SessionTimer::Next)),
+                Duration::from_secs((*seconds).into()),
+            ));
+        }
+        // The channel already delivered past what the origin told this
+        // session: it missed something.
+        let stale: Vec<String> = session
+            .channels
+            .iter()
+            .filter(|c| {
+                c.prev_id.as_deref().is_some_and(|p| {
+                    self.sequencer
+                        .last_id(&c.name)
+                        .is_some_and(|last| last != p)
+                })
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        let to = session.connmgr.clone();
+        tracing::debug!(session = %key, mode = ?session.mode, channels = ?new, ?source, "session held");
+        for packet in &packets {
+            self.send(&to, packet).await;
+        }
+        for channel in old.iter().filter(|c| !new.contains(c)) {
+            self.unsubscribe_channel(key, channel);
+        }
+        for channel in new.iter().filter(|c| !old.contains(c)) {
+            self.subscribe_channel(key, channel);
+        }
+        for channel in &stale {
+            self.sequencer.clear_last_id(Some(channel));
+        }
+        if follow_now || !stale.is_empty() {
+            self.recover(key, true);
+        }
+        self.flush(key).await;
+    }
+
+    fn subscribe_channel(&mut self, key: &str, channel: &str) {
+        let subscribers = self.channels.entry(channel.to_owned()).or_default();
+        if subscribers.is_empty() {
+            self.sub_changes
+                .push(crate::publish::zmq_sub::subscription(channel, true));
+            if self.options.update_on_first_subscription {
+                self.timers.insert(
+                    (channel.to_owned(), Timer::FirstSubscription),
+                    FIRST_SUBSCRIPTION_DELAY,
+                );
+            }
+        }
+        subscribers.insert(key.to_owned());
+    }
+
+    fn unsubscribe_channel(&mut self, key: &str, channel: &str) {
+        if let Some(set) = self.channels.get_mut(channel) {
+            set.remove(key);
+            if set.is_empty() {
+                self.channels.remove(channel);
+                self.sequencer.forget_channel(channel);
                 self.sub_changes
-                    .push(crate::publish::zmq_sub::subscription(channel, true));
+                    .push(crate::publish::zmq_sub::subscription(channel, false));
             }
-            subscribers.insert(key.clone());
         }
-        tracing::debug!(session = %key, mode = ?session.mode, channels = ?session.channels, "session held");
-        self.heard.insert(key.clone(), Instant::now());
-        self.sessions.insert(key, session);
     }
 
     async fn on_packet(&mut self, packet: Packet) {
@@ -280,90 +481,147 @@ impl Engine {
         }
     }
 
+    /// What `session` does with `item` (and updates its subscription's
+    /// last id when it takes the item).
+    fn decide(session: &mut Session, item: &Item) -> Decision {
+        let (action, declared, content) = match session.mode {
+            HoldMode::Stream => match &item.formats.http_stream {
+                Some(s) => (s.action, s.content_filters.as_deref(), &s.content),
+                None => return Decision::Skip,
+            },
+            HoldMode::Response => match &item.formats.http_response {
+                Some(r) => (r.action, r.content_filters.as_deref(), &r.body),
+                None => return Decision::Skip,
+            },
+        };
+        session.fed.insert(item.channel.clone());
+        match action {
+            Action::Hint => return Decision::Recover,
+            Action::Refresh => return Decision::Skip,
+            Action::Close if session.mode == HoldMode::Response => return Decision::Skip,
+            _ => {}
+        }
+        // While the origin is being asked again, its answer covers items
+        // with ids; a long-poll takes nothing until then.
+        if session.fetching && (session.mode == HoldMode::Response || item.id.is_some()) {
+            return Decision::Skip;
+        }
+        let Some(sub) = session.channels.iter().find(|c| c.name == item.channel) else {
+            return Decision::Skip;
+        };
+        if let (Some(expected), Some(prev)) = (&sub.prev_id, &item.prev_id) {
+            if expected != prev {
+                return Decision::Recover;
+            }
+        }
+        let filters = sub.filters.clone();
+        let prefix = session
+            .origin
+            .as_ref()
+            .map_or(String::new(), |o| o.prefix.clone());
+        if let Some(sub) = session.subscription_mut(&item.channel) {
+            if item.id.is_some() {
+                sub.prev_id = item.id.clone();
+            }
+        }
+        let channels = &session.channels;
+        let subscribed = |name: &str| {
+            let full = format!("{prefix}{name}");
+            channels.iter().any(|c| c.name == full)
+        };
+        let last_id = |name: &str| {
+            let full = format!("{prefix}{name}");
+            channels
+                .iter()
+                .find(|c| c.name == full)
+                .and_then(|c| c.prev_id.clone())
+        };
+        let subscriber = Subscriber {
+            filters: &filters,
+            meta: &session.meta,
+            subscribed: &subscribed,
+            last_id: &last_id,
+        };
+        if subscriber.drops(&item.meta) || !subscriber.accepts(declared) {
+            return Decision::Skip;
+        }
+        if action == Action::Close {
+            return Decision::Close;
+        }
+        let content = subscriber.content(content);
+        match (session.mode, &item.formats.http_response) {
+            (HoldMode::Response, Some(r)) => {
+                let mut r = r.clone();
+                r.body = content;
+                Decision::Respond(published_response(&session.timeout_response, &r))
+            }
+            _ => Decision::Deliver(content),
+        }
+    }
+
     async fn publish(&mut self, item: Item) {
         let Some(subscribers) = self.channels.get(&item.channel) else {
             return;
         };
         let keys: Vec<String> = subscribers.iter().cloned().collect();
         let from = self.link.id.clone();
-        // connmgr → sessions that take the content now, in one packet.
-        let mut ready: HashMap<String, Vec<IdSeq>> = HashMap::new();
+        // (connmgr, content) → sessions that take it now, in one packet.
+        let mut ready: HashMap<(String, Bytes), Vec<IdSeq>> = HashMap::new();
         let mut to_flush = Vec::new();
         let mut to_drop = Vec::new();
+        let mut to_recover = Vec::new();
         let mut responses: Vec<(String, Response)> = Vec::new();
         for key in &keys {
             let Some(session) = self.sessions.get_mut(key) else {
                 continue;
             };
-            match session.mode {
-                HoldMode::Stream => {
-                    let Some(stream) = &item.formats.http_stream else {
-                        continue;
-                    };
-                    match stream.action {
-                        Action::Send
-                            if session.queue.is_empty()
-                                && !session.closing
-                                && session.credits >= stream.content.len() =>
+            match Engine::decide(session, &item) {
+                Decision::Skip => {}
+                Decision::Recover => to_recover.push(key.clone()),
+                Decision::Respond(response) => responses.push((key.clone(), response)),
+                Decision::Close => {
+                    session.closing = true;
+                    to_flush.push(key.clone());
+                }
+                Decision::Deliver(content) => {
+                    if session.queue.is_empty()
+                        && !session.closing
+                        && session.credits >= content.len()
+                    {
+                        session.credits -= content.len();
+                        ready
+                            .entry((session.connmgr.clone(), content))
+                            .or_default()
+                            .push(IdSeq {
+                                id: session.id.clone(),
+                                seq: Some(session.out_seq),
+                            });
+                        session.out_seq = session.out_seq.wrapping_add(1);
+                        if let (Some(ka), Some(timer)) = (&session.keep_alive, &session.hold_timer)
                         {
-                            session.credits -= stream.content.len();
-                            ready
-                                .entry(session.connmgr.clone())
-                                .or_default()
-                                .push(IdSeq {
-                                    id: session.id.clone(),
-                                    seq: Some(session.out_seq),
-                                });
-                            session.out_seq = session.out_seq.wrapping_add(1);
-                            if let (Some(ka), Some(timer)) =
-                                (&session.keep_alive, &session.hold_timer)
-                            {
-                                if ka.idle {
-                                    self.timers
-                                        .reset(timer, Duration::from_secs(ka.timeout.into()));
-                                }
+                            if ka.idle {
+                                self.timers
+                                    .reset(timer, Duration::from_secs(ka.timeout.into()));
                             }
                         }
-                        Action::Send if session.queue.len() >= QUEUE_MAX => {
-                            tracing::info!(session = %key, "client too slow: {QUEUE_MAX} items queued; disconnecting");
-                            to_drop.push(key.clone());
-                        }
-                        Action::Send => {
-                            session.queue.push_back(stream.content.clone());
-                            to_flush.push(key.clone());
-                        }
-                        Action::Close => {
-                            session.closing = true;
-                            to_flush.push(key.clone());
-                        }
-                        Action::Hint | Action::Refresh => {
-                            tracing::debug!(session = %key, "hint: recovery needs next links, not supported yet");
-                        }
-                    }
-                }
-                HoldMode::Response => {
-                    let Some(response) = &item.formats.http_response else {
-                        continue;
-                    };
-                    if response.action == Action::Send {
-                        responses.push((
-                            key.clone(),
-                            published_response(&session.timeout_response, response),
-                        ));
+                    } else if session.queue.len() >= QUEUE_MAX {
+                        tracing::info!(session = %key, "client too slow: {QUEUE_MAX} items queued; disconnecting");
+                        to_drop.push(key.clone());
+                    } else {
+                        session.queue.push_back(content);
+                        to_flush.push(key.clone());
                     }
                 }
             }
         }
-        if let Some(stream) = &item.formats.http_stream {
-            for (connmgr, ids) in ready {
-                for batch in ids.chunks(BATCH) {
-                    let mut packet = Packet::new(PacketType::Data, &from, "", 0);
-                    packet.id = Some(Ids::Many(batch.to_vec()));
-                    packet.seq = None;
-                    packet.body = Some(stream.content.clone());
-                    packet.more = true;
-                    self.send(&connmgr, &packet).await;
-                }
+        for ((connmgr, content), ids) in ready {
+            for batch in ids.chunks(BATCH) {
+                let mut packet = Packet::new(PacketType::Data, &from, "", 0);
+                packet.id = Some(Ids::Many(batch.to_vec()));
+                packet.seq = None;
+                packet.body = Some(content.clone());
+                packet.more = true;
+                self.send(&connmgr, &packet).await;
             }
         }
         for (key, response) in responses {
@@ -379,6 +637,139 @@ impl Engine {
                 self.send(&to, &cancel).await;
             }
             self.remove(&key);
+        }
+        if !to_recover.is_empty() {
+            if item.prev_id.is_some() {
+                self.sequencer.clear_last_id(Some(&item.channel));
+            }
+            for key in to_recover {
+                self.recover(&key, true);
+            }
+        }
+    }
+
+    /// Asks the origin again for a session: a long-poll replays its
+    /// request with `Grip-Last`, a stream fetches its next link. Does
+    /// nothing while a request is in flight, or when there is no way to ask
+    /// (a stream without a next link, a proxy that gave no origin).
+    fn recover(&mut self, key: &str, urgent: bool) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if session.fetching || session.closing {
+            return;
+        }
+        let Some(origin) = &session.origin else {
+            return;
+        };
+        let last = session.last_ids();
+        match session.mode {
+            HoldMode::Response => {
+                session.generation += 1;
+                session.fetching = true;
+                if let Some(timer) = session.hold_timer.take() {
+                    self.timers.try_remove(&timer);
+                }
+                tracing::debug!(session = %key, urgent, ?last, "long-poll asked again");
+                self.fetcher.retry(
+                    key,
+                    session.generation,
+                    origin,
+                    &session.request,
+                    &last,
+                );
+            }
+            HoldMode::Stream => {
+                let Some((link, _)) = &session.next_link else {
+                    tracing::debug!(session = %key, "stream has no next link to recover with");
+                    return;
+                };
+                session.generation += 1;
+                session.fetching = true;
+                if let Some(timer) = session.next_timer.take() {
+                    self.timers.try_remove(&timer);
+                }
+                tracing::debug!(session = %key, urgent, %link, ?last, "next link fetched");
+                self.fetcher
+                    .link(key, session.generation, origin, link, &last);
+            }
+        }
+    }
+
+    /// `recover`: every channel's last id is forgotten and every session
+    /// updated, smoothed.
+    fn recover_all(&mut self) {
+        self.sequencer.clear_last_id(None);
+        let keys: Vec<String> = self.sessions.keys().cloned().collect();
+        tracing::info!(sessions = keys.len(), "recover: updating every session");
+        self.queue_updates(keys);
+    }
+
+    fn queue_updates(&mut self, keys: Vec<String>) {
+        self.updates.extend(keys);
+        if !self.updates_armed && !self.updates.is_empty() {
+            self.updates_armed = true;
+            self.timers
+                .insert((String::new(), Timer::Updates), Duration::ZERO);
+        }
+    }
+
+    async fn on_fetched(&mut self, done: Fetched) {
+        let Some(session) = self.sessions.get_mut(&done.key) else {
+            return;
+        };
+        if session.generation != done.generation {
+            return;
+        }
+        session.fetching = false;
+        let key = done.key;
+        match (done.purpose, done.result) {
+            (Purpose::Retry, Ok(Reply::Hold { hold, response })) => {
+                self.install(&key, *hold, response, Source::Retry).await;
+            }
+            (Purpose::Retry, Ok(Reply::Complete(response))) => {
+                self.respond(&key, response).await;
+            }
+            (Purpose::Retry, Err(err)) => {
+                tracing::warn!(session = %key, "asking the origin again failed: {err}");
+                self.respond(&key, error_response()).await;
+            }
+            (Purpose::Link, Ok(Reply::Hold { hold, response }))
+                if hold.mode == HoldMode::Stream && (200..300).contains(&response.code) =>
+            {
+                self.install(&key, *hold, response, Source::Link).await;
+            }
+            (Purpose::Link, Ok(Reply::Complete(response)))
+                if (200..300).contains(&response.code) =>
+            {
+                // A page with neither hold nor link: the stream is complete.
+                session.next_link = None;
+                if !response.body.is_empty() {
+                    session.queue.push_back(response.body);
+                }
+                session.closing = true;
+                self.flush(&key).await;
+            }
+            (Purpose::Link, Ok(_)) => {
+                tracing::info!(session = %key, "next link answered with an error status or a long-poll hold; stream ended");
+                session.closing = true;
+                self.flush(&key).await;
+            }
+            (Purpose::Link, Err(err)) => {
+                session.link_failures += 1;
+                if session.link_failures >= LINK_ATTEMPTS {
+                    tracing::warn!(session = %key, "next link failed {LINK_ATTEMPTS} times ({err}); stream ended");
+                    session.closing = true;
+                    self.flush(&key).await;
+                    return;
+                }
+                let wait = Duration::from_secs(1 << (session.link_failures - 1)) + jitter();
+                tracing::info!(session = %key, "next link failed ({err}); trying again in {}ms", wait.as_millis());
+                session.next_timer = Some(
+                    self.timers
+                        .insert((key.clone(), Timer::Session(SessionTimer::Next)), wait),
+                );
+            }
         }
     }
 
@@ -431,6 +822,27 @@ impl Engine {
                     self.publish(item).await;
                 }
             }
+            Timer::FirstSubscription => {
+                let keys: Vec<String> = self
+                    .channels
+                    .get(&key)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                self.queue_updates(keys);
+            }
+            Timer::Updates => {
+                let n = self.updates.len().min(UPDATE_BATCH);
+                let batch: Vec<String> = self.updates.drain(..n).collect();
+                for key in batch {
+                    self.recover(&key, false);
+                }
+                if self.updates.is_empty() {
+                    self.updates_armed = false;
+                } else {
+                    self.timers
+                        .insert((String::new(), Timer::Updates), UPDATE_INTERVAL);
+                }
+            }
             Timer::Session(timer) => self.on_session_timer(key, timer).await,
         }
     }
@@ -468,6 +880,21 @@ impl Engine {
                         }
                     }
                 }
+            }
+            SessionTimer::Next => {
+                session.next_timer = None;
+                let all_fed = session.channels.iter().all(|c| session.fed.contains(&c.name));
+                if session.link_failures == 0 && all_fed && !session.channels.is_empty() {
+                    session.fed.clear();
+                    if let Some((_, seconds)) = &session.next_link {
+                        session.next_timer = Some(self.timers.insert(
+                            (key.clone(), Timer::Session(SessionTimer::Next)),
+                            Duration::from_secs((*seconds).into()),
+                        ));
+                    }
+                    return;
+                }
+                self.recover(&key, false);
             }
             SessionTimer::Link => {
                 session.link_timer = None;
@@ -515,29 +942,52 @@ impl Engine {
         let Some(session) = self.sessions.get(key) else {
             return;
         };
-        for channel in &session.channels {
-            if let Some(set) = self.channels.get_mut(channel) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.channels.remove(channel);
-                    self.sequencer.forget_channel(channel);
-                    self.sub_changes
-                        .push(crate::publish::zmq_sub::subscription(channel, false));
-                }
-            }
+        let channels: Vec<String> = session.channels.iter().map(|c| c.name.clone()).collect();
+        for channel in channels {
+            self.unsubscribe_channel(key, &channel);
         }
     }
 
+    /// Forgets a session; tells its gone link, if it has one.
     fn remove(&mut self, key: &str) {
         self.unsubscribe(key);
         if let Some(session) = self.sessions.remove(key) {
-            for timer in [session.hold_timer, session.link_timer]
+            for timer in [session.hold_timer, session.link_timer, session.next_timer]
                 .into_iter()
                 .flatten()
             {
                 self.timers.try_remove(&timer);
             }
+            if let (Some(origin), Some(gone)) = (&session.origin, &session.gone_link) {
+                self.fetcher.gone(origin, gone);
+            }
         }
         self.heard.remove(key);
     }
+}
+
+/// What a long-poll client gets when the origin cannot be asked again
+/// (as for a first request: 502).
+fn error_response() -> Response {
+    let body = Bytes::from_static(b"Error while proxying to origin.\n");
+    Response {
+        code: 502,
+        reason: "Bad Gateway".into(),
+        headers: vec![
+            Header("Content-Type".into(), Bytes::from_static(b"text/plain")),
+            Header(
+                "Content-Length".into(),
+                Bytes::from(body.len().to_string()),
+            ),
+        ],
+        body,
+    }
+}
+
+/// Up to a second, so that sessions failing together do not retry together.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(u64::from(nanos % 1000))
 }

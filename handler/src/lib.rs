@@ -2,14 +2,19 @@
 //!
 //! Owns held sessions: the proxy hands a session over when the origin asks
 //! for a hold; the handler subscribes it to its channels, talks to connmgr
-//! for it directly, and delivers publishes to it. Publishes arrive over HTTP
-//! (`POST /publish/`), ZeroMQ PULL and ZeroMQ SUB; the command socket answers
-//! `conncheck` and `get-zmq-uris`.
+//! for it directly, and delivers publishes to it. When a session may have
+//! missed items it asks the origin again itself (long-poll retries, next
+//! links, with the proxy's GRIP code from `holdfast_proxy`). Publishes
+//! arrive over HTTP (`POST /publish/`, `POST /recover`), ZeroMQ PULL and
+//! ZeroMQ SUB; the command socket answers `conncheck`, `get-zmq-uris`,
+//! `publish`, `recover` and `refresh`.
 //!
 //! # Layout
 //! - [`config`]: command line and settings.
 //! - [`engine`]: the event loop owning sessions, subscriptions and timers.
 //! - [`session`]: one held session's state.
+//! - [`fetch`]: requests to the origin for a session (retries, links).
+//! - [`filters`]: subscription filters (skip-self, build-id, ...).
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
@@ -18,6 +23,8 @@
 pub mod command;
 pub mod config;
 pub mod engine;
+pub mod fetch;
+pub mod filters;
 pub mod publish;
 pub mod publisher;
 pub mod sequencing;
@@ -83,7 +90,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             {
                 return Ok(());
             }
-            let engine = engine::Engine::new(link, sub_control);
+            let options = engine::Options {
+                update_on_first_subscription: config.update_on_first_subscription,
+            };
+            let engine = engine::Engine::new(link, sub_control, options);
             Some(tokio::spawn(engine.run(
                 accepts.rx,
                 packets_rx,

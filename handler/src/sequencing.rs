@@ -104,6 +104,22 @@ impl Sequencer {
         waiting
     }
 
+    /// The id of the last item that went out on `channel`, if known.
+    pub fn last_id(&self, channel: &str) -> Option<&str> {
+        self.last_id.get(channel).map(String::as_str)
+    }
+
+    /// Forgets the last id of `channel` (a session found it inconsistent
+    /// with what the origin said), or of every channel (`recover`).
+    pub fn clear_last_id(&mut self, channel: Option<&str>) {
+        match channel {
+            Some(channel) => {
+                self.last_id.remove(channel);
+            }
+            None => self.last_id.clear(),
+        }
+    }
+
     /// The channel lost its last subscriber: its order is forgotten.
     pub fn forget_channel(&mut self, channel: &str) {
         self.last_id.remove(channel);

@@ -2,10 +2,11 @@
 //! credits, and what it is waiting for. Pure state; the engine drives it.
 
 use bytes::Bytes;
-use holdfast_protocol::handoff::{Accept, HoldMode, KeepAlive, Response};
+use holdfast_protocol::handoff::{Accept, HoldMode, KeepAlive, Origin, Request, Response};
 use holdfast_protocol::zhttp::{Header, Packet, PacketType};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use tokio_util::time::delay_queue;
+use url::Url;
 
 /// Items a stream session may have waiting for credits; past this the
 /// client is too slow and is disconnected (Pushpin's per-session queue).
@@ -25,8 +26,28 @@ pub struct Session {
     pub credits: usize,
     /// Long-poll or stream.
     pub mode: HoldMode,
-    /// Subscribed channels.
-    pub channels: Vec<String>,
+    /// Subscriptions.
+    pub channels: Vec<Subscription>,
+    /// Metadata for filters (`Grip-Set-Meta`).
+    pub meta: Vec<(String, String)>,
+    /// The client's request, replayed when a long-poll is asked again.
+    pub request: Request,
+    /// How to reach the origin again; `None` from a proxy that did not say.
+    pub origin: Option<Origin>,
+    /// Stream: the next link and its timeout in seconds.
+    pub next_link: Option<(Url, u32)>,
+    /// Where to `POST` when the session ends (from the first instructions).
+    pub gone_link: Option<Url>,
+    /// A retry or link request is in flight.
+    pub fetching: bool,
+    /// Bumped for each request, so a stale answer is recognised.
+    pub generation: u64,
+    /// Failed attempts at the current next link.
+    pub link_failures: u32,
+    /// Channels that got an item since the next-link timer started.
+    pub fed: HashSet<String>,
+    /// The response head went out (a stream is under way).
+    pub started: bool,
     /// Long-poll: the response to send at timeout.
     pub timeout_response: Response,
     /// Stream keep-alive.
@@ -39,29 +60,67 @@ pub struct Session {
     pub hold_timer: Option<delay_queue::Key>,
     /// ZHTTP liveness timer.
     pub link_timer: Option<delay_queue::Key>,
+    /// Next-link timer (timeout, or back-off after a failure).
+    pub next_timer: Option<delay_queue::Key>,
     /// Packets received since the last liveness check.
     pub heard: bool,
 }
 
 impl Session {
-    /// A session from a hand-over.
-    pub fn from_accept(accept: Accept) -> Session {
+    /// A session from a hand-over, before its instructions are applied
+    /// (the engine does that, as it does for a retry or a link page).
+    pub fn from_accept(accept: &Accept) -> Session {
         Session {
-            connmgr: accept.connmgr,
-            id: accept.id,
+            connmgr: accept.connmgr.clone(),
+            id: accept.id.clone(),
             out_seq: accept.out_seq,
             in_seq: accept.in_seq,
             credits: accept.credits as usize,
             mode: accept.hold.mode,
-            channels: accept.hold.channels.into_iter().map(|c| c.name).collect(),
-            timeout_response: accept.response,
-            keep_alive: accept.hold.keep_alive,
+            channels: Vec::new(),
+            meta: Vec::new(),
+            request: accept.request.clone(),
+            origin: accept.origin.clone(),
+            next_link: None,
+            gone_link: None,
+            fetching: false,
+            generation: 0,
+            link_failures: 0,
+            fed: HashSet::new(),
+            started: false,
+            timeout_response: accept.response.clone(),
+            keep_alive: None,
             queue: VecDeque::new(),
             closing: false,
             hold_timer: None,
             link_timer: None,
+            next_timer: None,
             heard: true,
         }
+    }
+
+    /// The subscription to `channel`, if any.
+    pub fn subscription_mut(&mut self, channel: &str) -> Option<&mut Subscription> {
+        self.channels.iter_mut().find(|c| c.name == channel)
+    }
+
+    /// A channel name as the origin knows it (without the route prefix).
+    pub fn origin_name<'a>(&self, channel: &'a str) -> &'a str {
+        let prefix = self.origin.as_ref().map_or("", |o| o.prefix.as_str());
+        channel.strip_prefix(prefix).unwrap_or(channel)
+    }
+
+    /// `(channel, last id)` for `Grip-Last`, channel names as the origin
+    /// knows them.
+    pub fn last_ids(&self) -> Vec<(String, String)> {
+        self.channels
+            .iter()
+            .filter_map(|c| {
+                c.prev_id
+                    .as_ref()
+                    .map(|id| (self.origin_name(&c.name).to_owned(), id.clone()))
+            })
+            .collect()
     }
 
     /// A packet of `kind` with the next sequence number.
@@ -81,6 +140,17 @@ impl Session {
         packet.more = more;
         packet
     }
+}
+
+/// One subscription of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Channel (route prefix applied).
+    pub name: String,
+    /// The last id this session got (or the origin said it had).
+    pub prev_id: Option<String>,
+    /// Filters, in order.
+    pub filters: Vec<String>,
 }
 
 /// The response a long-poll gets for a published `http-response`: the

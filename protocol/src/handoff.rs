@@ -35,6 +35,29 @@ pub struct Accept {
     pub response: Response,
     /// What the origin asked for.
     pub hold: Hold,
+    /// How to reach the origin again (retries, next and gone links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The request as the origin received it, so the handler can ask again:
+/// a long-poll retried with `Grip-Last`, a stream's next link, a gone link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Origin {
+    /// Absolute URI sent to the origin; relative links resolve against it.
+    pub uri: String,
+    /// Headers sent to the origin, without `Grip-Sig` (signed afresh).
+    pub headers: Vec<Header>,
+    /// Issuer and key (Pushpin key syntax) for `Grip-Sig`, when signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<(String, String)>,
+    /// Accept any TLS certificate (route target `insecure`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// The route's channel prefix (`Grip-Last` names channels without it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
 }
 
 /// The client's request.
@@ -114,6 +137,12 @@ pub struct Hold {
     /// Subscription metadata.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub meta: Vec<(String, String)>,
+    /// `Grip-Link rel=next`: URI and seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<(String, u32)>,
+    /// `Grip-Link rel=gone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_link: Option<String>,
 }
 
 #[cfg(test)]
@@ -156,7 +185,16 @@ mod tests {
                     idle: true,
                 }),
                 meta: vec![("user".into(), "a".into())],
+                next_link: Some(("/next".into(), 120)),
+                gone_link: None,
             },
+            origin: Some(Origin {
+                uri: "http://127.0.0.1:8080/s".into(),
+                headers: vec![],
+                sig: Some(("pushpin".into(), "changeme".into())),
+                insecure: false,
+                prefix: String::new(),
+            }),
         };
         for format in [Format::TNetString, Format::MessagePack] {
             let bytes = encode(&accept, format).unwrap();

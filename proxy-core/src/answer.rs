@@ -2,11 +2,12 @@
 //! it carries GRIP instructions, with them applied (`Grip-Status`,
 //! `Grip-Expose-Headers`, an instruct body's response) and every `Grip-*`
 //! header removed. A response that asks for a hold becomes [`Answer::Hold`]:
-//! the handler takes the session over. Paging with a next link and no hold
-//! is not supported yet (501).
+//! the handler takes the session over. So does a response with a next link
+//! and no hold (paging): it is held as a stream whose link is followed at
+//! once, and ends when a page has neither hold nor link.
 
 use crate::error::ProxyError;
-use crate::grip::instruct::{Instruct, MAX_INSTRUCT_BODY};
+use crate::grip::instruct::{HoldMode, Instruct, KeepAliveMode, MAX_INSTRUCT_BODY};
 use crate::grip::{is_grip_response, is_instruct_body};
 use bytes::Bytes;
 use holdfast_protocol::handoff;
@@ -99,6 +100,8 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
             .map(|(name, value)| header(name, value.as_bytes()))
             .collect();
         let reason = response.reason.or_else(|| canonical_reason(response.code));
+        page_now(&mut instruct);
+        instruct.check().map_err(ProxyError::BadInstruct)?;
         if instruct.hold.is_some() {
             let response = handoff::Response {
                 code: response.code,
@@ -111,9 +114,6 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
                 response,
             });
         }
-        if instruct.next_link.is_some() {
-            return Err(ProxyError::HoldUnsupported);
-        }
         return Ok(Answer::Whole {
             code: response.code,
             reason,
@@ -121,9 +121,8 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
             body: response.body,
         });
     }
-    if instruct.hold.is_none() && instruct.next_link.is_some() {
-        return Err(ProxyError::HoldUnsupported);
-    }
+    page_now(&mut instruct);
+    instruct.check().map_err(ProxyError::BadInstruct)?;
     let (code, reason) = match instruct.status.clone() {
         Some((code, reason)) => (code, reason.or_else(|| canonical_reason(code))),
         None => (code, canonical_reason(code)),
@@ -165,6 +164,46 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
         headers,
         body,
     })
+}
+
+/// The hold instructions as the handler takes them; channel names get the
+/// route's `prefix`.
+pub fn hold_of(instruct: Instruct, prefix: &str) -> handoff::Hold {
+    handoff::Hold {
+        mode: match instruct.hold {
+            Some(HoldMode::Stream) => handoff::HoldMode::Stream,
+            _ => handoff::HoldMode::Response,
+        },
+        channels: instruct
+            .channels
+            .into_iter()
+            .map(|c| handoff::Channel {
+                name: format!("{prefix}{}", c.name),
+                prev_id: c.prev_id,
+                filters: c.filters,
+            })
+            .collect(),
+        timeout: instruct.timeout,
+        keep_alive: instruct.keep_alive.map(|k| handoff::KeepAlive {
+            data: k.data,
+            timeout: k.timeout,
+            idle: k.mode == KeepAliveMode::Idle,
+        }),
+        meta: instruct.meta,
+        next_link: instruct.next_link.map(|l| (l.uri, l.timeout)),
+        gone_link: instruct.gone_link,
+    }
+}
+
+/// A next link without a hold pages: the response is streamed and the
+/// link fetched at once (timeout 0).
+fn page_now(instruct: &mut Instruct) {
+    if instruct.hold.is_none() {
+        if let Some(link) = &mut instruct.next_link {
+            instruct.hold = Some(HoldMode::Stream);
+            link.timeout = 0;
+        }
+    }
 }
 
 /// Reads a body that must fit in [`MAX_INSTRUCT_BODY`] (instruct bodies, and

@@ -5,7 +5,7 @@
 
 use crate::answer::{self, Answer};
 use crate::error::ProxyError;
-use crate::grip::instruct::{HoldMode, Instruct, KeepAliveMode};
+use crate::grip::instruct::Instruct;
 use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
 use crate::origin::sign::{Signer, Verifier};
@@ -149,7 +149,7 @@ struct Prepared {
 /// Where the response stands.
 enum Phase {
     /// Waiting for the origin's response head.
-    Head(BoxFuture<'static, Result<http::Response<Incoming>, ProxyError>>),
+    Head(BoxFuture<'static, Result<Forwarded, ProxyError>>),
     /// Streaming the origin's body; `head` is a response packet not yet sent
     /// (held back when the body is small and known, to send it whole).
     Body {
@@ -161,7 +161,7 @@ enum Phase {
 
 /// What moved on the origin side.
 enum OriginEvent {
-    Head(Result<http::Response<Incoming>, ProxyError>),
+    Head(Result<Forwarded, ProxyError>),
     Frame(Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>),
 }
 
@@ -326,15 +326,18 @@ impl Session {
             tokio::select! {
                 event = origin_event(&mut phase, can_read) => match event {
                 OriginEvent::Head(result) => {
-                    let answer = match result {
-                        Ok(resp) => answer::interpret(resp, grip && !trusted).await,
-                        Err(err) => Err(err),
+                    let (answer, origin) = match result {
+                        Ok(Forwarded { response, origin }) => {
+                            (answer::interpret(response, grip && !trusted).await, Some(origin))
+                        }
+                        Err(err) => (Err(err), None),
                     };
                     let (code, reason, headers, body, pending) = match answer {
                         Ok(Answer::Relay { code, reason, headers, body }) => (code, reason, headers, Some(body), Bytes::new()),
                         Ok(Answer::Whole { code, reason, headers, body }) => (code, reason, headers, None, body),
                         Ok(Answer::Hold { instruct, response }) => {
-                            return self.hand_over(*instruct, response, &prefix, debug).await;
+                            let origin = origin.map(|mut o| { o.prefix = prefix.clone(); o });
+                            return self.hand_over(*instruct, response, origin, &prefix, debug).await;
                         }
                         Err(err) => {
                             status = self.fail_with(&err, debug).await;
@@ -431,6 +434,7 @@ impl Session {
         &mut self,
         instruct: Instruct,
         response: handoff::Response,
+        origin: Option<handoff::Origin>,
         prefix: &str,
         debug: bool,
     ) -> (u16, &'static str) {
@@ -471,28 +475,7 @@ impl Session {
             tracing::warn!(session = %self.id, "connmgr did not proceed with the hand-over; session dropped");
             return (code, "handoff failed");
         }
-        let hold = handoff::Hold {
-            mode: match instruct.hold {
-                Some(HoldMode::Stream) => handoff::HoldMode::Stream,
-                _ => handoff::HoldMode::Response,
-            },
-            channels: instruct
-                .channels
-                .into_iter()
-                .map(|c| handoff::Channel {
-                    name: format!("{prefix}{}", c.name),
-                    prev_id: c.prev_id,
-                    filters: c.filters,
-                })
-                .collect(),
-            timeout: instruct.timeout,
-            keep_alive: instruct.keep_alive.map(|k| handoff::KeepAlive {
-                data: k.data,
-                timeout: k.timeout,
-                idle: k.mode == KeepAliveMode::Idle,
-            }),
-            meta: instruct.meta,
-        };
+        let hold = answer::hold_of(instruct, prefix);
         let accept = handoff::Accept {
             connmgr: self.connmgr.clone(),
             id: self.id.clone(),
@@ -503,6 +486,7 @@ impl Session {
             request,
             response,
             hold,
+            origin,
         };
         match format::encode(&accept, self.shared.sockets.format) {
             Ok(frame) => {
@@ -602,13 +586,16 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// The origin's answer, and how it was asked (for a hand-over).
+struct Forwarded {
+    response: http::Response<Incoming>,
+    origin: handoff::Origin,
+}
+
 /// Sends the request to the route's targets in order. A target that cannot
 /// be connected to is skipped for the next one, when the body can be sent
 /// again (it arrived whole); a streamed body goes to the first target only.
-async fn forward(
-    shared: Arc<Shared>,
-    prepared: Prepared,
-) -> Result<http::Response<Incoming>, ProxyError> {
+async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, ProxyError> {
     let Prepared {
         route,
         method,
@@ -630,11 +617,8 @@ async fn forward(
         .map_err(|e| tracing::warn!(line = route.line, "route sig_key unusable: {e}"))
         .ok(),
     };
-    let signature = if route.no_grip || trusted {
-        None
-    } else {
-        signer.as_ref().unwrap_or(&shared.signer).token()
-    };
+    let signing = (!route.no_grip && !trusted).then(|| signer.as_ref().unwrap_or(&shared.signer));
+    let signature = signing.and_then(Signer::token);
     let mut last_error = String::new();
     let mut last_target = String::new();
     for (index, target) in route.targets.iter().enumerate() {
@@ -659,10 +643,23 @@ async fn forward(
         *req.uri_mut() = uri
             .parse()
             .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {uri}")))?;
+        let origin = handoff::Origin {
+            uri: uri.clone(),
+            headers: header_map
+                .iter()
+                .filter(|(name, _)| *name != "grip-sig")
+                .map(|(name, value)| {
+                    Header(name.as_str().to_owned(), Bytes::copy_from_slice(value.as_bytes()))
+                })
+                .collect(),
+            sig: signing.map(Signer::spec),
+            insecure: target.insecure,
+            prefix: String::new(),
+        };
         *req.headers_mut() = header_map;
         last_target = format!("{}:{}", target.host, target.port);
         match shared.client.send(target, req).await {
-            Ok(resp) => return Ok(resp),
+            Ok(response) => return Ok(Forwarded { response, origin }),
             Err(err) => {
                 last_error = error_chain(&err);
                 let more = index + 1 < route.targets.len();

@@ -143,6 +143,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         settings.command_spec.clone(),
         "--loglevel".into(),
         level("handler"),
+        "--update-on-first-subscription".into(),
+        settings.update_on_first_subscription.to_string(),
     ];
     if settings.push_in_sub_connect {
         handler.push("--push-in-sub-connect".into());

@@ -4,8 +4,9 @@
 //! whole request: nothing is half-published.
 
 use super::auth::Auth;
+use super::Input;
 use bytes::Bytes;
-use holdfast_protocol::publish::{parse_items_json, Item};
+use holdfast_protocol::publish::parse_items_json;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -33,7 +34,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 
 async fn handle(
     req: Request<Incoming>,
-    items: mpsc::Sender<Vec<Item>>,
+    items: mpsc::Sender<Input>,
     auth: Auth,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
@@ -55,7 +56,8 @@ async fn handle(
     if path == "/" {
         return Ok(text(StatusCode::OK, "Holdfast publish API"));
     }
-    if path != "/publish" && path != "/publish/" {
+    let recover = path == "/recover" || path == "/recover/";
+    if path != "/publish" && path != "/publish/" && !recover {
         return Ok(text(StatusCode::NOT_FOUND, "Not found."));
     }
     if req.method() != Method::POST {
@@ -66,6 +68,16 @@ async fn handle(
         resp.headers_mut()
             .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
         return Ok(resp);
+    }
+    if recover {
+        if items.send(Input::Recover).await.is_err() {
+            return Ok(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Handler is shutting down.",
+            ));
+        }
+        tracing::info!("POST {path} -> 200");
+        return Ok(text(StatusCode::OK, "Updated"));
     }
     let wants_json = req
         .headers()
@@ -89,7 +101,7 @@ async fn handle(
         }
     };
     let count = parsed.len();
-    if items.send(parsed).await.is_err() {
+    if items.send(Input::Items(parsed)).await.is_err() {
         return Ok(text(
             StatusCode::SERVICE_UNAVAILABLE,
             "Handler is shutting down; nothing was published.",
@@ -112,7 +124,7 @@ async fn handle(
 /// Serves the publish API on `addr` until `token` is cancelled.
 pub async fn serve(
     addr: SocketAddr,
-    items: mpsc::Sender<Vec<Item>>,
+    items: mpsc::Sender<Input>,
     auth: Auth,
     token: CancellationToken,
 ) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 //! `T` + TNetString, or a bare TNetString. Bad frames are logged and
 //! dropped (there is nobody to answer).
 
+use super::Input;
 use holdfast_protocol::publish::{parse_item_frame, Item, PublishError};
 use holdfast_protocol::zmq::{apply_specs, spawn, SpecError};
 use tokio::sync::mpsc;
@@ -15,7 +16,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<Item, PublishError> {
 pub fn start(
     ctx: &zmq::Context,
     spec: &str,
-    items: mpsc::Sender<Vec<Item>>,
+    items: mpsc::Sender<Input>,
 ) -> Result<(), StartError> {
     let socket = holdfast_protocol::zmq::new_socket(ctx, zmq::PULL)?;
     // Pushpin's publish HWM: bursts this deep wait in libzmq, not in memory here.
@@ -28,7 +29,7 @@ pub fn start(
             let Some(frame) = msg.first() else { continue };
             match parse_frame(frame) {
                 Ok(item) => {
-                    if items.send(vec![item]).await.is_err() {
+                    if items.send(Input::Items(vec![item])).await.is_err() {
                         return;
                     }
                 }

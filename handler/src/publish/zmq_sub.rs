@@ -6,6 +6,7 @@
 
 use super::zmq_pull::StartError;
 use holdfast_protocol::publish::parse_item_frame;
+use super::Input;
 use holdfast_protocol::publish::Item;
 use holdfast_protocol::zmq::{apply_specs, spawn, Multipart};
 use tokio::sync::mpsc;
@@ -16,7 +17,7 @@ pub fn start(
     ctx: &zmq::Context,
     specs: &str,
     connect: bool,
-    items: mpsc::Sender<Vec<Item>>,
+    items: mpsc::Sender<Input>,
 ) -> Result<mpsc::Sender<Multipart>, StartError> {
     let socket = holdfast_protocol::zmq::new_socket(ctx, zmq::XSUB)?;
     socket.set_rcvhwm(101_000)?;
@@ -33,7 +34,7 @@ pub fn start(
         while let Some(msg) = handle.rx.recv().await {
             match parse_message(&msg) {
                 Ok(item) => {
-                    if items.send(vec![item]).await.is_err() {
+                    if items.send(Input::Items(vec![item])).await.is_err() {
                         return;
                     }
                 }

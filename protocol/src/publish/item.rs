@@ -71,6 +71,8 @@ pub struct HttpResponse {
     pub headers: Vec<(String, Bytes)>,
     /// Body.
     pub body: Bytes,
+    /// Content filters the publisher expects the subscription to apply.
+    pub content_filters: Option<Vec<String>>,
 }
 
 /// `http-stream` format.
@@ -80,6 +82,8 @@ pub struct HttpStream {
     pub action: Action,
     /// Content to append.
     pub content: Bytes,
+    /// Content filters the publisher expects the subscription to apply.
+    pub content_filters: Option<Vec<String>>,
 }
 
 /// WebSocket message type.
@@ -279,6 +283,23 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// `content-filters`: a list of filter names.
+    fn content_filters(&self) -> Result<Option<Vec<String>>, PublishError> {
+        match self.value.get("content-filters") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::List(names)) => names
+                .iter()
+                .map(|n| {
+                    n.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| self.bad("content-filters", "must be a list of strings"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(self.bad("content-filters", "must be a list of strings")),
+        }
+    }
+
     fn action(&self) -> Result<Action, PublishError> {
         Ok(match self.text("action")?.as_deref() {
             None | Some("send") => Action::Send,
@@ -368,6 +389,7 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
             reason: f.text("reason")?,
             headers,
             body: f.content("body")?.unwrap_or_default(),
+            content_filters: f.content_filters()?,
         });
     }
     if let Some(f) = format("http-stream")? {
@@ -382,6 +404,7 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
         formats.http_stream = Some(HttpStream {
             action,
             content: content.unwrap_or_default(),
+            content_filters: f.content_filters()?,
         });
     }
     if let Some(f) = format("ws-message")? {

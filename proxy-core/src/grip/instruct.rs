@@ -135,6 +135,10 @@ pub enum InstructError {
     /// `Grip-Status` is malformed.
     #[error("Grip-Status: {0:?} is not a status code from 0 to 999")]
     BadStatus(String),
+    /// A stream hold subscribes with a prev-id but gives no next link to
+    /// recover from a gap with.
+    #[error("stream hold with a prev-id on {0:?} needs a Grip-Link rel=next")]
+    PrevIdWithoutLink(String),
     /// An instruct body came with a status other than 200.
     #[error("application/grip-instruct with status {0} (must be 200)")]
     InstructStatus(u16),
@@ -233,6 +237,17 @@ impl Instruct {
             }
         }
         Ok(instruct)
+    }
+
+    /// Rules that span headers: a stream hold with a prev-id must have a
+    /// next link (the only way it can recover from a gap).
+    pub fn check(&self) -> Result<(), InstructError> {
+        if self.hold == Some(HoldMode::Stream) && self.next_link.is_none() {
+            if let Some(c) = self.channels.iter().find(|c| c.prev_id.is_some()) {
+                return Err(InstructError::PrevIdWithoutLink(c.name.clone()));
+            }
+        }
+        Ok(())
     }
 
     fn push_channel(&mut self, channel: Channel) {

@@ -90,7 +90,16 @@ impl OriginClient {
         target: &Target,
         req: http::Request<HttpBody>,
     ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
-        if target.insecure {
+        self.request(target.insecure, req).await
+    }
+
+    /// Sends one request, verifying the certificate unless `insecure`.
+    pub async fn request(
+        &self,
+        insecure: bool,
+        req: http::Request<HttpBody>,
+    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
+        if insecure {
             self.insecure.request(req).await
         } else {
             self.verified.request(req).await

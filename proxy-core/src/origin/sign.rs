@@ -60,6 +60,7 @@ struct Claims {
 #[derive(Clone)]
 pub struct Signer {
     iss: String,
+    key_spec: String,
     key: EncodingKey,
 }
 
@@ -68,8 +69,14 @@ impl Signer {
     pub fn new(iss: &str, key_spec: &str) -> Result<Signer, KeyError> {
         Ok(Signer {
             iss: iss.to_owned(),
+            key_spec: key_spec.to_owned(),
             key: EncodingKey::from_secret(&key_bytes(key_spec)?),
         })
+    }
+
+    /// Issuer and key setting, for the handler to sign its own requests.
+    pub fn spec(&self) -> (String, String) {
+        (self.iss.clone(), self.key_spec.clone())
     }
 
     /// A fresh token.

@@ -36,6 +36,7 @@ push_in_sub_connect=false
 push_in_http_addr=127.0.0.1
 push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
+update_on_first_subscription=true
 "#;
 
 /// The route used when there is no routes file (Pushpin ships the same).

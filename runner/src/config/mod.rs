@@ -51,6 +51,7 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_http_addr",
             "push_in_http_port",
             "command_spec",
+            "update_on_first_subscription",
         ],
     ),
 ];
@@ -125,6 +126,9 @@ pub struct Settings {
     pub push_in_sub_specs: String,
     /// `push_in_sub_connect`: connect the SUB input instead of binding it.
     pub push_in_sub_connect: bool,
+    /// `update_on_first_subscription`: update a channel's sessions a second
+    /// after its first subscription.
+    pub update_on_first_subscription: bool,
     /// `push_in_http_basic_auth` (Holdfast addition): `user:password`.
     pub push_in_http_basic_auth: String,
     /// `push_in_http_jwt_key` (Holdfast addition): HS256 key for Bearer tokens.
@@ -469,6 +473,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         push_in_spec: spec("push_in_spec")?,
         push_in_sub_specs: spec(sub_key)?,
         push_in_sub_connect: boolean(ini, "handler", "push_in_sub_connect")?,
+        update_on_first_subscription: boolean(ini, "handler", "update_on_first_subscription")?,
         push_in_http_basic_auth: get(ini, "handler", "push_in_http_basic_auth").to_owned(),
         push_in_http_jwt_key: get(ini, "handler", "push_in_http_jwt_key").to_owned(),
         push_in_http,

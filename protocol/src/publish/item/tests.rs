@@ -19,7 +19,8 @@ fn formats_layout() {
         item.formats.http_stream,
         Some(HttpStream {
             action: Action::Send,
-            content: Bytes::from_static(b"hello\n")
+            content: Bytes::from_static(b"hello\n"),
+            content_filters: None,
         })
     );
     let r = item.formats.http_response.unwrap();
@@ -28,6 +29,16 @@ fn formats_layout() {
         (Some(201), Some("Made"), &b"done"[..])
     );
     assert_eq!(r.headers, vec![("X-A".into(), Bytes::from_static(b"1"))]);
+}
+
+#[test]
+fn content_filters() {
+    let item = one(r#"{"channel":"c","http-stream":{"content":"id: %I\n","content-filters":["build-id"]}}"#)
+        .unwrap();
+    assert_eq!(
+        item.formats.http_stream.unwrap().content_filters,
+        Some(vec!["build-id".to_owned()])
+    );
 }
 
 #[test]
@@ -170,6 +181,14 @@ fn malformed() {
         (
             r#"{"channel":"c","id":7,"http-stream":{"content":"x"}}"#,
             "id: must be a string",
+        ),
+        (
+            r#"{"channel":"c","http-stream":{"content":"x","content-filters":"build-id"}}"#,
+            "http-stream.content-filters: must be a list of strings",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"content-filters":[1]}}"#,
+            "http-response.content-filters: must be a list of strings",
         ),
     ];
     for (item, expected) in cases {

@@ -671,13 +671,8 @@ impl Engine {
                     self.timers.try_remove(&timer);
                 }
                 tracing::debug!(session = %key, urgent, ?last, "long-poll asked again");
-                self.fetcher.retry(
-                    key,
-                    session.generation,
-                    origin,
-                    &session.request,
-                    &last,
-                );
+                self.fetcher
+                    .retry(key, session.generation, origin, &session.request, &last);
             }
             HoldMode::Stream => {
                 let Some((link, _)) = &session.next_link else {
@@ -883,7 +878,10 @@ impl Engine {
             }
             SessionTimer::Next => {
                 session.next_timer = None;
-                let all_fed = session.channels.iter().all(|c| session.fed.contains(&c.name));
+                let all_fed = session
+                    .channels
+                    .iter()
+                    .all(|c| session.fed.contains(&c.name));
                 if session.link_failures == 0 && all_fed && !session.channels.is_empty() {
                     session.fed.clear();
                     if let Some((_, seconds)) = &session.next_link {
@@ -975,10 +973,7 @@ fn error_response() -> Response {
         reason: "Bad Gateway".into(),
         headers: vec![
             Header("Content-Type".into(), Bytes::from_static(b"text/plain")),
-            Header(
-                "Content-Length".into(),
-                Bytes::from(body.len().to_string()),
-            ),
+            Header("Content-Length".into(), Bytes::from(body.len().to_string())),
         ],
         body,
     }

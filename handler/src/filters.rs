@@ -241,9 +241,13 @@ mod tests {
             let out = s.content(&Bytes::from_static(b"event: m\nid: %I\ndata: 100%% {}\n\n"));
             assert_eq!(&out[..], b"event: m\nid: a:7,b:\ndata: 100% {}\n\n");
         });
-        with(&["build-id"], &[("id_format", "%(events-a)s"), ("id_encoding", "hex")], |s| {
-            assert_eq!(&s.content(&Bytes::from_static(b"%I"))[..], b"37");
-        });
+        with(
+            &["build-id"],
+            &[("id_format", "%(events-a)s"), ("id_encoding", "hex")],
+            |s| {
+                assert_eq!(&s.content(&Bytes::from_static(b"%I"))[..], b"37");
+            },
+        );
     }
 
     #[test]

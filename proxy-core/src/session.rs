@@ -105,6 +105,7 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         body_tx: None,
         drained: Arc::new(Drained::default()),
         request: None,
+        body_open: false,
         peer: first.peer_address.clone(),
     };
     shared.tracker.spawn(session.run(first));
@@ -126,9 +127,11 @@ struct Session {
     body_tx: Option<mpsc::Sender<Chunk>>,
     /// Request body bytes the origin has taken (become credits for connmgr).
     drained: Arc<Drained>,
-    /// The request as received, for a hand-over to the handler; `None`
-    /// when its body was streamed (and so cannot be replayed).
+    /// The request as received, for a hand-over to the handler (which may
+    /// replay it); `None` once a streamed body outgrew [`REPLAY_MAX`].
     request: Option<handoff::Request>,
+    /// A streamed body is still arriving (the request is not complete).
+    body_open: bool,
     /// The client's address.
     peer: Option<String>,
 }
@@ -248,14 +251,13 @@ impl Session {
             _ => false,
         };
         let body = first.body.clone().filter(|b| !b.is_empty());
-        if !first.more {
-            self.request = Some(handoff::Request {
-                method: method.as_str().to_owned(),
-                uri: uri.to_string(),
-                headers: headers.clone(),
-                body: body.clone().unwrap_or_default(),
-            });
-        }
+        self.request = Some(handoff::Request {
+            method: method.as_str().to_owned(),
+            uri: uri.to_string(),
+            headers: headers.clone(),
+            body: body.clone().unwrap_or_default(),
+        });
+        self.body_open = first.more;
         let streaming_body = if first.more {
             let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
             if let Some(body) = &body {
@@ -445,7 +447,7 @@ impl Session {
                 "no handler",
             );
         };
-        let Some(request) = self.request.take() else {
+        let Some(request) = self.request.take().filter(|_| !self.body_open) else {
             let err = ProxyError::BadRequest("Request too large to accept GRIP instruct.".into());
             return (self.fail_with(&err, debug).await, "streamed request");
         };
@@ -517,6 +519,7 @@ impl Session {
             PacketType::Data => {
                 if let Some(tx) = &self.body_tx {
                     if let Some(body) = packet.body.filter(|b| !b.is_empty()) {
+                        keep_for_replay(&mut self.request, &body);
                         if tx.send(Ok(body)).await.is_err() {
                             // The origin stopped reading the body; its response decides.
                             self.body_tx = None;
@@ -525,6 +528,7 @@ impl Session {
                 }
                 if !packet.more {
                     self.body_tx = None;
+                    self.body_open = false;
                 }
                 None
             }
@@ -575,6 +579,25 @@ impl Session {
     async fn send(&self, packet: Packet) {
         if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
             tracing::warn!(session = %self.id, error = %err, "packet to connmgr not encoded");
+        }
+    }
+}
+
+/// Largest request body kept for a hand-over (Pushpin's limit for
+/// requests whose answer may be held).
+const REPLAY_MAX: usize = 100_000;
+
+/// Appends a streamed body chunk to the copy kept for a hand-over, or drops
+/// the copy once the body is too large to keep.
+fn keep_for_replay(request: &mut Option<handoff::Request>, chunk: &Bytes) {
+    if let Some(r) = request {
+        if r.body.len() + chunk.len() > REPLAY_MAX {
+            *request = None;
+        } else {
+            let mut body = Vec::with_capacity(r.body.len() + chunk.len());
+            body.extend_from_slice(&r.body);
+            body.extend_from_slice(chunk);
+            r.body = Bytes::from(body);
         }
     }
 }
@@ -649,7 +672,10 @@ async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, P
                 .iter()
                 .filter(|(name, _)| *name != "grip-sig")
                 .map(|(name, value)| {
-                    Header(name.as_str().to_owned(), Bytes::copy_from_slice(value.as_bytes()))
+                    Header(
+                        name.as_str().to_owned(),
+                        Bytes::copy_from_slice(value.as_bytes()),
+                    )
                 })
                 .collect(),
             sig: signing.map(Signer::spec),

@@ -13,11 +13,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<Item, PublishError> {
 }
 
 /// Binds the PULL socket and forwards items to the engine.
-pub fn start(
-    ctx: &zmq::Context,
-    spec: &str,
-    items: mpsc::Sender<Input>,
-) -> Result<(), StartError> {
+pub fn start(ctx: &zmq::Context, spec: &str, items: mpsc::Sender<Input>) -> Result<(), StartError> {
     let socket = holdfast_protocol::zmq::new_socket(ctx, zmq::PULL)?;
     // Pushpin's publish HWM: bursts this deep wait in libzmq, not in memory here.
     socket.set_rcvhwm(101_000)?;

@@ -5,8 +5,8 @@
 //! when its last one leaves, which an XPUB publisher or broker can see.
 
 use super::zmq_pull::StartError;
-use holdfast_protocol::publish::parse_item_frame;
 use super::Input;
+use holdfast_protocol::publish::parse_item_frame;
 use holdfast_protocol::publish::Item;
 use holdfast_protocol::zmq::{apply_specs, spawn, Multipart};
 use tokio::sync::mpsc;

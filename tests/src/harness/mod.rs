@@ -5,3 +5,4 @@ pub mod client;
 pub mod holdfast;
 pub mod origin;
 pub mod ports;
+pub mod scripted;

@@ -7,4 +7,5 @@ mod holds;
 mod libraries;
 mod limits;
 mod proxying;
+mod recovery;
 mod signing;

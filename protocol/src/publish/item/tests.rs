@@ -33,8 +33,10 @@ fn formats_layout() {
 
 #[test]
 fn content_filters() {
-    let item = one(r#"{"channel":"c","http-stream":{"content":"id: %I\n","content-filters":["build-id"]}}"#)
-        .unwrap();
+    let item = one(
+        r#"{"channel":"c","http-stream":{"content":"id: %I\n","content-filters":["build-id"]}}"#,
+    )
+    .unwrap();
     assert_eq!(
         item.formats.http_stream.unwrap().content_filters,
         Some(vec!["build-id".to_owned()])

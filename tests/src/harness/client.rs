@@ -188,8 +188,16 @@ impl OpenStream {
 impl Client {
     /// GET whose body is read as it arrives (streams, long-polls).
     pub async fn open(&self, url: &str) -> OpenStream {
-        let req = http::Request::builder()
-            .uri(url)
+        self.open_with(url, &[]).await
+    }
+
+    /// [`Client::open`] with request headers.
+    pub async fn open_with(&self, url: &str, headers: &[(&str, &str)]) -> OpenStream {
+        let mut req = http::Request::builder().uri(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
             .body(
                 Full::new(Bytes::new())
                     .map_err(|never| match never {})

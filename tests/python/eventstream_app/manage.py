@@ -1,0 +1,10 @@
+"""Django management entry point of the django-eventstream test app."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

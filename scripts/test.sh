@@ -2,7 +2,7 @@
 # The whole test suite, as the README names it and CI runs it (.ci/run).
 # Needs a Rust toolchain, a C/C++ compiler (libzmq is built from source by
 # the zmq crate) and python3; installs the Python client libraries the tests
-# use into .venv.
+# use into .venv and Debian's chromium for the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,9 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "python client libraries (.venv)"
 scripts/python-env.sh
+
+step "chromium for the browser tests"
+scripts/browser-env.sh
 
 step "format"
 cargo fmt --all -- --check

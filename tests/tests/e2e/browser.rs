@@ -1,0 +1,174 @@
+//! A real browser: headless Chromium opens an `EventSource` through
+//! Holdfast, receives published events, and after the stream ends
+//! reconnects with `Last-Event-ID`, which reaches the origin. The page
+//! reports what it sees by requesting `/report?...` (recorded by the
+//! origin), so the test needs no browser automation protocol.
+
+use holdfast_tests::{answer, Holdfast, Scripted, Seen};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const PAGE: &str = r#"<!doctype html>
+<title>Holdfast EventSource</title>
+<script>
+  const es = new EventSource("/events");
+  es.onopen = () => fetch("/report?open");
+  es.onmessage = (e) =>
+    fetch("/report?data=" + encodeURIComponent(e.data) + "&id=" + encodeURIComponent(e.lastEventId));
+</script>
+"#;
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("HOLDFAST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh (it installs Debian's chromium)",
+        path.display()
+    );
+    path
+}
+
+/// Headless Chromium showing `url`; stopped when dropped.
+struct Browser {
+    child: tokio::process::Child,
+    _profile: PathBuf,
+}
+
+impl Browser {
+    fn open(url: &str) -> Browser {
+        let profile = std::env::temp_dir().join(format!("hf-chromium-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let child = tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium started");
+        Browser {
+            child,
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // SIGTERM lets Chromium take its helper processes down with it.
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+}
+
+fn origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    match seen.path.split('?').next().unwrap_or("") {
+        "/page" => answer(200, &[("Content-Type", "text/html")], PAGE),
+        "/events" => answer(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("Cache-Control", "no-cache"),
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "browser"),
+                ("Grip-Keep-Alive", ":\\n\\n; format=cstring; timeout=20"),
+            ],
+            // Reconnect quickly once the stream ends.
+            "retry: 200\n\n",
+        ),
+        _ => answer(204, &[], ""),
+    }
+}
+
+fn event(content: &str) -> String {
+    serde_json::json!({"items": [{"channel": "browser",
+        "formats": {"http-stream": {"content": content}}}]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_event_source_receives_publishes_and_resumes_with_last_event_id() {
+    let origin = Scripted::start(origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("handler", "update_on_first_subscription", "false")
+        .run()
+        .await;
+    let _browser = Browser::open(&hf.url("/page"));
+    let opened = |n: usize| {
+        let origin = &origin;
+        async move {
+            origin
+                .wait_for(WAIT, |_| {
+                    origin
+                        .seen()
+                        .iter()
+                        .filter(|s| s.path == "/report?open")
+                        .count()
+                        >= n
+                })
+                .await
+                .is_some()
+        }
+    };
+    assert!(
+        opened(1).await,
+        "the page never opened its EventSource: {:?}",
+        origin.seen()
+    );
+
+    assert_eq!(
+        hf.publish(&event("id: 1\ndata: hello browser\n\n")).await.0,
+        200
+    );
+    let got = origin
+        .wait_for(WAIT, |s| s.path.starts_with("/report?data="))
+        .await
+        .expect("the page received the event");
+    assert_eq!(got.path, "/report?data=hello%20browser&id=1");
+
+    // End the stream: the browser reconnects and says what it had.
+    let close = serde_json::json!({"items": [{"channel": "browser",
+        "formats": {"http-stream": {"action": "close"}}}]});
+    assert_eq!(hf.publish(&close.to_string()).await.0, 200);
+    assert!(
+        opened(2).await,
+        "the page did not reconnect: {:?}",
+        origin.seen()
+    );
+    let reconnect = origin
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/events")
+        .nth(1)
+        .expect("second /events request");
+    assert_eq!(reconnect.header("last-event-id").as_deref(), Some("1"));
+
+    assert_eq!(hf.publish(&event("id: 2\ndata: again\n\n")).await.0, 200);
+    let again = origin
+        .wait_for(WAIT, |s| s.path.starts_with("/report?data=again"))
+        .await;
+    assert_eq!(
+        again.map(|s| s.path),
+        Some("/report?data=again&id=2".to_owned())
+    );
+}

@@ -21,9 +21,10 @@ run_bench() { # name target-port publish-port pid
   echo "== $1"
   target/release/holdfast-bench --target "127.0.0.1:$2" --path /stream \
     --connections "$CONNECTIONS" --messages "$MESSAGES" \
-    --publish "http://127.0.0.1:$3" --pids "$4" | tee "$work/$1.json"
+    --publish "http://127.0.0.1:$3" --pids "$4" $BENCH_ARGS | tee "$work/$1.json"
 }
 
+BENCH_ARGS=${BENCH_ARGS:-}  # more holdfast-bench options, e.g. --interval-ms 500
 PROXIES=${PROXIES:-holdfast pushpin-default pushpin-tuned}
 for name in $PROXIES; do
   case $name in

@@ -60,6 +60,10 @@ struct Args {
     /// Seconds to wait for every delivery of one item.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Milliseconds between the end of one item's deliveries and the next
+    /// publish (0: at once).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
 }
 
 /// What every connection task shares.
@@ -191,7 +195,9 @@ async fn connection(
             next += 1;
         }
         if next == args.messages {
-            return Ok(());
+            // Stay connected until the run ends: closing now would load the
+            // proxy while other subscribers still wait for this item.
+            std::future::pending::<()>().await;
         }
         // Keep only a tail that could hold the start of a marker.
         if seen.len() > 64 {
@@ -269,6 +275,9 @@ async fn main() -> anyhow::Result<()> {
     let publishing = Instant::now();
     let mut complete = 0;
     for k in 0..args.messages {
+        if k > 0 && args.interval_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+        }
         let body = serde_json::json!({"items": [{"channel": args.channel, "formats": {"http-stream": {"content": format!("m{k}\n")}}}]});
         if let Ok(mut published) = shared.published.lock() {
             published[k] = Some(Instant::now());
@@ -319,7 +328,10 @@ async fn main() -> anyhow::Result<()> {
         "messages_fully_delivered": complete,
         "deliveries": deliveries,
         "deliveries_per_sec": deliveries as f64 / publish_secs.max(1e-9),
-        "latency_first_subscriber": summary(first),
+        "latency_first_subscriber": summary(first.clone()),
+        "latency_last_subscriber_each_ms": last.iter().map(|us| *us as f64 / 1000.0).collect::<Vec<_>>(),
+        "latency_p99_each_ms": latencies.iter().map(|l| { let mut l = l.clone(); l.sort_unstable(); percentile(&l, 0.99) as f64 / 1000.0 }).collect::<Vec<_>>(),
+        "latency_first_each_ms": first.iter().map(|us| *us as f64 / 1000.0).collect::<Vec<_>>(),
         "latency_last_subscriber": summary(last),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

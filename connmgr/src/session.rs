@@ -359,7 +359,8 @@ impl Session {
                         Step::Continue
                     }
                 },
-                n = drained.take(), if !paused => {
+                // Credits go back in half-window batches, not per write.
+                n = drained.take_at_least(self.shared.config.buffer_size / 2), if !paused => {
                     let mut packet = self.packet(PacketType::Credit);
                     packet.credits = Some(u32::try_from(n).unwrap_or(u32::MAX));
                     self.send(packet).await;

@@ -28,10 +28,18 @@ impl Drained {
 
     /// Waits until bytes were drained, then takes the count.
     pub async fn take(&self) -> usize {
+        self.take_at_least(1).await
+    }
+
+    /// Waits until at least `min` bytes were drained, then takes the count.
+    /// Returning credits in such batches spares a packet per small write;
+    /// with `min` at most the window, the sender always keeps some credit
+    /// (it sends partial chunks), so nothing waits forever.
+    pub async fn take_at_least(&self, min: usize) -> usize {
+        let min = min.max(1);
         loop {
-            let n = self.bytes.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                return n;
+            if self.bytes.load(Ordering::Relaxed) >= min {
+                return self.bytes.swap(0, Ordering::Relaxed);
             }
             self.notify.notified().await;
         }

@@ -189,8 +189,11 @@ async fn connection(
             if let (Some(published), Ok(mut latencies)) = (published, shared.latencies.lock()) {
                 latencies[next].push(now.duration_since(published).as_micros() as u64);
             }
-            shared.delivered[next].fetch_add(1, Ordering::SeqCst);
-            shared.notify.notify_waiters();
+            // Wake the publisher only when this item reached everyone.
+            let delivered = shared.delivered[next].fetch_add(1, Ordering::SeqCst) + 1;
+            if delivered >= shared.ready.load(Ordering::SeqCst) {
+                shared.notify.notify_waiters();
+            }
             seen.drain(..at + marker.len());
             next += 1;
         }
@@ -225,7 +228,7 @@ async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool)
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let shared = Arc::new(Shared {

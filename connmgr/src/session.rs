@@ -16,6 +16,7 @@ use crate::sockets::Sockets;
 use bytes::Bytes;
 use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody as ResponseBody};
 use holdfast_protocol::zhttp::{is_hop_by_hop, Ext, Header, Packet, PacketType};
+use holdfast_protocol::zmq::{FastPath, SessionState};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
@@ -132,7 +133,7 @@ pub async fn handle(
         id,
         inbox,
         out_seq: 0,
-        in_seq: 0,
+        state: Arc::new(SessionState::default()),
         proxy: None,
         credits: 0,
         paused: false,
@@ -148,7 +149,7 @@ pub async fn handle(
             &line,
             peer,
             session.status,
-            session.bytes_out,
+            session.bytes_out + session.state.bytes.load(Ordering::Relaxed),
             started,
             outcome,
         );
@@ -235,8 +236,9 @@ struct Session {
     inbox: mpsc::Receiver<Packet>,
     /// Sequence number of our next packet to the proxy.
     out_seq: u32,
-    /// Sequence number expected on the proxy's next packet.
-    in_seq: u32,
+    /// Sequence number expected on the proxy's next packet (shared with
+    /// the fast path, which takes in-sequence body packets directly).
+    state: Arc<SessionState>,
     /// The proxy that owns the session (its `from`), once it has spoken.
     proxy: Option<Vec<u8>>,
     /// Request body bytes the proxy lets us send.
@@ -297,8 +299,12 @@ impl Session {
             return "shutdown";
         }
         let mut pending = Bytes::new();
+        // The expiry timer is moved only when it fires: a packet just notes
+        // the time (resetting a timer per packet costs a timer-wheel update
+        // on every delivery of a fan-out).
         let expiry = sleep(SESSION_EXPIRY);
         tokio::pin!(expiry);
+        let mut last_heard = Instant::now();
         let mut keep_alive =
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
         let drained = self.drained.clone();
@@ -322,7 +328,7 @@ impl Session {
             let step = tokio::select! {
                 packet = self.inbox.recv() => match packet {
                     Some(packet) => {
-                        expiry.as_mut().reset(Instant::now() + SESSION_EXPIRY);
+                        last_heard = Instant::now();
                         self.on_packet(packet).await
                     }
                     None => Step::End("shutdown"),
@@ -372,10 +378,18 @@ impl Session {
                     Step::Continue
                 }
                 _ = &mut expiry => {
-                    tracing::warn!(session = %self.id, "proxy silent for {}s: session expired", SESSION_EXPIRY.as_secs());
-                    self.fail(StatusCode::BAD_GATEWAY, "The proxy did not answer in time.");
-                    self.cancel_proxy().await;
-                    Step::End("expired")
+                    if self.state.heard.swap(false, Ordering::Relaxed) {
+                        last_heard = Instant::now();
+                    }
+                    if last_heard.elapsed() < SESSION_EXPIRY {
+                        expiry.as_mut().reset(last_heard + SESSION_EXPIRY);
+                        Step::Continue
+                    } else {
+                        tracing::warn!(session = %self.id, "proxy silent for {}s: session expired", SESSION_EXPIRY.as_secs());
+                        self.fail(StatusCode::BAD_GATEWAY, "The proxy did not answer in time.");
+                        self.cancel_proxy().await;
+                        Step::End("expired")
+                    }
                 }
                 _ = client_gone(&mut self.reply) => {
                     self.reply = Reply::Done;
@@ -391,8 +405,9 @@ impl Session {
 
     async fn on_packet(&mut self, packet: Packet) -> Step {
         if let Some(seq) = packet.seq {
-            if seq != self.in_seq {
-                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from proxy");
+            let expected = self.state.in_seq.load(Ordering::Acquire);
+            if seq != expected {
+                tracing::warn!(session = %self.id, expected, got = seq, "out-of-order packet from proxy");
                 self.fail(
                     StatusCode::BAD_GATEWAY,
                     "Protocol error between connmgr and proxy.",
@@ -400,7 +415,9 @@ impl Session {
                 self.cancel_proxy().await;
                 return Step::End("bad seq");
             }
-            self.in_seq = seq.wrapping_add(1);
+            self.state
+                .in_seq
+                .store(seq.wrapping_add(1), Ordering::Release);
         }
         // Whoever speaks after a handoff is the new owner.
         self.paused = false;
@@ -416,6 +433,7 @@ impl Session {
             PacketType::Data => self.on_data(packet),
             PacketType::Credit | PacketType::KeepAlive => Step::Continue,
             PacketType::HandoffStart => {
+                self.shared.sockets.sessions().set_fast_path(&self.id, None);
                 let proceed = self.packet(PacketType::HandoffProceed);
                 self.send(proceed).await;
                 self.paused = true;
@@ -495,6 +513,17 @@ impl Session {
                     rx,
                     self.drained.clone(),
                 )));
+                if let Some(owner) = &self.proxy {
+                    let fast = FastPath {
+                        body: tx.clone(),
+                        owner: String::from_utf8_lossy(owner).into_owned(),
+                        state: self.state.clone(),
+                    };
+                    self.shared
+                        .sockets
+                        .sessions()
+                        .set_fast_path(&self.id, Some(fast));
+                }
                 self.send_head(head_tx, resp, Reply::Streaming(tx))
             }
             Reply::Streaming(tx) => {

@@ -494,7 +494,9 @@ impl Engine {
                 None => return Decision::Skip,
             },
         };
-        session.fed.insert(item.channel.clone());
+        if session.next_link.is_some() && !session.fed.contains(&item.channel) {
+            session.fed.insert(item.channel.clone());
+        }
         match action {
             Action::Hint => return Decision::Recover,
             Action::Refresh => return Decision::Skip,
@@ -513,6 +515,24 @@ impl Engine {
             if expected != prev {
                 return Decision::Recover;
             }
+        }
+        if sub.filters.is_empty() {
+            // The common case: no filter, the content is shared as it is.
+            if let Some(sub) = session.subscription_mut(&item.channel) {
+                if item.id.is_some() {
+                    sub.prev_id = item.id.clone();
+                }
+            }
+            if declared.is_some_and(|d| !d.is_empty()) {
+                return Decision::Skip;
+            }
+            return match (action, session.mode, &item.formats.http_response) {
+                (Action::Close, _, _) => Decision::Close,
+                (_, HoldMode::Response, Some(r)) => {
+                    Decision::Respond(published_response(&session.timeout_response, r))
+                }
+                _ => Decision::Deliver(content.clone()),
+            };
         }
         let filters = sub.filters.clone();
         let prefix = session

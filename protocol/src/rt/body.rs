@@ -16,14 +16,20 @@ use tokio::sync::{mpsc, Notify};
 #[derive(Default)]
 pub struct Drained {
     bytes: AtomicUsize,
+    /// The count the waiting owner wants before it is woken (0 and 1 both
+    /// mean any byte).
+    wake_at: AtomicUsize,
     notify: Notify,
 }
 
 impl Drained {
-    /// Counts `n` more bytes as drained.
+    /// Counts `n` more bytes as drained; wakes the owner only once the
+    /// count reaches what it waits for, not on every chunk.
     pub fn add(&self, n: usize) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-        self.notify.notify_one();
+        let total = self.bytes.fetch_add(n, Ordering::AcqRel) + n;
+        if total >= self.wake_at.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
     }
 
     /// Waits until bytes were drained, then takes the count.
@@ -37,9 +43,10 @@ impl Drained {
     /// (it sends partial chunks), so nothing waits forever.
     pub async fn take_at_least(&self, min: usize) -> usize {
         let min = min.max(1);
+        self.wake_at.store(min, Ordering::Release);
         loop {
-            if self.bytes.load(Ordering::Relaxed) >= min {
-                return self.bytes.swap(0, Ordering::Relaxed);
+            if self.bytes.load(Ordering::Acquire) >= min {
+                return self.bytes.swap(0, Ordering::AcqRel);
             }
             self.notify.notified().await;
         }

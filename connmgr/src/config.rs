@@ -22,6 +22,16 @@ pub struct Config {
     #[arg(long = "listen", default_value = "0.0.0.0:7999")]
     pub listen: Vec<SocketAddr>,
 
+    /// Client address to listen on with TLS (repeatable); needs `--certs`.
+    #[arg(long = "tls-listen")]
+    pub tls_listen: Vec<SocketAddr>,
+
+    /// Folder of PEM certificates for TLS listeners: `<host>.crt` and
+    /// `<host>.key`, `_.<parent domain>.*` for wildcards, and `default.*` (or
+    /// `default_<port>.*`) for everything else.
+    #[arg(long = "certs")]
+    pub certs: Option<std::path::PathBuf>,
+
     /// Base of the ZHTTP socket addresses toward the proxy: binds BASE-out
     /// (PUSH), BASE-out-stream (ROUTER) and BASE-in (SUB); for tcp://host:P,
     /// ports P, P+1 and P+2.

@@ -1,6 +1,7 @@
 //! Holdfast's connection manager.
 //!
-//! Owns every client socket: accepts HTTP/1.1 connections, enforces the
+//! Owns every client socket: accepts HTTP/1.1 connections, and HTTPS with
+//! HTTP/2 where configured, enforces the
 //! limits (header size, URI length, body size, connection count, idle time),
 //! and turns each request into a ZHTTP session with a proxy over ZeroMQ, with
 //! credit-based flow control in both directions.
@@ -8,7 +9,8 @@
 //! # Layout
 //! - [`config`]: command line and settings.
 //! - [`limits`]: every limit and timeout, with why.
-//! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 server.
+//! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 and HTTP/2 servers.
+//! - [`tls`]: certificates by SNI from a folder, ALPN.
 //! - [`session`]: one request as a ZHTTP session (the data path).
 //! - [`body`]: the response body given to hyper; drained bytes become credits.
 //! - [`sockets`]: the PUSH/ROUTER/SUB sockets and the session routing table.
@@ -18,6 +20,7 @@ pub mod limits;
 pub mod listener;
 pub mod session;
 pub mod sockets;
+pub mod tls;
 
 pub use config::Config;
 
@@ -48,13 +51,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     ));
     let limit = Arc::new(Semaphore::new(config.maxconn));
     let mut listeners = Vec::new();
-    for addr in &config.listen {
+    let plain = config.listen.iter().map(|a| (*a, false));
+    let secure = config.tls_listen.iter().map(|a| (*a, true));
+    for (addr, tls) in plain.chain(secure) {
+        let acceptor = if tls {
+            let dir = config
+                .certs
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("--tls-listen {addr} needs --certs"))?;
+            let server = tls::server_config(dir, addr.port())?;
+            Some(tokio_rustls::TlsAcceptor::from(server))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        tracing::info!("listening on {}", listener.local_addr()?);
+        tracing::info!(tls, "listening on {}", listener.local_addr()?);
         listeners.push(tokio::spawn(listener::serve(
             listener,
+            acceptor,
             shared.clone(),
             limit.clone(),
             shutdown.token.clone(),

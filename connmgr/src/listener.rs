@@ -3,26 +3,36 @@
 //! server with keep-alive, header limits and an idle timeout. hyper keeps its
 //! default header-count limit (100, parsed on the stack); the session answers
 //! 431 with a message above [`crate::limits::MAX_HEADERS`].
+//!
+//! On a TLS listener the handshake comes first (certificates by SNI, see
+//! [`crate::tls`]); a client that negotiates `h2` gets hyper's HTTP/2 server,
+//! others HTTP/1.1. A plain HTTP request on a TLS port gets a 400 saying so,
+//! as nginx does, instead of a handshake failure.
 
 use crate::limits::{READ_BUFFER_MAX, REFUSAL_LINGER};
 use crate::session::{handle, Shared};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// The canned answer for a connection over the limit: written before any
 /// request is read, so it cannot depend on one.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 34\r\nConnection: close\r\n\r\nToo many connections; try again.\r\n";
 
+/// The answer to a plain HTTP request on a TLS port.
+const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// (or wss://).\n";
+
 /// Accepts connections on `listener` until `token` is cancelled.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     token: CancellationToken,
@@ -58,21 +68,66 @@ pub async fn serve(
         let shared = shared.clone();
         let builder = builder.clone();
         let token = token.clone();
+        let tls = tls.clone();
         shared.tracker.clone().spawn(async move {
-            serve_connection(stream, peer, shared, &builder, token).await;
+            match tls {
+                None => serve_connection(stream, peer, false, shared, &builder, token).await,
+                Some(tls) => serve_tls(stream, peer, tls, shared, &builder, token).await,
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(
+/// The handshake, then HTTP/2 or HTTP/1.1 as negotiated.
+async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: TlsAcceptor,
     shared: Arc<Shared>,
     builder: &http1::Builder,
     token: CancellationToken,
 ) {
-    let service = service_fn(move |req| handle(req, shared.clone(), peer));
+    let timeout = shared.config.idle_timeout();
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if crate::tls::looks_like_tls(&first) => {}
+        Ok(Ok(1)) => {
+            tracing::info!(%peer, "plain HTTP on a TLS port: 400");
+            refuse_with(stream, PLAIN_ON_TLS).await;
+            return;
+        }
+        _ => return,
+    }
+    let stream = match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::info!(%peer, error = %err, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        serve_h2(stream, peer, shared, token).await;
+    } else {
+        serve_connection(stream, peer, true, shared, builder, token).await;
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    builder: &http1::Builder,
+    token: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(req, shared.clone(), peer, tls));
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -88,8 +143,43 @@ async fn serve_connection(
     }
 }
 
-async fn refuse(mut stream: TcpStream) {
-    let _ = stream.write_all(REFUSAL).await;
+/// HTTP/2: each stream is a request like any other (one ZHTTP session).
+async fn serve_h2<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, token: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(shared.config.buffer_size.max(1024)).unwrap_or(u32::MAX),
+        )
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let service = service_fn(move |req| handle(req, shared.clone(), peer, true));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = token.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once (each a held
+/// request, for a browser's many EventSources).
+const H2_MAX_STREAMS: u32 = 256;
+
+async fn refuse(stream: TcpStream) {
+    refuse_with(stream, REFUSAL).await;
+}
+
+async fn refuse_with(mut stream: TcpStream, answer: &[u8]) {
+    let _ = stream.write_all(answer).await;
     let _ = stream.shutdown().await;
     // Read what the client sent so closing does not reset the connection
     // before it has read the answer.

@@ -108,6 +108,7 @@ pub async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    tls: bool,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let line = format!("{} {}", req.method(), req.uri());
@@ -123,6 +124,7 @@ pub async fn handle(
         &shared.sockets.id,
         shared.config.buffer_size,
         peer,
+        tls,
     );
     let (parts, body) = req.into_parts();
     let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
@@ -179,6 +181,7 @@ fn first_packet(
     from: &str,
     credits: usize,
     peer: SocketAddr,
+    tls: bool,
 ) -> Packet {
     let host = req
         .headers()
@@ -199,7 +202,10 @@ fn first_packet(
         .collect();
     Packet {
         method: Some(req.method().as_str().to_owned()),
-        uri: Some(format!("http://{host}{path}")),
+        uri: Some(format!(
+            "{}://{host}{path}",
+            if tls { "https" } else { "http" }
+        )),
         headers: Some(headers),
         credits: Some(u32::try_from(credits).unwrap_or(u32::MAX)),
         more: !http_body::Body::is_end_stream(req.body()),

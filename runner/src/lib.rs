@@ -85,6 +85,14 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         connmgr.push("--listen".into());
         connmgr.push(addr.to_string());
     }
+    for addr in &settings.https_addrs {
+        connmgr.push("--tls-listen".into());
+        connmgr.push(addr.to_string());
+    }
+    if !settings.https_addrs.is_empty() {
+        connmgr.push("--certs".into());
+        connmgr.push(settings.certs_dir.display().to_string());
+    }
     let p = &settings.proxy;
     let mut proxy = vec![
         "--connmgr-stream".into(),

@@ -11,6 +11,7 @@ port_offset=0
 
 [runner]
 http_port=7999
+https_ports=
 log_level=2
 client_buffer_size=8192
 client_maxconn=50000

@@ -17,6 +17,7 @@ const USED: &[(&str, &[&str])] = &[
         "runner",
         &[
             "http_port",
+            "https_ports",
             "log_level",
             "client_buffer_size",
             "client_maxconn",
@@ -102,6 +103,10 @@ pub struct Settings {
     pub port_offset: u16,
     /// Client HTTP listen addresses.
     pub http_addrs: Vec<SocketAddr>,
+    /// Client HTTPS listen addresses (`https_ports`).
+    pub https_addrs: Vec<SocketAddr>,
+    /// TLS certificates: `<config dir>/runner/certs`, as Pushpin keeps them.
+    pub certs_dir: PathBuf,
     /// Default log level and per-process overrides.
     pub log_levels: LogLevels,
     /// `client_buffer_size`.
@@ -380,6 +385,11 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             .map(|p| parse_listen(p, port_offset).map_err(|e| bad("runner", "http_port", p, e)))
             .collect::<Result<Vec<_>, _>>()?,
     };
+    let https_addrs = get(ini, "runner", "https_ports")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| parse_listen(p, port_offset).map_err(|e| bad("runner", "https_ports", p, e)))
+        .collect::<Result<Vec<_>, _>>()?;
     let first_port = http_addrs.first().map_or(7999, |a| a.port());
     let relative = |p: &str| -> PathBuf {
         let path = PathBuf::from(p);
@@ -447,11 +457,14 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
     if maxconn == 0 {
         return Err(bad("runner", "client_maxconn", "0", "at least 1"));
     }
+    let certs_dir = relative("runner/certs");
     Ok(Settings {
         config_dir,
         ipc_prefix: ipc_prefix.clone(),
         port_offset,
         http_addrs,
+        https_addrs,
+        certs_dir,
         log_levels,
         client_buffer_size: buffer,
         client_maxconn: maxconn,

@@ -26,6 +26,7 @@ pub struct HoldfastBuilder {
     routes_file: Option<String>,
     settings: Vec<(String, String, String)>,
     args: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
 }
 
 impl HoldfastBuilder {
@@ -45,6 +46,12 @@ impl HoldfastBuilder {
     pub fn set(mut self, section: &str, key: &str, value: impl Into<String>) -> Self {
         self.settings
             .push((section.into(), key.into(), value.into()));
+        self
+    }
+
+    /// Writes a file beside the config file (path relative to it).
+    pub fn file(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
+        self.files.push((path.into(), content.into()));
         self
     }
 
@@ -97,6 +104,13 @@ impl HoldfastBuilder {
                 ],
             ),
         ];
+        for (path, content) in &self.files {
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("test file folder");
+            }
+            std::fs::write(path, content).expect("test file");
+        }
         if let Some(content) = &self.routes_file {
             std::fs::write(dir.join("routes"), content).expect("routes file");
             sections[2].1.push("routesfile=routes".into());

@@ -11,3 +11,4 @@ mod limits;
 mod proxying;
 mod recovery;
 mod signing;
+mod tls;

@@ -12,6 +12,7 @@
 //! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 and HTTP/2 servers.
 //! - [`tls`]: certificates by SNI from a folder, ALPN.
 //! - [`session`]: one request as a ZHTTP session (the data path).
+//! - [`websocket`]: WebSocket clients: handshake, upgrade, frames as ZHTTP packets.
 //! - [`body`]: the response body given to hyper; drained bytes become credits.
 //! - [`sockets`]: the PUSH/ROUTER/SUB sockets and the session routing table.
 
@@ -21,6 +22,7 @@ pub mod listener;
 pub mod session;
 pub mod sockets;
 pub mod tls;
+pub mod websocket;
 
 pub use config::Config;
 

@@ -117,14 +117,27 @@ pub async fn handle(
         return Ok(resp);
     }
     let id = shared.new_id();
+    if crate::websocket::is_upgrade(&req) {
+        let scheme = if tls { "wss" } else { "ws" };
+        let first = first_packet(
+            &req,
+            &id,
+            &shared.sockets.id,
+            shared.config.buffer_size,
+            peer,
+            scheme,
+        );
+        return Ok(crate::websocket::handle(req, shared, peer, first).await);
+    }
     let inbox = shared.sockets.sessions().register(id.clone());
+    let scheme = if tls { "https" } else { "http" };
     let first = first_packet(
         &req,
         &id,
         &shared.sockets.id,
         shared.config.buffer_size,
         peer,
-        tls,
+        scheme,
     );
     let (parts, body) = req.into_parts();
     let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
@@ -181,7 +194,7 @@ fn first_packet(
     from: &str,
     credits: usize,
     peer: SocketAddr,
-    tls: bool,
+    scheme: &str,
 ) -> Packet {
     let host = req
         .headers()
@@ -202,10 +215,7 @@ fn first_packet(
         .collect();
     Packet {
         method: Some(req.method().as_str().to_owned()),
-        uri: Some(format!(
-            "{}://{host}{path}",
-            if tls { "https" } else { "http" }
-        )),
+        uri: Some(format!("{scheme}://{host}{path}")),
         headers: Some(headers),
         credits: Some(u32::try_from(credits).unwrap_or(u32::MAX)),
         more: !http_body::Body::is_end_stream(req.body()),

@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 
+mod websocket;
+
 /// Request body bytes connmgr may send before we grant more. Large enough to
 /// keep an upload flowing across one round trip of credit packets.
 pub const REQUEST_WINDOW: u32 = 128 * 1024;
@@ -147,6 +149,8 @@ struct Prepared {
     trusted: bool,
     body: Option<Bytes>,
     streaming_body: Option<ChannelBody>,
+    /// A WebSocket handshake (`ws://`/`wss://`).
+    websocket: bool,
 }
 
 /// Where the response stands.
@@ -188,6 +192,7 @@ impl Session {
             first.uri.as_deref().unwrap_or("-")
         );
         let (status, outcome) = match self.prepare(first).await {
+            Ok(prepared) if prepared.websocket => self.websocket(prepared).await,
             Ok(prepared) => self.proxy(prepared).await,
             Err(err) => {
                 let code = self.fail(&err).await;
@@ -281,6 +286,7 @@ impl Session {
             trusted,
             body: if streaming_body.is_some() { None } else { body },
             streaming_body,
+            websocket: proto == Proto::Ws,
         })
     }
 
@@ -609,6 +615,19 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// The route's own signer (`sig_iss`/`sig_key`), if it has one.
+fn route_signer(route: &Route) -> Option<Signer> {
+    match (&route.sig_iss, &route.sig_key) {
+        (None, None) => None,
+        (iss, key) => Signer::new(
+            iss.as_deref().unwrap_or("pushpin"),
+            key.as_deref().unwrap_or("changeme"),
+        )
+        .map_err(|e| tracing::warn!(line = route.line, "route sig_key unusable: {e}"))
+        .ok(),
+    }
+}
+
 /// The origin's answer, and how it was asked (for a hand-over).
 struct Forwarded {
     response: http::Response<Incoming>,
@@ -629,17 +648,10 @@ async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, P
         trusted,
         body,
         mut streaming_body,
+        websocket: _,
     } = prepared;
     let path = rewrite_path(&path, &route);
-    let signer = match (&route.sig_iss, &route.sig_key) {
-        (None, None) => None,
-        (iss, key) => Signer::new(
-            iss.as_deref().unwrap_or("pushpin"),
-            key.as_deref().unwrap_or("changeme"),
-        )
-        .map_err(|e| tracing::warn!(line = route.line, "route sig_key unusable: {e}"))
-        .ok(),
-    };
+    let signer = route_signer(&route);
     let signing = (!route.no_grip && !trusted).then(|| signer.as_ref().unwrap_or(&shared.signer));
     let signature = signing.and_then(Signer::token);
     let mut last_error = String::new();

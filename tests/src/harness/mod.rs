@@ -6,3 +6,4 @@ pub mod holdfast;
 pub mod origin;
 pub mod ports;
 pub mod scripted;
+pub mod ws_origin;

@@ -12,3 +12,4 @@ mod proxying;
 mod recovery;
 mod signing;
 mod tls;
+mod websocket;

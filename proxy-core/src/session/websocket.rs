@@ -1,0 +1,338 @@
+//! WebSocket passthrough: the client's handshake (a `ws://` session from
+//! connmgr) is replayed to the route's target as a WebSocket handshake of
+//! the proxy's own (the proxy's headers, `Grip-Sig`, the client's
+//! subprotocols). The target's `101` becomes the session's `101`; a refusal
+//! (any other HTTP answer) goes to the client as it is. Then messages,
+//! pings, pongs and closes travel both ways, within connmgr's credits.
+//! Targets are tried in order while they refuse the connection.
+
+use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
+use crate::error::ProxyError;
+use crate::origin::headers::{origin_headers, rewrite_path, Forward};
+use crate::origin::sign::Signer;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// How long connecting and the handshake with the target may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest message accepted from the target.
+const MAX_MESSAGE: usize = 1024 * 1024;
+
+/// Client handshake headers the proxy's own handshake replaces.
+const HANDSHAKE_HEADERS: &[&str] = &[
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-accept",
+    "upgrade",
+    "connection",
+    "host",
+];
+
+/// What the target answered.
+enum Connected {
+    Open(
+        Box<WebSocketStream<TcpStream>>,
+        http::Response<Option<Vec<u8>>>,
+    ),
+    Refused(http::Response<Option<Vec<u8>>>),
+}
+
+fn close_message(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }))
+}
+
+impl Session {
+    /// Proxies a WebSocket session to the route's target.
+    pub(super) async fn websocket(&mut self, prepared: Prepared) -> (u16, &'static str) {
+        let debug = self.shared.debug || prepared.route.debug;
+        let connected = match self.connect_target(&prepared).await {
+            Ok(connected) => connected,
+            Err(err) => return (self.fail_with(&err, debug).await, "origin error"),
+        };
+        let (ws, response) = match connected {
+            Connected::Open(ws, response) => (ws, response),
+            Connected::Refused(response) => {
+                let code = response.status().as_u16();
+                let mut packet = self.packet(PacketType::Data);
+                packet.code = Some(code);
+                packet.reason = response.status().canonical_reason().map(str::to_owned);
+                packet.headers = Some(response_headers(&response));
+                packet.body = Some(Bytes::from(response.into_body().unwrap_or_default()));
+                self.send(packet).await;
+                return (code, "websocket refused by origin");
+            }
+        };
+        let mut accept = self.packet(PacketType::Data);
+        accept.code = Some(101);
+        accept.reason = Some("Switching Protocols".into());
+        accept.headers = Some(response_headers(&response));
+        accept.credits = Some(REQUEST_WINDOW);
+        self.send(accept).await;
+        (101, self.bridge(*ws).await)
+    }
+
+    async fn connect_target(&self, prepared: &Prepared) -> Result<Connected, ProxyError> {
+        let route = &prepared.route;
+        let signer = route_signer(route);
+        let signing = (!route.no_grip && !prepared.trusted)
+            .then(|| signer.as_ref().unwrap_or(&self.shared.signer));
+        let path = rewrite_path(&prepared.path, route);
+        let mut last = (String::new(), String::from("no target"));
+        for target in &route.targets {
+            let target_name = format!("{}:{}", target.host, target.port);
+            if target.ssl {
+                last = (
+                    target_name,
+                    "WebSocket to TLS targets is not supported yet".into(),
+                );
+                continue;
+            }
+            let forward = Forward {
+                headers: &prepared.headers,
+                peer: prepared.peer.as_deref(),
+                tls: prepared.tls,
+                trusted: prepared.trusted,
+                route,
+                target,
+                signature: signing.and_then(Signer::token),
+            };
+            let headers = origin_headers(&forward, &self.shared.rules);
+            let host = headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_else(|| target_name.clone());
+            let uri = format!("ws://{target_name}{path}");
+            let mut request = uri.as_str().into_client_request().map_err(|e| {
+                ProxyError::BadRequest(format!("unusable WebSocket URI {uri}: {e}"))
+            })?;
+            let out = request.headers_mut();
+            for (name, value) in headers.iter() {
+                if HANDSHAKE_HEADERS.contains(&name.as_str()) || is_hop_by_hop(name.as_str()) {
+                    continue;
+                }
+                out.append(name.clone(), value.clone());
+            }
+            if let Ok(host) = http::HeaderValue::from_str(&host) {
+                out.insert(http::header::HOST, host);
+            }
+            if let Ok(key) = http::HeaderValue::from_str(&generate_key()) {
+                out.insert("sec-websocket-key", key);
+            }
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+                let _ = tcp.set_nodelay(true);
+                let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
+                tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+            .await;
+            match attempt {
+                Ok(Ok((ws, response))) => return Ok(Connected::Open(Box::new(ws), response)),
+                Ok(Err(err)) => {
+                    if let Some(WsError::Http(response)) =
+                        err.get_ref().and_then(|e| e.downcast_ref::<WsError>())
+                    {
+                        return Ok(Connected::Refused((**response).clone()));
+                    }
+                    last = (target_name, err.to_string());
+                    if err.kind() == std::io::ErrorKind::ConnectionRefused {
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    last = (target_name, "no answer to the WebSocket handshake".into());
+                    break;
+                }
+            }
+        }
+        Err(ProxyError::Origin {
+            target: last.0,
+            reason: last.1,
+        })
+    }
+
+    /// Moves frames between connmgr's session and the target until either
+    /// side ends.
+    async fn bridge(&mut self, ws: WebSocketStream<TcpStream>) -> &'static str {
+        let (mut sink, mut stream) = ws.split();
+        let mut keep_alive =
+            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        let mut heard = Instant::now();
+        let mut pending: Option<(bool, Vec<u8>)> = None;
+        loop {
+            let can_read = self.credits > 0;
+            tokio::select! {
+                message = stream.next(), if can_read => {
+                    let packet = match message {
+                        Some(Ok(Message::Text(text))) => {
+                            let mut p = self.packet(PacketType::Data);
+                            p.content_type = Some("text".into());
+                            self.credits = self.credits.saturating_sub(text.len());
+                            p.body = Some(Bytes::copy_from_slice(text.as_bytes()));
+                            p
+                        }
+                        Some(Ok(Message::Binary(data))) => {
+                            let mut p = self.packet(PacketType::Data);
+                            p.content_type = Some("binary".into());
+                            self.credits = self.credits.saturating_sub(data.len());
+                            p.body = Some(data);
+                            p
+                        }
+                        Some(Ok(Message::Ping(data))) => {
+                            let mut p = self.packet(PacketType::Ping);
+                            p.body = Some(data);
+                            p
+                        }
+                        Some(Ok(Message::Pong(data))) => {
+                            let mut p = self.packet(PacketType::Pong);
+                            p.body = Some(data);
+                            p
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let mut p = self.packet(PacketType::Close);
+                            if let Some(frame) = frame {
+                                p.code = Some(frame.code.into());
+                                p.body = Some(Bytes::copy_from_slice(frame.reason.as_bytes()));
+                            }
+                            self.send(p).await;
+                            return "closed by origin";
+                        }
+                        Some(Ok(Message::Frame(_))) => continue,
+                        Some(Err(err)) => {
+                            tracing::info!(session = %self.id, error = %err, "origin WebSocket failed");
+                            let mut p = self.packet(PacketType::Error);
+                            p.condition = Some("remote-connection-failed".into());
+                            self.send(p).await;
+                            return "origin failed";
+                        }
+                        None => {
+                            let mut p = self.packet(PacketType::Error);
+                            p.condition = Some("remote-connection-failed".into());
+                            self.send(p).await;
+                            return "origin gone";
+                        }
+                    };
+                    self.send(packet).await;
+                }
+                packet = self.inbox.recv() => {
+                    let Some(packet) = packet else { return "shutdown" };
+                    heard = Instant::now();
+                    if let Some(seq) = packet.seq {
+                        if seq != self.in_seq {
+                            let _ = sink.send(close_message(1011, "internal error")).await;
+                            let cancel = self.packet(PacketType::Cancel);
+                            self.send(cancel).await;
+                            return "bad seq";
+                        }
+                        self.in_seq = seq.wrapping_add(1);
+                    }
+                    if let Some(credits) = packet.credits {
+                        self.credits = self.credits.saturating_add(credits as usize);
+                    }
+                    match packet.kind() {
+                        PacketType::Data => {
+                            let binary = packet.content_type.as_deref() == Some("binary");
+                            let body = packet.body.clone().unwrap_or_default();
+                            let (binary, data) = match pending.take() {
+                                Some((b, mut buf)) => { buf.extend_from_slice(&body); (b, Bytes::from(buf)) }
+                                None => (binary, body),
+                            };
+                            if packet.more {
+                                pending = Some((binary, data.to_vec()));
+                                continue;
+                            }
+                            let size = data.len();
+                            let message = if binary {
+                                Message::Binary(data)
+                            } else {
+                                match String::from_utf8(data.to_vec()) {
+                                    Ok(text) => Message::Text(text.into()),
+                                    Err(_) => Message::Binary(data),
+                                }
+                            };
+                            if sink.send(message).await.is_err() {
+                                let mut p = self.packet(PacketType::Error);
+                                p.condition = Some("remote-connection-failed".into());
+                                self.send(p).await;
+                                return "origin gone";
+                            }
+                            let mut credit = self.packet(PacketType::Credit);
+                            credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                            self.send(credit).await;
+                        }
+                        PacketType::Ping => {
+                            let _ = sink.send(Message::Ping(packet.body.unwrap_or_default())).await;
+                        }
+                        PacketType::Pong => {
+                            let _ = sink.send(Message::Pong(packet.body.unwrap_or_default())).await;
+                        }
+                        PacketType::Close => {
+                            let code = packet.code.unwrap_or(1000);
+                            let reason = packet.body.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                            let _ = sink.send(close_message(code, &reason)).await;
+                            // Let the origin's answering close arrive.
+                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                                while let Some(Ok(message)) = stream.next().await {
+                                    if let Message::Close(frame) = message {
+                                        return frame;
+                                    }
+                                }
+                                None
+                            }).await;
+                            return "closed by client";
+                        }
+                        PacketType::Cancel | PacketType::Error => {
+                            let _ = sink.send(close_message(1001, "client gone")).await;
+                            return "client gone";
+                        }
+                        _ => {}
+                    }
+                }
+                _ = keep_alive.tick() => {
+                    if heard.elapsed() > SESSION_EXPIRY {
+                        let _ = sink.send(close_message(1001, "client gone")).await;
+                        return "expired";
+                    }
+                    let packet = self.packet(PacketType::KeepAlive);
+                    self.send(packet).await;
+                }
+            }
+        }
+    }
+}
+
+/// The target's answer headers for connmgr (which writes the upgrade
+/// headers itself).
+fn response_headers(response: &http::Response<Option<Vec<u8>>>) -> Vec<Header> {
+    response
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            !is_hop_by_hop(name.as_str()) && name.as_str() != "sec-websocket-accept"
+        })
+        .map(|(name, value)| {
+            Header(
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,56 @@
+"""Drive a WebSocket through Holdfast with the real `websockets` library.
+
+Usage: ws_client.py URL SCENARIO
+  echo     subprotocol, text and binary echo, ping, then close 4000 "bye"
+  server-close  ask the origin to close; report the code and reason
+  refused  expect the handshake to be refused; report status and body
+  too-big  send 2 MiB; report the close code
+Prints one JSON object with what happened.
+"""
+
+import asyncio
+import json
+import sys
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+
+async def main(url, scenario):
+    out = {}
+    if scenario == "refused":
+        try:
+            async with connect(url):
+                out["opened"] = True
+        except InvalidStatus as e:
+            out["status"] = e.response.status_code
+            out["body"] = e.response.body.decode()
+        return out
+    async with connect(url, subprotocols=["chat", "superchat"], max_size=None) as ws:
+        out["subprotocol"] = ws.subprotocol
+        if scenario == "echo":
+            await ws.send("hello")
+            out["text"] = await ws.recv()
+            await ws.send(b"\x00\x01\xff")
+            out["binary"] = list(await ws.recv())
+            pong = await ws.ping(b"p")
+            await asyncio.wait_for(pong, 10)
+            out["pong"] = True
+            await ws.close(4000, "bye")
+        elif scenario == "server-close":
+            await ws.send("close-me")
+            try:
+                await ws.recv()
+            except ConnectionClosed as e:
+                out["code"] = e.rcvd.code if e.rcvd else None
+                out["reason"] = e.rcvd.reason if e.rcvd else None
+        elif scenario == "too-big":
+            await ws.send("x" * (2 * 1024 * 1024))
+            try:
+                await ws.recv()
+            except ConnectionClosed as e:
+                out["code"] = e.rcvd.code if e.rcvd else None
+    return out
+
+
+print(json.dumps(asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), 30))))

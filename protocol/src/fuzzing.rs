@@ -57,3 +57,12 @@ pub fn publish_items(data: &[u8]) {
     let _ = crate::publish::parse_items_json(data);
     let _ = crate::publish::parse_item_tnetstring(data);
 }
+
+/// WebSocket-over-HTTP event bodies: parse never panics, and what parses
+/// encodes back to something that parses the same.
+pub fn websocket_events(data: &[u8]) {
+    if let Ok(events) = crate::wsevents::parse(data) {
+        let again = crate::wsevents::parse(&crate::wsevents::encode(&events));
+        assert_eq!(again.as_ref(), Ok(&events));
+    }
+}

@@ -13,6 +13,7 @@
 //! - [`zhttp`]: the ZHTTP packet model (request, response, credit, ...).
 //! - [`publish`]: publish items (JSON and TNetString) and their checks.
 //! - [`handoff`]: a held session handed from the proxy to the handler.
+//! - [`wsevents`]: WebSocket-over-HTTP's `application/websocket-events`.
 //! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
 //! - [`rt`] (feature `rt`): shutdown token, signal policy, log format.
 
@@ -22,6 +23,7 @@ pub mod msgpack;
 pub mod publish;
 pub mod tnetstring;
 pub mod value;
+pub mod wsevents;
 pub mod zhttp;
 
 #[cfg(feature = "rt")]

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 
+mod over_http;
 mod websocket;
 
 /// Request body bytes connmgr may send before we grant more. Large enough to
@@ -192,6 +193,11 @@ impl Session {
             first.uri.as_deref().unwrap_or("-")
         );
         let (status, outcome) = match self.prepare(first).await {
+            Ok(prepared)
+                if prepared.websocket && prepared.route.targets.iter().any(|t| t.over_http) =>
+            {
+                self.over_http(prepared).await
+            }
             Ok(prepared) if prepared.websocket => self.websocket(prepared).await,
             Ok(prepared) => self.proxy(prepared).await,
             Err(err) => {

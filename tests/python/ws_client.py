@@ -2,6 +2,8 @@
 
 Usage: ws_client.py URL SCENARIO
   echo     subprotocol, text and binary echo, ping, then close 4000 "bye"
+  echo-simple  text echo (twice), then close 1000
+  gateway  read a greeting, get an echo, then send "bad" and report the close
   server-close  ask the origin to close; report the code and reason
   refused  expect the handshake to be refused; report status and body
   too-big  send 2 MiB; report the close code
@@ -37,6 +39,22 @@ async def main(url, scenario):
             await asyncio.wait_for(pong, 10)
             out["pong"] = True
             await ws.close(4000, "bye")
+        elif scenario == "echo-simple":
+            await ws.send("hello")
+            out["text"] = await ws.recv()
+            await ws.send("again")
+            out["again"] = await ws.recv()
+            await ws.close()
+            out["close_code"] = ws.close_code
+        elif scenario == "gateway":
+            out["first"] = await ws.recv()
+            await ws.send("echo me")
+            out["echo"] = await ws.recv()
+            await ws.send("bad")
+            try:
+                out["unexpected"] = await ws.recv()
+            except ConnectionClosed as e:
+                out["code"] = e.rcvd.code if e.rcvd else None
         elif scenario == "server-close":
             await ws.send("close-me")
             try:

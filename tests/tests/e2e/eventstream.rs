@@ -23,14 +23,14 @@ fn python() -> PathBuf {
 
 /// The Django app of `tests/python/eventstream_app`, on `port`, publishing
 /// to `grip_url`. Killed when dropped.
-struct Django {
+pub(crate) struct Django {
     _server: tokio::process::Child,
     _dir: PathBuf,
     port: u16,
 }
 
 impl Django {
-    async fn start(port: u16, grip_url: &str) -> Django {
+    pub(crate) async fn start(port: u16, grip_url: &str) -> Django {
         let app = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/eventstream_app");
         let dir = std::env::temp_dir().join(format!("hf-django-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

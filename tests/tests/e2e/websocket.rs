@@ -3,7 +3,7 @@
 //! messages, pings, close codes both ways, a refused upgrade, and the
 //! limits (bad handshakes, oversize messages, invalid UTF-8).
 
-use holdfast_tests::{raw_exchange, Holdfast, WsOrigin};
+use holdfast_tests::{answer, free_port, raw_exchange, Holdfast, Scripted, Seen, WsOrigin};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,4 +166,112 @@ async fn invalid_utf8_in_a_text_message_closes_with_1007() {
         "{}",
         hf.logs()
     );
+}
+
+/// A WebSocket-over-HTTP origin: accepts with GRIP on and a greeting (plus
+/// one unprefixed message that must be dropped), echoes text with the
+/// `m:` prefix, answers "bad" with a malformed body, refuses `/refuse`.
+fn gateway_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    const EVENTS: (&str, &str) = ("Content-Type", "application/websocket-events");
+    if seen.path == "/refuse" {
+        return answer(403, &[("Content-Type", "text/plain")], "go away\n");
+    }
+    if seen.body == "OPEN\r\n" {
+        return answer(
+            200,
+            &[
+                EVENTS,
+                ("Sec-WebSocket-Extensions", "grip"),
+                ("Set-Meta-User", "alice"),
+            ],
+            "OPEN\r\nTEXT 7\r\nm:hello\r\nTEXT 9\r\nnoprefix!\r\n",
+        );
+    }
+    if seen.body.contains("bad") {
+        return answer(200, &[EVENTS], "TEXT zz\r\n");
+    }
+    match seen
+        .body
+        .strip_prefix("TEXT ")
+        .and_then(|rest| rest.split_once("\r\n"))
+    {
+        Some((_, rest)) => {
+            let text = rest.trim_end_matches("\r\n");
+            let reply = format!("m:{text}");
+            answer(
+                200,
+                &[EVENTS],
+                &format!("TEXT {:x}\r\n{reply}\r\n", reply.len()),
+            )
+        }
+        None => answer(200, &[EVENTS], ""),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http_gateway() {
+    let origin = Scripted::start(gateway_origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {},over_http", origin.target()))
+        .run()
+        .await;
+    let out = client(&ws_url(&hf, "/gw"), "gateway").await;
+    assert_eq!(out["first"], "hello", "{out}\n{}", hf.logs());
+    assert_eq!(out["echo"], "echo me");
+    assert_eq!(
+        out["code"], 1011,
+        "a malformed answer closes the client with 1011"
+    );
+    assert!(
+        hf.wait_log("malformed websocket-events", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+
+    let requests = origin.seen();
+    let open = &requests[0];
+    assert_eq!(open.method, "POST");
+    assert_eq!(open.body, "OPEN\r\n");
+    assert_eq!(
+        open.header("accept").as_deref(),
+        Some("application/websocket-events")
+    );
+    assert_eq!(
+        open.header("content-type").as_deref(),
+        Some("application/websocket-events")
+    );
+    assert_eq!(
+        open.header("sec-websocket-extensions").as_deref(),
+        Some("grip")
+    );
+    assert!(open.header("grip-sig").is_some());
+    let connection_id = open.header("connection-id").expect("Connection-Id");
+    let echo = &requests[1];
+    assert_eq!(echo.body, "TEXT 7\r\necho me\r\n");
+    assert_eq!(echo.header("connection-id"), Some(connection_id));
+    assert_eq!(
+        echo.header("meta-user").as_deref(),
+        Some("alice"),
+        "Set-Meta-User comes back as Meta-User"
+    );
+
+    let refused = client(&ws_url(&hf, "/refuse"), "refused").await;
+    assert_eq!(
+        (refused["status"].as_u64(), refused["body"].as_str()),
+        (Some(403), Some("go away\n"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http_to_a_django_grip_origin() {
+    let port = free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{port},over_http"))
+        .run()
+        .await;
+    let _django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
+    let out = client(&ws_url(&hf, "/ws/echo/"), "echo-simple").await;
+    assert_eq!(out["text"], "hello", "{out}\n{}", hf.logs());
+    assert_eq!(out["again"], "again");
+    assert_eq!(out["close_code"], 1000);
 }

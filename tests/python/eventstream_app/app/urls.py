@@ -1,9 +1,12 @@
-"""/events/ is the SSE stream of channel "test"; /send/<n>/ publishes event n."""
+"""/events/ is the SSE stream of channel "test"; /send/<n>/ publishes event n;
+/ws/echo/ is a WebSocket-over-HTTP echo written with django-grip's
+WebSocket context."""
 
 import django_eventstream
 from django.http import HttpResponse
 from django.urls import include, path
 from django_eventstream import send_event
+from django_grip import websocket_only
 
 
 def send(request, n):
@@ -12,7 +15,22 @@ def send(request, n):
     return HttpResponse("sent %d\n" % n)
 
 
+@websocket_only
+def ws_echo(request):
+    ws = request.wscontext
+    if ws.is_opening():
+        ws.accept()
+    while ws.can_recv():
+        message = ws.recv()
+        if message is None:
+            ws.close()
+            break
+        ws.send(message)
+    return HttpResponse()
+
+
 urlpatterns = [
+    path("ws/echo/", ws_echo),
     path("events/", include(django_eventstream.urls), {"channels": ["test"]}),
     path("send/<int:n>/", send),
 ]

@@ -1,0 +1,549 @@
+//! WebSocket-over-HTTP (route target option `over_http`): the client's
+//! WebSocket becomes a series of `POST`s of `application/websocket-events`
+//! to the target, one in flight at a time, each carrying the client's
+//! events queued meanwhile (its handshake headers replayed on every
+//! request, with `Connection-Id`, `Meta-*` from `Set-Meta-*`, a fresh
+//! `Grip-Sig`); the events of each answer go to the client. The first
+//! request is `OPEN`; an answer other than `200` with `OPEN` refuses the
+//! handshake with the origin's own response. `Keep-Alive-Interval` makes
+//! idle connections send empty requests; `Content-Bytes-Accepted` re-offers
+//! what the origin did not take. With `Sec-WebSocket-Extensions: grip` in
+//! the accepting answer, origin messages must carry the message prefix
+//! (`m:` unless set), which is removed, and `c:` messages are GRIP control
+//! messages (logged and skipped: subscriptions over WebSocket are not
+//! implemented yet).
+
+use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
+use crate::error::ProxyError;
+use crate::origin::client::target_base;
+use crate::origin::headers::{origin_headers, rewrite_path, Forward};
+use crate::origin::sign::Signer;
+use crate::routes::Target;
+use bytes::Bytes;
+use holdfast_protocol::rt::body::HttpBody;
+use holdfast_protocol::wsevents::{self, Event, EventKind};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
+use http_body_util::{BodyExt, Limited};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Largest answer body read from the origin.
+const MAX_ANSWER: usize = 1_000_000;
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Keep-alive requests are at least this many seconds apart.
+const MIN_KEEP_ALIVE: u64 = 20;
+
+/// Client handshake headers not replayed to the origin.
+const NOT_REPLAYED: &[&str] = &[
+    "upgrade",
+    "connection",
+    "accept",
+    "connection-id",
+    "content-length",
+    "content-type",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+];
+
+/// One exchange's outcome.
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+/// The gateway's state for one connection.
+struct Gateway {
+    target: Target,
+    uri: String,
+    /// Headers replayed on every request (proxy's and client's).
+    headers: http::HeaderMap,
+    signer: Option<Signer>,
+    connection_id: String,
+    meta: Vec<(String, String)>,
+    keep_alive: Option<Duration>,
+    /// GRIP enabled, with this message prefix.
+    grip_prefix: Option<String>,
+}
+
+impl Gateway {
+    fn request(&self, events: &[Event], replayed: usize) -> http::Request<HttpBody> {
+        let body = Bytes::from(wsevents::encode(events));
+        let mut req = http::Request::new(HttpBody::Full(Some(body)));
+        *req.method_mut() = http::Method::POST;
+        if let Ok(uri) = self.uri.parse() {
+            *req.uri_mut() = uri;
+        }
+        let headers = req.headers_mut();
+        *headers = self.headers.clone();
+        let set = |headers: &mut http::HeaderMap, name: &str, value: &str| {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        };
+        set(headers, "accept", wsevents::CONTENT_TYPE);
+        set(headers, "content-type", wsevents::CONTENT_TYPE);
+        set(headers, "connection-id", &self.connection_id);
+        set(headers, "sec-websocket-extensions", "grip");
+        if replayed > 0 {
+            set(headers, "content-bytes-replayed", &replayed.to_string());
+        }
+        for (name, value) in &self.meta {
+            set(headers, &format!("meta-{name}"), value);
+        }
+        if let Some(token) = self.signer.as_ref().and_then(Signer::token) {
+            set(headers, "grip-sig", &token);
+        }
+        req
+    }
+
+    /// Applies `Set-Meta-*` and `Keep-Alive-Interval` from an answer.
+    fn absorb(&mut self, headers: &http::HeaderMap) {
+        for (name, value) in headers {
+            if let Some(meta) = name.as_str().strip_prefix("set-meta-") {
+                let value = value.to_str().unwrap_or("").to_owned();
+                self.meta.retain(|(n, _)| n != meta);
+                if !value.is_empty() {
+                    self.meta.push((meta.to_owned(), value));
+                }
+            }
+        }
+        if let Some(seconds) = headers
+            .get("keep-alive-interval")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&s| s > 0)
+        {
+            self.keep_alive = Some(Duration::from_secs(seconds.max(MIN_KEEP_ALIVE)));
+        }
+    }
+}
+
+impl Session {
+    /// Serves a WebSocket session through a WebSocket-over-HTTP origin.
+    pub(super) async fn over_http(&mut self, prepared: Prepared) -> (u16, &'static str) {
+        let debug = self.shared.debug || prepared.route.debug;
+        let route = &prepared.route;
+        let Some(target) = route.targets.iter().find(|t| t.over_http).cloned() else {
+            return (
+                self.fail_with(&ProxyError::HoldUnsupported, debug).await,
+                "no target",
+            );
+        };
+        let signer = route_signer(route).or_else(|| Some(self.shared.signer.clone()));
+        let forward = Forward {
+            headers: &prepared.headers,
+            peer: prepared.peer.as_deref(),
+            tls: prepared.tls,
+            trusted: prepared.trusted,
+            route,
+            target: &target,
+            signature: None,
+        };
+        let mut headers = origin_headers(&forward, &self.shared.rules);
+        let remove: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                NOT_REPLAYED.contains(&n.as_str())
+                    || n.as_str().starts_with("meta-")
+                    || is_hop_by_hop(n.as_str())
+            })
+            .cloned()
+            .collect();
+        for name in remove {
+            headers.remove(name);
+        }
+        let mut gateway = Gateway {
+            uri: format!(
+                "{}{}",
+                target_base(&target),
+                rewrite_path(&prepared.path, route)
+            ),
+            target,
+            headers,
+            signer: (!route.no_grip && !prepared.trusted)
+                .then_some(signer)
+                .flatten(),
+            connection_id: format!("{}-{}", self.connmgr, self.id),
+            meta: Vec::new(),
+            keep_alive: None,
+            grip_prefix: None,
+        };
+        // The handshake.
+        let open = [Event::new(EventKind::Open, Bytes::new())];
+        let answer = match self.exchange(&gateway, &open, 0).await {
+            Ok(answer) => answer,
+            Err(err) => return (self.fail_with(&err, debug).await, "origin error"),
+        };
+        let events = match accepted_events(&answer) {
+            Some(Ok(events)) if events.first().map(|e| &e.kind) == Some(&EventKind::Open) => events,
+            Some(Ok(events))
+                if events.is_empty() && answer.headers.contains_key("keep-alive-interval") =>
+            {
+                events
+            }
+            Some(Ok(_)) | Some(Err(_)) if answer.status == 200 => {
+                let err = ProxyError::origin_body(
+                    "WebSocket-over-HTTP answer to OPEN did not start with OPEN",
+                );
+                return (self.fail_with(&err, debug).await, "origin error");
+            }
+            _ => {
+                // Refused: the origin's answer goes to the client.
+                let mut packet = self.packet(PacketType::Data);
+                packet.code = Some(answer.status);
+                packet.reason = http::StatusCode::from_u16(answer.status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .map(str::to_owned);
+                packet.headers = Some(client_headers(&answer.headers, &["content-length"]));
+                packet.body = Some(answer.body.clone());
+                self.send(packet).await;
+                return (answer.status, "websocket refused by origin");
+            }
+        };
+        gateway.absorb(&answer.headers);
+        gateway.grip_prefix = grip_prefix(&answer.headers);
+        let mut accept = self.packet(PacketType::Data);
+        accept.code = Some(101);
+        accept.reason = Some("Switching Protocols".into());
+        accept.headers = Some(client_headers(
+            &answer.headers,
+            &[
+                "content-length",
+                "content-type",
+                "keep-alive-interval",
+                "sec-websocket-extensions",
+            ],
+        ));
+        accept.credits = Some(REQUEST_WINDOW);
+        self.send(accept).await;
+        if let Some(outcome) = self
+            .deliver_to_client(&gateway, events.into_iter().skip(1))
+            .await
+        {
+            return (101, outcome);
+        }
+        (101, self.gateway_loop(gateway).await)
+    }
+
+    /// Sends one request; the answer's status, headers and (bounded) body.
+    async fn exchange(
+        &self,
+        gateway: &Gateway,
+        events: &[Event],
+        replayed: usize,
+    ) -> Result<Answer, ProxyError> {
+        let req = gateway.request(events, replayed);
+        let target = format!("{}:{}", gateway.target.host, gateway.target.port);
+        let failed = |reason: String| ProxyError::Origin {
+            target: target.clone(),
+            reason,
+        };
+        let response = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.shared.client.send(&gateway.target, req),
+        )
+        .await
+        .map_err(|_| failed("no answer".into()))?
+        .map_err(|e| failed(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(body, MAX_ANSWER).collect())
+            .await
+            .map_err(|_| failed("answer body took too long".into()))?
+            .map_err(|e| {
+                failed(format!(
+                    "answer body unreadable or over {MAX_ANSWER} bytes: {e}"
+                ))
+            })?
+            .to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Delivers the origin's events to the client; `Some` when the
+    /// connection ends.
+    async fn deliver_to_client(
+        &mut self,
+        gateway: &Gateway,
+        events: impl Iterator<Item = Event>,
+    ) -> Option<&'static str> {
+        for event in events {
+            match event.kind {
+                EventKind::Text | EventKind::Binary => {
+                    let text = event.kind == EventKind::Text;
+                    let content = match &gateway.grip_prefix {
+                        None => event.content,
+                        Some(prefix) => {
+                            if text && event.content.starts_with(b"c:") {
+                                tracing::info!(session = %self.id, "GRIP control message skipped: subscriptions over WebSocket are not supported yet");
+                                continue;
+                            }
+                            if !event.content.starts_with(prefix.as_bytes()) {
+                                tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
+                                continue;
+                            }
+                            event.content.slice(prefix.len()..)
+                        }
+                    };
+                    let mut p = self.packet(PacketType::Data);
+                    p.content_type = Some(if text { "text" } else { "binary" }.into());
+                    self.credits = self.credits.saturating_sub(content.len());
+                    p.body = Some(content);
+                    self.send(p).await;
+                }
+                EventKind::Ping | EventKind::Pong => {
+                    let kind = if event.kind == EventKind::Ping {
+                        PacketType::Ping
+                    } else {
+                        PacketType::Pong
+                    };
+                    let mut p = self.packet(kind);
+                    p.body = Some(event.content);
+                    self.send(p).await;
+                }
+                EventKind::Close => {
+                    let (code, reason) = event.close_parts();
+                    let mut p = self.packet(PacketType::Close);
+                    p.code = (code != 1005).then_some(code);
+                    p.body = Some(Bytes::from(reason));
+                    self.send(p).await;
+                    return Some("closed by origin");
+                }
+                EventKind::Disconnect | EventKind::Open => {
+                    let mut p = self.packet(PacketType::Error);
+                    p.condition = Some("remote-connection-failed".into());
+                    self.send(p).await;
+                    return Some("disconnected by origin");
+                }
+                EventKind::Other(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Client events out, origin events back, one request at a time.
+    async fn gateway_loop(&mut self, mut gateway: Gateway) -> &'static str {
+        let mut pending: VecDeque<Event> = VecDeque::new();
+        let mut replayed = 0usize;
+        let mut partial: Option<(bool, Vec<u8>)> = None;
+        let mut keep_alive =
+            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        let mut heard = Instant::now();
+        let mut idle_since = Instant::now();
+        let mut closing = false;
+        loop {
+            // Send what is waiting, or a keep-alive when the origin asked for one.
+            let due = gateway
+                .keep_alive
+                .is_some_and(|k| idle_since.elapsed() >= k);
+            if !pending.is_empty() || due {
+                let events: Vec<Event> = pending.iter().cloned().collect();
+                let offered: usize = events.iter().map(|e| e.content.len()).sum();
+                let answer = match self.exchange(&gateway, &events, replayed).await {
+                    Ok(answer) => answer,
+                    Err(err) => {
+                        tracing::warn!(session = %self.id, "{err}");
+                        return self.close_client(1011, "upstream error").await;
+                    }
+                };
+                idle_since = Instant::now();
+                let parsed = match accepted_events(&answer) {
+                    Some(Ok(events)) => events,
+                    Some(Err(err)) => {
+                        tracing::warn!(session = %self.id, "malformed websocket-events from the origin: {err}");
+                        return self.close_client(1011, "upstream error").await;
+                    }
+                    None => {
+                        tracing::warn!(session = %self.id, status = answer.status, "WebSocket-over-HTTP origin answered without websocket-events");
+                        return self.close_client(1011, "upstream error").await;
+                    }
+                };
+                gateway.absorb(&answer.headers);
+                let accepted = answer
+                    .headers
+                    .get("content-bytes-accepted")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(offered);
+                if accepted > offered {
+                    tracing::warn!(session = %self.id, accepted, offered, "origin accepted more bytes than offered");
+                    return self.close_client(1011, "upstream error").await;
+                }
+                // Drop what was taken; re-offer the rest (whole events).
+                let mut left = accepted;
+                let mut taken = 0usize;
+                while let Some(front) = pending.front() {
+                    if front.content.len() <= left {
+                        left -= front.content.len();
+                        taken += front.content.len();
+                        pending.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                replayed = offered - taken;
+                if taken > 0 {
+                    let mut credit = self.packet(PacketType::Credit);
+                    credit.credits = Some(u32::try_from(taken).unwrap_or(u32::MAX));
+                    self.send(credit).await;
+                }
+                if let Some(outcome) = self.deliver_to_client(&gateway, parsed.into_iter()).await {
+                    return outcome;
+                }
+                if closing && pending.is_empty() {
+                    return "closed by client";
+                }
+                continue;
+            }
+            let wait = gateway.keep_alive.map_or(KEEP_ALIVE_INTERVAL, |k| {
+                k.saturating_sub(idle_since.elapsed())
+            });
+            tokio::select! {
+                packet = self.inbox.recv() => {
+                    let Some(packet) = packet else { return "shutdown" };
+                    heard = Instant::now();
+                    if let Some(seq) = packet.seq {
+                        if seq != self.in_seq {
+                            return self.close_client(1011, "internal error").await;
+                        }
+                        self.in_seq = seq.wrapping_add(1);
+                    }
+                    if let Some(credits) = packet.credits {
+                        self.credits = self.credits.saturating_add(credits as usize);
+                    }
+                    match packet.kind() {
+                        PacketType::Data => {
+                            let binary = packet.content_type.as_deref() == Some("binary");
+                            let body = packet.body.clone().unwrap_or_default();
+                            let (binary, data) = match partial.take() {
+                                Some((b, mut buf)) => { buf.extend_from_slice(&body); (b, Bytes::from(buf)) }
+                                None => (binary, body),
+                            };
+                            if packet.more {
+                                partial = Some((binary, data.to_vec()));
+                            } else {
+                                let kind = if binary { EventKind::Binary } else { EventKind::Text };
+                                pending.push_back(Event::new(kind, data));
+                            }
+                        }
+                        PacketType::Ping => pending.push_back(Event::new(EventKind::Ping, packet.body.unwrap_or_default())),
+                        PacketType::Pong => pending.push_back(Event::new(EventKind::Pong, packet.body.unwrap_or_default())),
+                        PacketType::Close => {
+                            let reason = packet.body.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                            pending.push_back(Event::close(packet.code.unwrap_or(1000), &reason));
+                            closing = true;
+                        }
+                        PacketType::Cancel | PacketType::Error => {
+                            // The client vanished: tell the origin, in the background.
+                            let request = gateway.request(&[Event::new(EventKind::Disconnect, Bytes::new())], 0);
+                            let client = self.shared.client.clone();
+                            let target = gateway.target.clone();
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.send(&target, request)).await;
+                            });
+                            return "client gone";
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+                _ = keep_alive.tick() => {
+                    if heard.elapsed() > SESSION_EXPIRY {
+                        return "expired";
+                    }
+                    let packet = self.packet(PacketType::KeepAlive);
+                    self.send(packet).await;
+                }
+            }
+        }
+    }
+
+    /// Closes the client with `code` (origin errors end up here).
+    async fn close_client(&mut self, code: u16, reason: &str) -> &'static str {
+        let mut p = self.packet(PacketType::Close);
+        p.code = Some(code);
+        p.body = Some(Bytes::copy_from_slice(reason.as_bytes()));
+        self.send(p).await;
+        "origin error"
+    }
+}
+
+/// The events of a `200 application/websocket-events` answer; `None` for
+/// any other answer.
+fn accepted_events(answer: &Answer) -> Option<Result<Vec<Event>, wsevents::EventsError>> {
+    let content_type = answer
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    (answer.status == 200 && content_type == Some(wsevents::CONTENT_TYPE))
+        .then(|| wsevents::parse(&answer.body))
+}
+
+/// `Sec-WebSocket-Extensions: grip[; message-prefix="..."]`: GRIP is on,
+/// with this prefix (default `m:`).
+fn grip_prefix(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|e| e.split(';').next().is_some_and(|n| n.trim() == "grip"))?;
+    let prefix = value
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim() == "message-prefix")
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned());
+    Some(prefix.unwrap_or_else(|| "m:".to_owned()))
+}
+
+/// The origin's headers for the client's answer.
+fn client_headers(headers: &http::HeaderMap, skip: &[&str]) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !is_hop_by_hop(name.as_str())
+                && !skip.contains(&name.as_str())
+                && !name.as_str().starts_with("set-meta-")
+        })
+        .map(|(name, value)| {
+            Header(
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grip_extension_and_prefix() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(grip_prefix(&h), None);
+        h.insert(
+            "sec-websocket-extensions",
+            http::HeaderValue::from_static("grip"),
+        );
+        assert_eq!(grip_prefix(&h).as_deref(), Some("m:"));
+        h.insert(
+            "sec-websocket-extensions",
+            http::HeaderValue::from_static("foo, grip; message-prefix=\"\""),
+        );
+        assert_eq!(grip_prefix(&h).as_deref(), Some(""));
+    }
+}

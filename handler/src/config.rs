@@ -21,6 +21,15 @@ pub struct Config {
     #[arg(long = "accept-spec")]
     pub accept_spec: Option<String>,
 
+    /// Where proxies report WebSocket sessions' subscriptions (PULL, bound).
+    #[arg(long = "ws-control-in-spec")]
+    pub ws_control_in_spec: Option<String>,
+
+    /// Where `ws-message` content goes to the proxies (PUB, bound; topic =
+    /// the proxy's id).
+    #[arg(long = "ws-control-out-spec")]
+    pub ws_control_out_spec: Option<String>,
+
     /// Command socket (ZeroMQ REP-compatible ROUTER), bound.
     #[arg(long = "command-spec", default_value = "tcp://127.0.0.1:5563")]
     pub command_spec: String,

@@ -22,6 +22,7 @@ use crate::filters::Subscriber;
 use crate::publish::Input;
 use crate::sequencing::{Sequencer, MESSAGE_WAIT};
 use crate::session::{published_response, Session, Subscription, QUEUE_MAX};
+use crate::ws::WsSessions;
 use bytes::Bytes;
 use holdfast_protocol::format;
 use holdfast_protocol::handoff::{Accept, Hold, HoldMode, Response};
@@ -71,6 +72,8 @@ enum Timer {
     FirstSubscription,
     /// Time for the next batch of smoothed updates (key empty).
     Updates,
+    /// Time to forget WebSocket sessions their proxy stopped vouching for.
+    WsSweep,
 }
 
 /// A session's timers.
@@ -125,6 +128,21 @@ pub struct Engine {
     /// Sessions waiting for a smoothed update.
     updates: VecDeque<String>,
     updates_armed: bool,
+    /// WebSocket sessions' subscriptions (their proxies own them).
+    ws: WsSessions,
+    /// Where `ws-message` content goes (PUB, topic = proxy id).
+    ws_out: Option<mpsc::Sender<Multipart>>,
+}
+
+/// How often WebSocket sessions without news are looked for.
+const WS_SWEEP: Duration = Duration::from_secs(30);
+
+/// The next message of an optional input (never, without one).
+async fn next_of(rx: &mut Option<mpsc::Receiver<Multipart>>) -> Option<Multipart> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn key_of(connmgr: &str, id: &str) -> String {
@@ -166,7 +184,15 @@ impl Engine {
             fetched: Some(fetched),
             updates: VecDeque::new(),
             updates_armed: false,
+            ws: WsSessions::default(),
+            ws_out: None,
         }
+    }
+
+    /// Sends `ws-message` content through `out` (the handler's PUB socket).
+    pub fn with_ws_out(mut self, out: mpsc::Sender<Multipart>) -> Engine {
+        self.ws_out = Some(out);
+        self
     }
 
     /// Runs until `token` is cancelled; then ends every held session cleanly
@@ -176,11 +202,16 @@ impl Engine {
         mut accepts: mpsc::Receiver<Multipart>,
         mut packets: mpsc::Receiver<Packet>,
         mut inputs: mpsc::Receiver<Input>,
+        mut ws_controls: Option<mpsc::Receiver<Multipart>>,
         token: CancellationToken,
     ) {
         let Some(mut fetched) = self.fetched.take() else {
             return;
         };
+        if ws_controls.is_some() {
+            self.timers
+                .insert((String::new(), Timer::WsSweep), WS_SWEEP);
+        }
         loop {
             let timers_armed = !self.timers.is_empty();
             tokio::select! {
@@ -202,6 +233,7 @@ impl Engine {
                     None => break,
                 },
                 Some(done) = fetched.recv() => self.on_fetched(done).await,
+                Some(msg) = next_of(&mut ws_controls) => self.on_ws_control(&msg),
                 expired = std::future::poll_fn(|cx| self.timers.poll_expired(cx)), if timers_armed => {
                     if let Some(expired) = expired {
                         let (key, timer) = expired.into_inner();
@@ -579,11 +611,48 @@ impl Engine {
         }
     }
 
+    /// A WebSocket session's subscription change, from its proxy.
+    fn on_ws_control(&mut self, msg: &Multipart) {
+        let Some(frame) = msg.first() else { return };
+        let control = match format::decode::<holdfast_protocol::wscontrol::Control>(frame) {
+            Ok(control) => control,
+            Err(err) => {
+                tracing::warn!(error = %err, "undecodable WebSocket control dropped");
+                return;
+            }
+        };
+        tracing::debug!(kind = %control.kind, session = %control.id, channel = ?control.channel, "WebSocket control");
+        let change = self.ws.apply(control, Instant::now());
+        for channel in &change.subscribed {
+            self.subscribe_channel(&change.key, channel);
+        }
+        for channel in &change.unsubscribed {
+            self.unsubscribe_channel(&change.key, channel);
+        }
+    }
+
     async fn publish(&mut self, item: Item) {
         let Some(subscribers) = self.channels.get(&item.channel) else {
             return;
         };
         let keys: Vec<String> = subscribers.iter().cloned().collect();
+        if let Some(out) = &self.ws_out {
+            let ws_keys: Vec<String> = keys
+                .iter()
+                .filter(|k| self.ws.contains(k))
+                .cloned()
+                .collect();
+            for (proxy, deliver) in self.ws.deliveries(&item, &ws_keys) {
+                match format::encode(&deliver, self.link.format) {
+                    Ok(frame) => {
+                        if out.send(vec![proxy.into_bytes(), frame]).await.is_err() {
+                            tracing::warn!("WebSocket delivery socket closed");
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "WebSocket delivery not encoded"),
+                }
+            }
+        }
         let from = self.link.id.clone();
         // (connmgr, content) → sessions that take it now, in one packet.
         let mut ready: HashMap<(String, Bytes), Vec<IdSeq>> = HashMap::new();
@@ -857,6 +926,16 @@ impl Engine {
                     self.timers
                         .insert((String::new(), Timer::Updates), UPDATE_INTERVAL);
                 }
+            }
+            Timer::WsSweep => {
+                for change in self.ws.expire(Instant::now()) {
+                    tracing::info!(session = %change.key, "WebSocket session not heard of for {}s: forgotten", crate::ws::WS_TTL.as_secs());
+                    for channel in &change.unsubscribed {
+                        self.unsubscribe_channel(&change.key, channel);
+                    }
+                }
+                self.timers
+                    .insert((String::new(), Timer::WsSweep), WS_SWEEP);
             }
             Timer::Session(timer) => self.on_session_timer(key, timer).await,
         }

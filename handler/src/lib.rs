@@ -15,6 +15,7 @@
 //! - [`session`]: one held session's state.
 //! - [`fetch`]: requests to the origin for a session (retries, links).
 //! - [`filters`]: subscription filters (skip-self, build-id, ...).
+//! - [`ws`]: WebSocket sessions' subscriptions (GRIP over WebSocket).
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
@@ -29,6 +30,7 @@ pub mod publish;
 pub mod publisher;
 pub mod sequencing;
 pub mod session;
+pub mod ws;
 
 pub use config::Config;
 
@@ -93,11 +95,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             let options = engine::Options {
                 update_on_first_subscription: config.update_on_first_subscription,
             };
-            let engine = engine::Engine::new(link, sub_control, options);
+            let mut engine = engine::Engine::new(link, sub_control, options);
+            let ws_controls = match &config.ws_control_in_spec {
+                Some(spec) => {
+                    let pull = holdfast_protocol::zmq::new_socket(&ctx, zmq::PULL)?;
+                    apply_specs(&pull, spec, true)?;
+                    let handle = spawn(pull, "ws-control-in")?;
+                    drop(handle.tx);
+                    Some(handle.rx)
+                }
+                None => None,
+            };
+            if let Some(spec) = &config.ws_control_out_spec {
+                let publisher = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUB)?;
+                apply_specs(&publisher, spec, true)?;
+                engine = engine.with_ws_out(spawn(publisher, "ws-control-out")?.tx);
+            }
             Some(tokio::spawn(engine.run(
                 accepts.rx,
                 packets_rx,
                 items_rx,
+                ws_controls,
                 shutdown.token.clone(),
             )))
         }

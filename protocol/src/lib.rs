@@ -14,6 +14,7 @@
 //! - [`publish`]: publish items (JSON and TNetString) and their checks.
 //! - [`handoff`]: a held session handed from the proxy to the handler.
 //! - [`wsevents`]: WebSocket-over-HTTP's `application/websocket-events`.
+//! - [`wscontrol`]: GRIP over WebSocket between the proxy and the handler.
 //! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
 //! - [`rt`] (feature `rt`): shutdown token, signal policy, log format.
 
@@ -23,6 +24,7 @@ pub mod msgpack;
 pub mod publish;
 pub mod tnetstring;
 pub mod value;
+pub mod wscontrol;
 pub mod wsevents;
 pub mod zhttp;
 

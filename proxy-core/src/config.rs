@@ -22,6 +22,15 @@ pub struct Config {
     #[arg(long = "handler-accept-spec")]
     pub handler_accept_spec: Option<String>,
 
+    /// The handler's WebSocket control input (PUSH, connected).
+    #[arg(long = "handler-ws-control-in-spec")]
+    pub handler_ws_control_in_spec: Option<String>,
+
+    /// The handler's WebSocket deliveries (SUB, connected, subscribed to
+    /// this proxy's id).
+    #[arg(long = "handler-ws-control-out-spec")]
+    pub handler_ws_control_out_spec: Option<String>,
+
     /// Routes file; re-read on SIGHUP.
     #[arg(long = "routes-file")]
     pub routes_file: Option<PathBuf>,

@@ -115,7 +115,36 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             }
             None => None,
         },
+        ws_control: match &config.handler_ws_control_in_spec {
+            Some(spec) => {
+                let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
+                holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
+                Some(holdfast_protocol::zmq::spawn(push, "handler-ws-control")?.tx)
+            }
+            None => None,
+        },
+        ws_routes: session::WsRoutes::default(),
     });
+    if let Some(spec) = &config.handler_ws_control_out_spec {
+        let sub = holdfast_protocol::zmq::new_socket(&ctx, zmq::SUB)?;
+        sub.set_subscribe(id.as_bytes())?;
+        holdfast_protocol::zmq::apply_specs(&sub, spec, false)?;
+        let mut handle = holdfast_protocol::zmq::spawn(sub, "handler-ws-deliveries")?;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = handle.rx.recv().await {
+                let Some(frame) = msg.get(1) else { continue };
+                match holdfast_protocol::format::decode::<holdfast_protocol::wscontrol::Deliver>(
+                    frame,
+                ) {
+                    Ok(deliver) => shared.ws_routes.dispatch(&deliver),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "undecodable WebSocket delivery dropped")
+                    }
+                }
+            }
+        });
+    }
     let mut reloads = reload_on_sighup()?;
     if !inputs
         .wait_ready(sockets.clone(), shutdown.token.clone())

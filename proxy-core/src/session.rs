@@ -30,8 +30,11 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 
+mod grip_ws;
 mod over_http;
 mod websocket;
+
+pub use grip_ws::WsRoutes;
 
 /// Request body bytes connmgr may send before we grant more. Large enough to
 /// keep an upload flowing across one round trip of credit packets.
@@ -69,6 +72,10 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// Where held sessions go (the handler's accept socket), if anywhere.
     pub handler: Option<mpsc::Sender<Multipart>>,
+    /// Where WebSocket sessions' GRIP control goes (the handler), if anywhere.
+    pub ws_control: Option<mpsc::Sender<Multipart>>,
+    /// WebSocket sessions with GRIP, for the handler's deliveries.
+    pub ws_routes: WsRoutes,
 }
 
 impl Shared {

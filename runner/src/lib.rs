@@ -46,6 +46,13 @@ pub fn accept_spec(settings: &Settings) -> String {
     )
 }
 
+/// Where proxies report WebSocket sessions' subscriptions to the handler,
+/// and where the handler sends them published messages.
+pub fn ws_control_specs(settings: &Settings) -> (String, String) {
+    let base = accept_spec(settings);
+    (format!("{base}-ws-in"), format!("{base}-ws-out"))
+}
+
 /// Checks the ipc socket paths fit in a unix socket address.
 pub fn check_ipc_paths(settings: &Settings) -> Result<(), String> {
     let longest = settings
@@ -99,6 +106,10 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         base.clone(),
         "--handler-accept-spec".into(),
         accept_spec(settings),
+        "--handler-ws-control-in-spec".into(),
+        ws_control_specs(settings).0,
+        "--handler-ws-control-out-spec".into(),
+        ws_control_specs(settings).1,
         "--sig-iss".into(),
         p.sig_iss.clone(),
         "--x-forwarded-for".into(),
@@ -141,6 +152,10 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         base,
         "--accept-spec".into(),
         accept_spec(settings),
+        "--ws-control-in-spec".into(),
+        ws_control_specs(settings).0,
+        "--ws-control-out-spec".into(),
+        ws_control_specs(settings).1,
         "--push-in-spec".into(),
         settings.push_in_spec.clone(),
         "--push-in-sub-specs".into(),

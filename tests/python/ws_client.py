@@ -4,6 +4,7 @@ Usage: ws_client.py URL SCENARIO
   echo     subprotocol, text and binary echo, ping, then close 4000 "bye"
   echo-simple  text echo (twice), then close 1000
   gateway  read a greeting, get an echo, then send "bad" and report the close
+  room     get an echo, print {"ready": true}, then report the next message
   server-close  ask the origin to close; report the code and reason
   refused  expect the handshake to be refused; report status and body
   too-big  send 2 MiB; report the close code
@@ -55,6 +56,15 @@ async def main(url, scenario):
                 out["unexpected"] = await ws.recv()
             except ConnectionClosed as e:
                 out["code"] = e.rcvd.code if e.rcvd else None
+        elif scenario == "room":
+            await ws.send("hello")
+            out["echo"] = await ws.recv()
+            print(json.dumps({"ready": True}), flush=True)
+            try:
+                out["published"] = await ws.recv()
+                await ws.close()
+            except ConnectionClosed as e:
+                out["closed"] = [e.rcvd.code, e.rcvd.reason] if e.rcvd else None
         elif scenario == "server-close":
             await ws.send("close-me")
             try:

@@ -10,9 +10,9 @@
 //! what the origin did not take. With `Sec-WebSocket-Extensions: grip` in
 //! the accepting answer, origin messages must carry the message prefix
 //! (`m:` unless set), which is removed, and `c:` messages are GRIP control
-//! messages (logged and skipped: subscriptions over WebSocket are not
-//! implemented yet).
+//! messages (see [`super::grip_ws`]).
 
+use super::grip_ws::{next_delivery, GripWs};
 use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::client::target_base;
@@ -67,8 +67,6 @@ struct Gateway {
     connection_id: String,
     meta: Vec<(String, String)>,
     keep_alive: Option<Duration>,
-    /// GRIP enabled, with this message prefix.
-    grip_prefix: Option<String>,
 }
 
 impl Gateway {
@@ -175,7 +173,6 @@ impl Session {
             connection_id: format!("{}-{}", self.connmgr, self.id),
             meta: Vec::new(),
             keep_alive: None,
-            grip_prefix: None,
         };
         // The handshake.
         let open = [Event::new(EventKind::Open, Bytes::new())];
@@ -211,7 +208,8 @@ impl Session {
             }
         };
         gateway.absorb(&answer.headers);
-        gateway.grip_prefix = grip_prefix(&answer.headers);
+        let channel_prefix = prepared.route.prefix.clone().unwrap_or_default();
+        let mut grip = grip_prefix(&answer.headers).map(|p| self.grip_start(p, channel_prefix));
         let mut accept = self.packet(PacketType::Data);
         accept.code = Some(101);
         accept.reason = Some("Switching Protocols".into());
@@ -226,13 +224,15 @@ impl Session {
         ));
         accept.credits = Some(REQUEST_WINDOW);
         self.send(accept).await;
-        if let Some(outcome) = self
-            .deliver_to_client(&gateway, events.into_iter().skip(1))
+        let outcome = match self
+            .deliver_to_client(&grip, events.into_iter().skip(1))
             .await
         {
-            return (101, outcome);
-        }
-        (101, self.gateway_loop(gateway).await)
+            Some(outcome) => outcome,
+            None => self.gateway_loop(gateway, &mut grip).await,
+        };
+        self.grip_end(&grip).await;
+        (101, outcome)
     }
 
     /// Sends one request; the answer's status, headers and (bounded) body.
@@ -276,25 +276,25 @@ impl Session {
     /// connection ends.
     async fn deliver_to_client(
         &mut self,
-        gateway: &Gateway,
+        grip: &Option<GripWs>,
         events: impl Iterator<Item = Event>,
     ) -> Option<&'static str> {
         for event in events {
             match event.kind {
                 EventKind::Text | EventKind::Binary => {
                     let text = event.kind == EventKind::Text;
-                    let content = match &gateway.grip_prefix {
+                    let content = match grip {
                         None => event.content,
-                        Some(prefix) => {
+                        Some(grip) => {
                             if text && event.content.starts_with(b"c:") {
-                                tracing::info!(session = %self.id, "GRIP control message skipped: subscriptions over WebSocket are not supported yet");
+                                self.grip_control(grip, &event.content[2..]).await;
                                 continue;
                             }
-                            if !event.content.starts_with(prefix.as_bytes()) {
+                            if !event.content.starts_with(grip.prefix.as_bytes()) {
                                 tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
                                 continue;
                             }
-                            event.content.slice(prefix.len()..)
+                            event.content.slice(grip.prefix.len()..)
                         }
                     };
                     let mut p = self.packet(PacketType::Data);
@@ -334,7 +334,11 @@ impl Session {
     }
 
     /// Client events out, origin events back, one request at a time.
-    async fn gateway_loop(&mut self, mut gateway: Gateway) -> &'static str {
+    async fn gateway_loop(
+        &mut self,
+        mut gateway: Gateway,
+        grip: &mut Option<GripWs>,
+    ) -> &'static str {
         let mut pending: VecDeque<Event> = VecDeque::new();
         let mut replayed = 0usize;
         let mut partial: Option<(bool, Vec<u8>)> = None;
@@ -399,7 +403,7 @@ impl Session {
                     credit.credits = Some(u32::try_from(taken).unwrap_or(u32::MAX));
                     self.send(credit).await;
                 }
-                if let Some(outcome) = self.deliver_to_client(&gateway, parsed.into_iter()).await {
+                if let Some(outcome) = self.deliver_to_client(grip, parsed.into_iter()).await {
                     return outcome;
                 }
                 if closing && pending.is_empty() {
@@ -446,16 +450,17 @@ impl Session {
                             closing = true;
                         }
                         PacketType::Cancel | PacketType::Error => {
-                            // The client vanished: tell the origin, in the background.
-                            let request = gateway.request(&[Event::new(EventKind::Disconnect, Bytes::new())], 0);
-                            let client = self.shared.client.clone();
-                            let target = gateway.target.clone();
-                            tokio::spawn(async move {
-                                let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.send(&target, request)).await;
-                            });
+                            self.disconnect_origin(&gateway);
                             return "client gone";
                         }
                         _ => {}
+                    }
+                }
+                Some(deliver) = next_delivery(grip) => {
+                    if self.grip_deliver(deliver).await {
+                        // Closed by a publish: the origin hears of it as a disconnect.
+                        self.disconnect_origin(&gateway);
+                        return "closed by publish";
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -465,9 +470,20 @@ impl Session {
                     }
                     let packet = self.packet(PacketType::KeepAlive);
                     self.send(packet).await;
+                    self.grip_alive(grip).await;
                 }
             }
         }
+    }
+
+    /// Tells the origin the client is gone (`DISCONNECT`), in the background.
+    fn disconnect_origin(&self, gateway: &Gateway) {
+        let request = gateway.request(&[Event::new(EventKind::Disconnect, Bytes::new())], 0);
+        let client = self.shared.client.clone();
+        let target = gateway.target.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.send(&target, request)).await;
+        });
     }
 
     /// Closes the client with `code` (origin errors end up here).

@@ -275,3 +275,97 @@ async fn websocket_over_http_to_a_django_grip_origin() {
     assert_eq!(out["again"], "again");
     assert_eq!(out["close_code"], 1000);
 }
+
+/// Runs the `room` scenario: returns once the client is subscribed and has
+/// had its echo, with a way to read the rest of its output.
+async fn room_client(
+    url: &str,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut child = tokio::process::Command::new(root.join("../.venv/bin/python"))
+        .arg(root.join("python/ws_client.py"))
+        .args([url, "room"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python started");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await;
+    assert!(
+        matches!(&ready, Ok(Ok(Some(line))) if line.contains("ready")),
+        "{ready:?}"
+    );
+    (child, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grip_over_websocket_subscribe_and_publish_with_django_grip() {
+    let port = free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{port},over_http"))
+        .arg("--verbose")
+        .run()
+        .await;
+    let _django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
+    let (_child, mut lines) = room_client(&ws_url(&hf, "/ws/room/")).await;
+    assert!(
+        hf.wait_log("WebSocket control", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    // django-grip publishes a ws-message to "room"; the handler sends it
+    // through the proxy that owns the session.
+    let said = holdfast_tests::Client::new()
+        .get(&format!("http://127.0.0.1:{port}/say/?m=from%20django"))
+        .await;
+    assert_eq!(said.status, 200, "{}", said.text());
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("client reported")
+        .unwrap()
+        .unwrap_or_default();
+    let out: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    assert_eq!(out["echo"], "hello", "{line}\n{}", hf.logs());
+    assert_eq!(out["published"], "from django", "{line}\n{}", hf.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_message_close_action_closes_the_websocket() {
+    let port = free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{port},over_http"))
+        .arg("--verbose")
+        .run()
+        .await;
+    let _django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
+    let (_child, mut lines) = room_client(&ws_url(&hf, "/ws/room/")).await;
+    assert!(
+        hf.wait_log("WebSocket control", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    let close = serde_json::json!({"items": [{"channel": "room",
+        "formats": {"ws-message": {"action": "close", "code": 4004, "reason": "kicked"}}}]});
+    assert_eq!(hf.publish(&close.to_string()).await.0, 200);
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("client reported")
+        .unwrap()
+        .unwrap_or_default();
+    let out: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    assert_eq!(
+        out["closed"],
+        serde_json::json!([4004, "kicked"]),
+        "{line}\n{}",
+        hf.logs()
+    );
+    assert!(
+        hf.wait_log("closed by publish", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+}

@@ -622,6 +622,18 @@ impl Engine {
             }
         };
         tracing::debug!(kind = %control.kind, session = %control.id, channel = ?control.channel, "WebSocket control");
+        if control.kind == "hello" {
+            // A proxy checking that our deliveries reach it: answer on its topic.
+            let hello = holdfast_protocol::wscontrol::Deliver {
+                kind: "hello".into(),
+                ..Default::default()
+            };
+            if let (Some(out), Ok(frame)) = (&self.ws_out, format::encode(&hello, self.link.format))
+            {
+                let _ = out.try_send(vec![control.proxy.into_bytes(), frame]);
+            }
+            return;
+        }
         let change = self.ws.apply(control, Instant::now());
         for channel in &change.subscribed {
             self.subscribe_channel(&change.key, channel);

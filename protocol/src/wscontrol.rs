@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub struct Control {
     /// `subscribe`, `unsubscribe`, `set-meta`, `alive` (the session still
-    /// exists; sent every keep-alive interval) or `end`.
+    /// exists; sent every keep-alive interval), `end`, or `hello` (a proxy
+    /// starting up; the handler answers with a `hello` delivery, so the
+    /// proxy knows deliveries reach it).
     pub kind: String,
     /// The proxy's id (where deliveries go).
     pub proxy: String,
@@ -39,7 +41,8 @@ pub struct Control {
 pub struct Deliver {
     /// Session ids.
     pub ids: Vec<String>,
-    /// `text`, `binary`, `ping`, `pong` or `close`.
+    /// `text`, `binary`, `ping`, `pong`, `close`, or `hello` (the answer to
+    /// a proxy's `hello`).
     pub kind: String,
     /// Message content (close: the reason).
     pub content: Bytes,

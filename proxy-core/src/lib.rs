@@ -130,20 +130,48 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         sub.set_subscribe(id.as_bytes())?;
         holdfast_protocol::zmq::apply_specs(&sub, spec, false)?;
         let mut handle = holdfast_protocol::zmq::spawn(sub, "handler-ws-deliveries")?;
-        let shared = shared.clone();
+        let reader = shared.clone();
+        let (heard_tx, mut heard_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Some(msg) = handle.rx.recv().await {
                 let Some(frame) = msg.get(1) else { continue };
                 match holdfast_protocol::format::decode::<holdfast_protocol::wscontrol::Deliver>(
                     frame,
                 ) {
-                    Ok(deliver) => shared.ws_routes.dispatch(&deliver),
+                    Ok(deliver) if deliver.kind == "hello" => {
+                        let _ = heard_tx.send(true);
+                    }
+                    Ok(deliver) => reader.ws_routes.dispatch(&deliver),
                     Err(err) => {
                         tracing::warn!(error = %err, "undecodable WebSocket delivery dropped")
                     }
                 }
             }
         });
+        // PUB/SUB drops what is published before the subscription arrives:
+        // say hello until the handler's answer comes back, so deliveries
+        // are known to flow before the proxy says it is ready.
+        if let Some(control) = &shared.ws_control {
+            let hello = holdfast_protocol::wscontrol::Control {
+                kind: "hello".into(),
+                proxy: id.clone(),
+                ..Default::default()
+            };
+            let frame = holdfast_protocol::format::encode(&hello, config.daemon.format)?;
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                loop {
+                    let _ = control.try_send(vec![frame.clone()]);
+                    tokio::select! {
+                        _ = heard_rx.changed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    }
+                }
+            })
+            .await;
+            if answered.is_err() {
+                tracing::warn!("the handler has not answered on its WebSocket sockets; GRIP over WebSocket may lose early publishes");
+            }
+        }
     }
     let mut reloads = reload_on_sighup()?;
     if !inputs

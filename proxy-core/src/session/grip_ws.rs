@@ -32,6 +32,7 @@ impl WsRoutes {
             return;
         };
         for id in &deliver.ids {
+            tracing::debug!(session = %id, kind = %deliver.kind, known = routes.contains_key(id), "WebSocket delivery");
             if let Some(tx) = routes.get(id) {
                 if tx.try_send(deliver.clone()).is_err() {
                     tracing::info!(session = %id, "WebSocket session too slow for publishes; message dropped");
@@ -63,6 +64,24 @@ pub(super) struct GripWs {
     pub channel_prefix: String,
     /// Published content for this session.
     pub deliveries: mpsc::Receiver<Deliver>,
+}
+
+/// `Sec-WebSocket-Extensions: grip[; message-prefix="..."]`: GRIP is on,
+/// with this prefix (default `m:`).
+pub(super) fn grip_prefix(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|e| e.split(';').next().is_some_and(|n| n.trim() == "grip"))?;
+    let prefix = value
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim() == "message-prefix")
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned());
+    Some(prefix.unwrap_or_else(|| "m:".to_owned()))
 }
 
 /// The next delivery, or never without GRIP.
@@ -196,5 +215,26 @@ impl Session {
         packet.body = Some(Bytes::clone(&deliver.content));
         self.send(packet).await;
         kind == PacketType::Close
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grip_extension_and_prefix() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(grip_prefix(&h), None);
+        h.insert(
+            "sec-websocket-extensions",
+            http::HeaderValue::from_static("grip"),
+        );
+        assert_eq!(grip_prefix(&h).as_deref(), Some("m:"));
+        h.insert(
+            "sec-websocket-extensions",
+            http::HeaderValue::from_static("foo, grip; message-prefix=\"\""),
+        );
+        assert_eq!(grip_prefix(&h).as_deref(), Some(""));
     }
 }

@@ -12,7 +12,7 @@
 //! (`m:` unless set), which is removed, and `c:` messages are GRIP control
 //! messages (see [`super::grip_ws`]).
 
-use super::grip_ws::{next_delivery, GripWs};
+use super::grip_ws::{grip_prefix, next_delivery, GripWs};
 use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::client::target_base;
@@ -507,24 +507,6 @@ fn accepted_events(answer: &Answer) -> Option<Result<Vec<Event>, wsevents::Event
         .then(|| wsevents::parse(&answer.body))
 }
 
-/// `Sec-WebSocket-Extensions: grip[; message-prefix="..."]`: GRIP is on,
-/// with this prefix (default `m:`).
-fn grip_prefix(headers: &http::HeaderMap) -> Option<String> {
-    let value = headers
-        .get_all("sec-websocket-extensions")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find(|e| e.split(';').next().is_some_and(|n| n.trim() == "grip"))?;
-    let prefix = value
-        .split(';')
-        .skip(1)
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim() == "message-prefix")
-        .map(|(_, v)| v.trim().trim_matches('"').to_owned());
-    Some(prefix.unwrap_or_else(|| "m:".to_owned()))
-}
-
 /// The origin's headers for the client's answer.
 fn client_headers(headers: &http::HeaderMap, skip: &[&str]) -> Vec<Header> {
     headers
@@ -541,25 +523,4 @@ fn client_headers(headers: &http::HeaderMap, skip: &[&str]) -> Vec<Header> {
             )
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grip_extension_and_prefix() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(grip_prefix(&h), None);
-        h.insert(
-            "sec-websocket-extensions",
-            http::HeaderValue::from_static("grip"),
-        );
-        assert_eq!(grip_prefix(&h).as_deref(), Some("m:"));
-        h.insert(
-            "sec-websocket-extensions",
-            http::HeaderValue::from_static("foo, grip; message-prefix=\"\""),
-        );
-        assert_eq!(grip_prefix(&h).as_deref(), Some(""));
-    }
 }

@@ -4,8 +4,13 @@
 //! subprotocols). The target's `101` becomes the session's `101`; a refusal
 //! (any other HTTP answer) goes to the client as it is. Then messages,
 //! pings, pongs and closes travel both ways, within connmgr's credits.
+//! A target that answers with `Sec-WebSocket-Extensions: grip` gets GRIP
+//! over the connection (see [`super::grip_ws`]): its `c:` messages are
+//! control, its other messages lose their prefix (or are dropped without
+//! it), and publishes reach the client.
 //! Targets are tried in order while they refuse the connection.
 
+use super::grip_ws::{grip_prefix, next_delivery, GripWs};
 use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
@@ -83,7 +88,11 @@ impl Session {
         accept.headers = Some(response_headers(&response));
         accept.credits = Some(REQUEST_WINDOW);
         self.send(accept).await;
-        (101, self.bridge(*ws).await)
+        let channel_prefix = prepared.route.prefix.clone().unwrap_or_default();
+        let mut grip = grip_prefix(response.headers()).map(|p| self.grip_start(p, channel_prefix));
+        let outcome = self.bridge(*ws, &mut grip).await;
+        self.grip_end(&grip).await;
+        (101, outcome)
     }
 
     async fn connect_target(&self, prepared: &Prepared) -> Result<Connected, ProxyError> {
@@ -134,6 +143,13 @@ impl Session {
             if let Ok(key) = http::HeaderValue::from_str(&generate_key()) {
                 out.insert("sec-websocket-key", key);
             }
+            if !route.no_grip {
+                // Tell GRIP libraries this proxy speaks GRIP over WebSocket.
+                out.insert(
+                    "sec-websocket-extensions",
+                    http::HeaderValue::from_static("grip"),
+                );
+            }
             let attempt = tokio::time::timeout(CONNECT_TIMEOUT, async {
                 let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
                 let _ = tcp.set_nodelay(true);
@@ -171,7 +187,11 @@ impl Session {
 
     /// Moves frames between connmgr's session and the target until either
     /// side ends.
-    async fn bridge(&mut self, ws: WebSocketStream<TcpStream>) -> &'static str {
+    async fn bridge(
+        &mut self,
+        ws: WebSocketStream<TcpStream>,
+        grip: &mut Option<GripWs>,
+    ) -> &'static str {
         let (mut sink, mut stream) = ws.split();
         let mut keep_alive =
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
@@ -183,13 +203,16 @@ impl Session {
                 message = stream.next(), if can_read => {
                     let packet = match message {
                         Some(Ok(Message::Text(text))) => {
+                            let text = Bytes::copy_from_slice(text.as_bytes());
+                            let Some(text) = self.origin_message(grip, text, true).await else { continue };
                             let mut p = self.packet(PacketType::Data);
                             p.content_type = Some("text".into());
                             self.credits = self.credits.saturating_sub(text.len());
-                            p.body = Some(Bytes::copy_from_slice(text.as_bytes()));
+                            p.body = Some(text);
                             p
                         }
                         Some(Ok(Message::Binary(data))) => {
+                            let Some(data) = self.origin_message(grip, data, false).await else { continue };
                             let mut p = self.packet(PacketType::Data);
                             p.content_type = Some("binary".into());
                             self.credits = self.credits.saturating_sub(data.len());
@@ -306,6 +329,12 @@ impl Session {
                         _ => {}
                     }
                 }
+                Some(deliver) = next_delivery(grip) => {
+                    if self.grip_deliver(deliver).await {
+                        let _ = sink.send(close_message(1000, "closed by publish")).await;
+                        return "closed by publish";
+                    }
+                }
                 _ = keep_alive.tick() => {
                     if heard.elapsed() > SESSION_EXPIRY {
                         let _ = sink.send(close_message(1001, "client gone")).await;
@@ -313,9 +342,35 @@ impl Session {
                     }
                     let packet = self.packet(PacketType::KeepAlive);
                     self.send(packet).await;
+                    self.grip_alive(grip).await;
                 }
             }
         }
+    }
+}
+
+impl Session {
+    /// An origin message as the client gets it: unchanged without GRIP;
+    /// with GRIP, `c:` control is handled (`None`), the prefix removed, and
+    /// messages without it dropped (`None`).
+    async fn origin_message(
+        &self,
+        grip: &Option<GripWs>,
+        content: Bytes,
+        text: bool,
+    ) -> Option<Bytes> {
+        let Some(grip) = grip else {
+            return Some(content);
+        };
+        if text && content.starts_with(b"c:") {
+            self.grip_control(grip, &content[2..]).await;
+            return None;
+        }
+        if !content.starts_with(grip.prefix.as_bytes()) {
+            tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
+            return None;
+        }
+        Some(content.slice(grip.prefix.len()..))
     }
 }
 

@@ -1,6 +1,9 @@
 //! A WebSocket origin: echoes text and binary messages, picks the first
 //! subprotocol offered, refuses `/refuse` with a 403, closes with 4001 when
-//! told `close-me`, and records the close codes clients send.
+//! told `close-me`, and records the close codes clients send. On
+//! `/grip-room`, when the proxy offers the `grip` extension, it accepts it,
+//! subscribes the connection to channel `native` with a `c:` control
+//! message and prefixes its echoes with `m:`.
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -51,6 +54,7 @@ impl WsOrigin {
                 };
                 let (closes, handshakes) = (c.clone(), h.clone());
                 tokio::spawn(async move {
+                    let grip = Mutex::new(false);
                     let callback = |req: &Request, mut resp: Response| {
                         handshakes.lock().unwrap().push(
                             req.headers()
@@ -79,12 +83,30 @@ impl WsOrigin {
                         {
                             resp.headers_mut().insert("sec-websocket-protocol", chosen);
                         }
+                        let grip_offered = req
+                            .headers()
+                            .get("sec-websocket-extensions")
+                            .is_some_and(|v| v.as_bytes().starts_with(b"grip"));
+                        if req.uri().path() == "/grip-room" && grip_offered {
+                            resp.headers_mut().insert(
+                                "sec-websocket-extensions",
+                                http::HeaderValue::from_static("grip"),
+                            );
+                            *grip.lock().unwrap() = true;
+                        }
                         Ok(resp)
                     };
                     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await
                     else {
                         return;
                     };
+                    let grip = *grip.lock().unwrap();
+                    if grip {
+                        let subscribe = r#"c:{"type":"subscribe","channel":"native"}"#;
+                        if ws.send(Message::text(subscribe)).await.is_err() {
+                            return;
+                        }
+                    }
                     while let Some(Ok(message)) = ws.next().await {
                         match message {
                             Message::Text(t) if t.as_str() == "close-me" => {
@@ -94,6 +116,12 @@ impl WsOrigin {
                                         reason: "server bye".into(),
                                     })))
                                     .await;
+                            }
+                            Message::Text(t) if grip => {
+                                let sent = ws.send(Message::text(format!("m:{t}"))).await;
+                                if sent.is_err() {
+                                    return;
+                                }
                             }
                             Message::Text(_) | Message::Binary(_) => {
                                 let sent = ws.send(message).await;

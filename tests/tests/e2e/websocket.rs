@@ -369,3 +369,30 @@ async fn ws_message_close_action_closes_the_websocket() {
         hf.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grip_over_a_native_websocket_origin() {
+    let origin = WsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .arg("--verbose")
+        .run()
+        .await;
+    let (_child, mut lines) = room_client(&ws_url(&hf, "/grip-room")).await;
+    assert!(
+        hf.wait_log("WebSocket control", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    let item = serde_json::json!({"items": [{"channel": "native",
+        "formats": {"ws-message": {"content": "published"}}}]});
+    assert_eq!(hf.publish(&item.to_string()).await.0, 200);
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("client silent:\n{}", hf.logs()))
+        .unwrap()
+        .unwrap_or_default();
+    let out: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    assert_eq!(out["echo"], "hello", "the m: prefix is removed: {line}");
+    assert_eq!(out["published"], "published", "{line}\n{}", hf.logs());
+}

@@ -117,20 +117,13 @@ pub async fn handle(
         return Ok(resp);
     }
     let id = shared.new_id();
-    if crate::websocket::is_upgrade(&req) {
-        let scheme = if tls { "wss" } else { "ws" };
-        let first = first_packet(
-            &req,
-            &id,
-            &shared.sockets.id,
-            shared.config.buffer_size,
-            peer,
-            scheme,
-        );
-        return Ok(crate::websocket::handle(req, shared, peer, first).await);
-    }
-    let inbox = shared.sockets.sessions().register(id.clone());
-    let scheme = if tls { "https" } else { "http" };
+    let websocket = crate::websocket::is_upgrade(&req);
+    let scheme = match (websocket, tls) {
+        (true, true) => "wss",
+        (true, false) => "ws",
+        (false, true) => "https",
+        (false, false) => "http",
+    };
     let first = first_packet(
         &req,
         &id,
@@ -139,6 +132,10 @@ pub async fn handle(
         peer,
         scheme,
     );
+    if websocket {
+        return Ok(crate::websocket::handle(req, shared, peer, first).await);
+    }
+    let inbox = shared.sockets.sessions().register(id.clone());
     let (parts, body) = req.into_parts();
     let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
     drop(parts);

@@ -20,6 +20,7 @@ use crate::session::{plain, Shared};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use holdfast_protocol::rt::body::HttpBody as ResponseBody;
+use holdfast_protocol::rt::ws;
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -29,8 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -277,13 +277,6 @@ fn copy_headers(packet: &Packet, out: &mut http::HeaderMap, skip: &[&str]) {
     }
 }
 
-fn close_frame(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.to_owned().into(),
-    }))
-}
-
 /// Moves messages between the client and the owner until either ends.
 async fn bridge<S>(
     ws: WebSocketStream<S>,
@@ -300,50 +293,29 @@ where
     let mut heard_owner = Instant::now();
     let mut active = Instant::now();
     // A message from the owner arriving in fragments.
-    let mut pending: Option<(bool, Vec<u8>)> = None;
+    let mut fragments = ws::Assembler::default();
     loop {
         tokio::select! {
             message = stream.next(), if credits > 0 => {
                 active = Instant::now();
                 let packet = match message {
-                    Some(Ok(Message::Text(text))) => {
-                        let mut p = owner.packet(PacketType::Data);
-                        p.content_type = Some("text".into());
-                        credits = credits.saturating_sub(text.len());
-                        p.body = Some(Bytes::copy_from_slice(text.as_bytes()));
-                        p
-                    }
-                    Some(Ok(Message::Binary(data))) => {
-                        let mut p = owner.packet(PacketType::Data);
-                        p.content_type = Some("binary".into());
-                        credits = credits.saturating_sub(data.len());
-                        p.body = Some(data);
-                        p
-                    }
-                    Some(Ok(Message::Ping(data))) => {
-                        let mut p = owner.packet(PacketType::Ping);
-                        p.body = Some(data);
-                        p
-                    }
-                    Some(Ok(Message::Pong(data))) => {
-                        let mut p = owner.packet(PacketType::Pong);
-                        p.body = Some(data);
-                        p
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        let mut p = owner.packet(PacketType::Close);
-                        if let Some(frame) = frame {
-                            p.code = Some(frame.code.into());
-                            p.body = Some(Bytes::copy_from_slice(frame.reason.as_bytes()));
-                        }
-                        owner.send(p).await;
-                        // tungstenite answers the close; let it go out.
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            while let Some(Ok(_)) = stream.next().await {}
-                        }).await;
-                        return "closed by client";
-                    }
                     Some(Ok(Message::Frame(_))) => continue,
+                    Some(Ok(message)) => {
+                        let closing = matches!(message, Message::Close(_));
+                        let size = if message.is_text() || message.is_binary() { message.len() } else { 0 };
+                        let mut p = owner.packet(PacketType::Data);
+                        ws::fill_packet(&mut p, message);
+                        credits = credits.saturating_sub(size);
+                        if closing {
+                            owner.send(p).await;
+                            // tungstenite answers the close; let it go out.
+                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                                while let Some(Ok(_)) = stream.next().await {}
+                            }).await;
+                            return "closed by client";
+                        }
+                        p
+                    }
                     Some(Err(err)) => {
                         let (code, reason, outcome) = match &err {
                             WsError::Capacity(_) => (1009, "message too big", "message too big"),
@@ -356,7 +328,7 @@ where
                             }
                         };
                         tracing::info!(session = %owner.id, error = %err, "closing the WebSocket with {code}");
-                        let _ = sink.send(close_frame(code, reason)).await;
+                        let _ = sink.send(ws::close(code, reason)).await;
                         let mut p = owner.packet(PacketType::Close);
                         p.code = Some(code);
                         p.body = Some(Bytes::from_static(reason.as_bytes()));
@@ -374,7 +346,7 @@ where
             packet = inbox.recv() => {
                 let Some(packet) = packet else { return "shutdown" };
                 if !owner.accept(&packet) {
-                    let _ = sink.send(close_frame(1011, "internal error")).await;
+                    let _ = sink.send(ws::close(1011, "internal error")).await;
                     return "bad seq";
                 }
                 heard_owner = Instant::now();
@@ -382,46 +354,24 @@ where
                     credits = credits.saturating_add(more as usize);
                 }
                 match packet.kind() {
-                    PacketType::Data => {
+                    PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
                         active = Instant::now();
-                        let binary = packet.content_type.as_deref() == Some("binary");
-                        let body = packet.body.clone().unwrap_or_default();
-                        let (binary, data) = match pending.take() {
-                            Some((b, mut buf)) => { buf.extend_from_slice(&body); (b, Bytes::from(buf)) }
-                            None => (binary, body),
-                        };
-                        if packet.more {
-                            pending = Some((binary, data.to_vec()));
-                            continue;
-                        }
-                        let size = data.len();
-                        let message = if binary {
-                            Message::Binary(data)
-                        } else {
-                            match String::from_utf8(data.to_vec()) {
-                                Ok(text) => Message::Text(text.into()),
-                                Err(_) => Message::Binary(data),
-                            }
-                        };
+                        let Some(message) = fragments.message_of(&packet) else { continue };
+                        let closing = matches!(message, Message::Close(_));
+                        let size = if packet.kind() == &PacketType::Data { message.len() } else { 0 };
                         if sink.send(message).await.is_err() {
                             let cancel = owner.packet(PacketType::Cancel);
                             owner.send(cancel).await;
                             return "client gone";
                         }
-                        let mut credit = owner.packet(PacketType::Credit);
-                        credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
-                        owner.send(credit).await;
-                    }
-                    PacketType::Ping => {
-                        let _ = sink.send(Message::Ping(packet.body.unwrap_or_default())).await;
-                    }
-                    PacketType::Pong => {
-                        let _ = sink.send(Message::Pong(packet.body.unwrap_or_default())).await;
-                    }
-                    PacketType::Close => {
-                        let code = packet.code.unwrap_or(1000);
-                        let reason = packet.body.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                        let _ = sink.send(close_frame(code, &reason)).await;
+                        if !closing {
+                            if size > 0 {
+                                let mut credit = owner.packet(PacketType::Credit);
+                                credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                                owner.send(credit).await;
+                            }
+                            continue;
+                        }
                         // Wait for the client's close (or give up).
                         let _ = tokio::time::timeout(Duration::from_secs(5), async {
                             while let Some(Ok(message)) = stream.next().await {
@@ -435,7 +385,7 @@ where
                     PacketType::Cancel | PacketType::Error => {
                         let condition = packet.condition.as_deref().unwrap_or("cancelled");
                         tracing::info!(session = %owner.id, condition, "owner ended the WebSocket");
-                        let _ = sink.send(close_frame(1011, "upstream error")).await;
+                        let _ = sink.send(ws::close(1011, "upstream error")).await;
                         return "ended by owner";
                     }
                     _ => {}
@@ -443,11 +393,11 @@ where
             }
             _ = keep_alive.tick() => {
                 if heard_owner.elapsed() > OWNER_EXPIRY {
-                    let _ = sink.send(close_frame(1011, "upstream gone")).await;
+                    let _ = sink.send(ws::close(1011, "upstream gone")).await;
                     return "owner expired";
                 }
                 if active.elapsed() > IDLE_TIMEOUT {
-                    let _ = sink.send(close_frame(1001, "idle")).await;
+                    let _ = sink.send(ws::close(1001, "idle")).await;
                     let cancel = owner.packet(PacketType::Cancel);
                     owner.send(cancel).await;
                     return "idle";

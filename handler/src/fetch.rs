@@ -17,6 +17,7 @@ use holdfast_protocol::zhttp::Header;
 use holdfast_proxy::answer::{hold_of, interpret, Answer};
 use holdfast_proxy::origin::client::OriginClient;
 use holdfast_proxy::origin::sign::Signer;
+use holdfast_proxy::session::error_chain;
 use http_body_util::{BodyExt, Limited};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -295,17 +296,6 @@ async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Repl
             }))
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// Resolves a link from an instruction against the URI it came with.

@@ -522,17 +522,10 @@ impl Session {
 
     /// Handles a packet from connmgr; `Some` ends the session.
     async fn on_packet(&mut self, packet: Packet) -> Option<&'static str> {
-        if let Some(seq) = packet.seq {
-            if seq != self.in_seq {
-                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from connmgr");
-                let cancel = self.packet(PacketType::Cancel);
-                self.send(cancel).await;
-                return Some("bad seq");
-            }
-            self.in_seq = seq.wrapping_add(1);
-        }
-        if let Some(credits) = packet.credits {
-            self.credits = self.credits.saturating_add(credits as usize);
+        if !self.take_in(&packet) {
+            let cancel = self.packet(PacketType::Cancel);
+            self.send(cancel).await;
+            return Some("bad seq");
         }
         match packet.kind() {
             PacketType::Data => {
@@ -587,6 +580,22 @@ impl Session {
         packet.body = Some(Bytes::from(text));
         self.send(packet).await;
         code
+    }
+
+    /// Checks a packet's sequence number and takes its credits; false
+    /// when it is out of order.
+    fn take_in(&mut self, packet: &Packet) -> bool {
+        if let Some(seq) = packet.seq {
+            if seq != self.in_seq {
+                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from connmgr");
+                return false;
+            }
+            self.in_seq = seq.wrapping_add(1);
+        }
+        if let Some(credits) = packet.credits {
+            self.credits = self.credits.saturating_add(credits as usize);
+        }
+        true
     }
 
     fn packet(&mut self, kind: PacketType) -> Packet {
@@ -728,7 +737,8 @@ async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, P
     })
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its causes, `a: b: c`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

@@ -4,6 +4,7 @@
 pub mod body;
 mod logging;
 mod shutdown;
+pub mod ws;
 
 pub use logging::init_tracing;
 pub use shutdown::{reload_on_sighup, shutdown_on_signals, Shutdown};

@@ -21,12 +21,14 @@ use crate::origin::sign::Signer;
 use crate::routes::Target;
 use bytes::Bytes;
 use holdfast_protocol::rt::body::HttpBody;
+use holdfast_protocol::rt::ws;
 use holdfast_protocol::wsevents::{self, Event, EventKind};
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
 use http_body_util::{BodyExt, Limited};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Largest answer body read from the origin.
 const MAX_ANSWER: usize = 1_000_000;
@@ -341,7 +343,7 @@ impl Session {
     ) -> &'static str {
         let mut pending: VecDeque<Event> = VecDeque::new();
         let mut replayed = 0usize;
-        let mut partial: Option<(bool, Vec<u8>)> = None;
+        let mut fragments = ws::Assembler::default();
         let mut keep_alive =
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
         let mut heard = Instant::now();
@@ -418,30 +420,15 @@ impl Session {
                 packet = self.inbox.recv() => {
                     let Some(packet) = packet else { return "shutdown" };
                     heard = Instant::now();
-                    if let Some(seq) = packet.seq {
-                        if seq != self.in_seq {
-                            return self.close_client(1011, "internal error").await;
-                        }
-                        self.in_seq = seq.wrapping_add(1);
-                    }
-                    if let Some(credits) = packet.credits {
-                        self.credits = self.credits.saturating_add(credits as usize);
+                    if !self.take_in(&packet) {
+                        return self.close_client(1011, "internal error").await;
                     }
                     match packet.kind() {
-                        PacketType::Data => {
-                            let binary = packet.content_type.as_deref() == Some("binary");
-                            let body = packet.body.clone().unwrap_or_default();
-                            let (binary, data) = match partial.take() {
-                                Some((b, mut buf)) => { buf.extend_from_slice(&body); (b, Bytes::from(buf)) }
-                                None => (binary, body),
-                            };
-                            if packet.more {
-                                partial = Some((binary, data.to_vec()));
-                            } else {
-                                let kind = if binary { EventKind::Binary } else { EventKind::Text };
-                                pending.push_back(Event::new(kind, data));
-                            }
-                        }
+                        PacketType::Data => match fragments.push(&packet) {
+                            Some(Message::Text(text)) => pending.push_back(Event::new(EventKind::Text, Bytes::copy_from_slice(text.as_bytes()))),
+                            Some(Message::Binary(data)) => pending.push_back(Event::new(EventKind::Binary, data)),
+                            _ => {}
+                        },
                         PacketType::Ping => pending.push_back(Event::new(EventKind::Ping, packet.body.unwrap_or_default())),
                         PacketType::Pong => pending.push_back(Event::new(EventKind::Pong, packet.body.unwrap_or_default())),
                         PacketType::Close => {

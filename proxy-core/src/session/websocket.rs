@@ -17,14 +17,14 @@ use crate::origin::headers::{origin_headers, rewrite_path, Forward};
 use crate::origin::sign::Signer;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use holdfast_protocol::rt::ws;
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -52,13 +52,6 @@ enum Connected {
         http::Response<Option<Vec<u8>>>,
     ),
     Refused(http::Response<Option<Vec<u8>>>),
-}
-
-fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.to_owned().into(),
-    }))
 }
 
 impl Session {
@@ -196,49 +189,37 @@ impl Session {
         let mut keep_alive =
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
         let mut heard = Instant::now();
-        let mut pending: Option<(bool, Vec<u8>)> = None;
+        let mut fragments = ws::Assembler::default();
         loop {
             let can_read = self.credits > 0;
             tokio::select! {
                 message = stream.next(), if can_read => {
                     let packet = match message {
-                        Some(Ok(Message::Text(text))) => {
-                            let text = Bytes::copy_from_slice(text.as_bytes());
-                            let Some(text) = self.origin_message(grip, text, true).await else { continue };
-                            let mut p = self.packet(PacketType::Data);
-                            p.content_type = Some("text".into());
-                            self.credits = self.credits.saturating_sub(text.len());
-                            p.body = Some(text);
-                            p
-                        }
-                        Some(Ok(Message::Binary(data))) => {
-                            let Some(data) = self.origin_message(grip, data, false).await else { continue };
-                            let mut p = self.packet(PacketType::Data);
-                            p.content_type = Some("binary".into());
-                            self.credits = self.credits.saturating_sub(data.len());
-                            p.body = Some(data);
-                            p
-                        }
-                        Some(Ok(Message::Ping(data))) => {
-                            let mut p = self.packet(PacketType::Ping);
-                            p.body = Some(data);
-                            p
-                        }
-                        Some(Ok(Message::Pong(data))) => {
-                            let mut p = self.packet(PacketType::Pong);
-                            p.body = Some(data);
-                            p
-                        }
-                        Some(Ok(Message::Close(frame))) => {
-                            let mut p = self.packet(PacketType::Close);
-                            if let Some(frame) = frame {
-                                p.code = Some(frame.code.into());
-                                p.body = Some(Bytes::copy_from_slice(frame.reason.as_bytes()));
-                            }
-                            self.send(p).await;
-                            return "closed by origin";
-                        }
                         Some(Ok(Message::Frame(_))) => continue,
+                        Some(Ok(message)) => {
+                            let message = match message {
+                                Message::Text(text) => {
+                                    let text = Bytes::copy_from_slice(text.as_bytes());
+                                    let Some(text) = self.origin_message(grip, text, true).await else { continue };
+                                    ws::message(false, text)
+                                }
+                                Message::Binary(data) => {
+                                    let Some(data) = self.origin_message(grip, data, false).await else { continue };
+                                    Message::Binary(data)
+                                }
+                                other => other,
+                            };
+                            let closing = matches!(message, Message::Close(_));
+                            let size = if message.is_text() || message.is_binary() { message.len() } else { 0 };
+                            let mut p = self.packet(PacketType::Data);
+                            ws::fill_packet(&mut p, message);
+                            self.credits = self.credits.saturating_sub(size);
+                            if closing {
+                                self.send(p).await;
+                                return "closed by origin";
+                            }
+                            p
+                        }
                         Some(Err(err)) => {
                             tracing::info!(session = %self.id, error = %err, "origin WebSocket failed");
                             let mut p = self.packet(PacketType::Error);
@@ -258,59 +239,31 @@ impl Session {
                 packet = self.inbox.recv() => {
                     let Some(packet) = packet else { return "shutdown" };
                     heard = Instant::now();
-                    if let Some(seq) = packet.seq {
-                        if seq != self.in_seq {
-                            let _ = sink.send(close_message(1011, "internal error")).await;
-                            let cancel = self.packet(PacketType::Cancel);
-                            self.send(cancel).await;
-                            return "bad seq";
-                        }
-                        self.in_seq = seq.wrapping_add(1);
-                    }
-                    if let Some(credits) = packet.credits {
-                        self.credits = self.credits.saturating_add(credits as usize);
+                    if !self.take_in(&packet) {
+                        let _ = sink.send(ws::close(1011, "internal error")).await;
+                        let cancel = self.packet(PacketType::Cancel);
+                        self.send(cancel).await;
+                        return "bad seq";
                     }
                     match packet.kind() {
-                        PacketType::Data => {
-                            let binary = packet.content_type.as_deref() == Some("binary");
-                            let body = packet.body.clone().unwrap_or_default();
-                            let (binary, data) = match pending.take() {
-                                Some((b, mut buf)) => { buf.extend_from_slice(&body); (b, Bytes::from(buf)) }
-                                None => (binary, body),
-                            };
-                            if packet.more {
-                                pending = Some((binary, data.to_vec()));
-                                continue;
-                            }
-                            let size = data.len();
-                            let message = if binary {
-                                Message::Binary(data)
-                            } else {
-                                match String::from_utf8(data.to_vec()) {
-                                    Ok(text) => Message::Text(text.into()),
-                                    Err(_) => Message::Binary(data),
-                                }
-                            };
+                        PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
+                            let Some(message) = fragments.message_of(&packet) else { continue };
+                            let closing = matches!(message, Message::Close(_));
+                            let size = if packet.kind() == &PacketType::Data { message.len() } else { 0 };
                             if sink.send(message).await.is_err() {
                                 let mut p = self.packet(PacketType::Error);
                                 p.condition = Some("remote-connection-failed".into());
                                 self.send(p).await;
                                 return "origin gone";
                             }
-                            let mut credit = self.packet(PacketType::Credit);
-                            credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
-                            self.send(credit).await;
-                        }
-                        PacketType::Ping => {
-                            let _ = sink.send(Message::Ping(packet.body.unwrap_or_default())).await;
-                        }
-                        PacketType::Pong => {
-                            let _ = sink.send(Message::Pong(packet.body.unwrap_or_default())).await;
-                        }
-                        PacketType::Close => {
-                            let code = packet.code.unwrap_or(1000);
-                            let reason = packet.body.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                            let _ = sink.send(close_message(code, &reason)).await;
+                            if !closing {
+                                if size > 0 {
+                                    let mut credit = self.packet(PacketType::Credit);
+                                    credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                                    self.send(credit).await;
+                                }
+                                continue;
+                            }
                             // Let the origin's answering close arrive.
                             let _ = tokio::time::timeout(Duration::from_secs(5), async {
                                 while let Some(Ok(message)) = stream.next().await {
@@ -323,7 +276,7 @@ impl Session {
                             return "closed by client";
                         }
                         PacketType::Cancel | PacketType::Error => {
-                            let _ = sink.send(close_message(1001, "client gone")).await;
+                            let _ = sink.send(ws::close(1001, "client gone")).await;
                             return "client gone";
                         }
                         _ => {}
@@ -331,13 +284,13 @@ impl Session {
                 }
                 Some(deliver) = next_delivery(grip) => {
                     if self.grip_deliver(deliver).await {
-                        let _ = sink.send(close_message(1000, "closed by publish")).await;
+                        let _ = sink.send(ws::close(1000, "closed by publish")).await;
                         return "closed by publish";
                     }
                 }
                 _ = keep_alive.tick() => {
                     if heard.elapsed() > SESSION_EXPIRY {
-                        let _ = sink.send(close_message(1001, "client gone")).await;
+                        let _ = sink.send(ws::close(1001, "client gone")).await;
                         return "expired";
                     }
                     let packet = self.packet(PacketType::KeepAlive);

@@ -148,32 +148,28 @@ async fn fifty_streams_on_one_http2_connection_all_receive_a_publish() {
     // Each stream has its initial body before anything is published.
     let mut texts = vec![String::new(); bodies.len()];
     for (body, text) in bodies.iter_mut().zip(texts.iter_mut()) {
-        while !text.contains("initial\n") {
-            let frame = tokio::time::timeout(WAIT, body.frame())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                text.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
+        read_until(body, text, "initial\n").await;
     }
     let item = serde_json::json!({"items": [{"channel": "test",
         "formats": {"http-stream": {"content": "over h2\n"}}}]});
     assert_eq!(hf.publish(&item.to_string()).await.0, 200);
     for (body, text) in bodies.iter_mut().zip(texts.iter_mut()) {
-        while !text.contains("over h2\n") {
-            let frame = tokio::time::timeout(WAIT, body.frame())
-                .await
-                .expect("publish reached every stream")
-                .unwrap()
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                text.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
+        read_until(body, text, "over h2\n").await;
         assert_eq!(text, "initial\nover h2\n");
+    }
+}
+
+/// Reads an HTTP/2 stream's body into `text` until it holds `needle`.
+async fn read_until(body: &mut hyper::body::Incoming, text: &mut String, needle: &str) {
+    while !text.contains(needle) {
+        let frame = tokio::time::timeout(WAIT, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} not received; got {text:?}"))
+            .expect("stream open")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
     }
 }
 

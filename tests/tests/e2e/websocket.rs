@@ -302,65 +302,70 @@ async fn room_client(
     (child, lines)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grip_over_websocket_subscribe_and_publish_with_django_grip() {
+/// Holdfast in front of the Django app over WebSocket-over-HTTP, and a
+/// client of `/ws/room/` subscribed to "room" (the handler has the
+/// subscription), with a way to read the client's report.
+async fn django_room() -> (
+    Holdfast,
+    crate::eventstream::Django,
+    u16,
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
     let port = free_port();
     let hf = Holdfast::builder()
         .route(format!("* 127.0.0.1:{port},over_http"))
         .arg("--verbose")
         .run()
         .await;
-    let _django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
-    let (_child, mut lines) = room_client(&ws_url(&hf, "/ws/room/")).await;
+    let django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
+    let (child, lines) = room_client(&ws_url(&hf, "/ws/room/")).await;
     assert!(
         hf.wait_log("WebSocket control", WAIT).await,
         "{}",
         hf.logs()
     );
+    (hf, django, port, child, lines)
+}
+
+/// The client's final report.
+async fn report(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    hf: &Holdfast,
+) -> serde_json::Value {
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("client silent:\n{}", hf.logs()))
+        .unwrap()
+        .unwrap_or_default();
+    serde_json::from_str(&line).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grip_over_websocket_subscribe_and_publish_with_django_grip() {
+    let (hf, _django, port, _child, mut lines) = django_room().await;
     // django-grip publishes a ws-message to "room"; the handler sends it
     // through the proxy that owns the session.
     let said = holdfast_tests::Client::new()
         .get(&format!("http://127.0.0.1:{port}/say/?m=from%20django"))
         .await;
     assert_eq!(said.status, 200, "{}", said.text());
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("client reported")
-        .unwrap()
-        .unwrap_or_default();
-    let out: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-    assert_eq!(out["echo"], "hello", "{line}\n{}", hf.logs());
-    assert_eq!(out["published"], "from django", "{line}\n{}", hf.logs());
+    let out = report(&mut lines, &hf).await;
+    assert_eq!(out["echo"], "hello", "{out}\n{}", hf.logs());
+    assert_eq!(out["published"], "from django", "{out}\n{}", hf.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_message_close_action_closes_the_websocket() {
-    let port = free_port();
-    let hf = Holdfast::builder()
-        .route(format!("* 127.0.0.1:{port},over_http"))
-        .arg("--verbose")
-        .run()
-        .await;
-    let _django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
-    let (_child, mut lines) = room_client(&ws_url(&hf, "/ws/room/")).await;
-    assert!(
-        hf.wait_log("WebSocket control", WAIT).await,
-        "{}",
-        hf.logs()
-    );
+    let (hf, _django, _port, _child, mut lines) = django_room().await;
     let close = serde_json::json!({"items": [{"channel": "room",
         "formats": {"ws-message": {"action": "close", "code": 4004, "reason": "kicked"}}}]});
     assert_eq!(hf.publish(&close.to_string()).await.0, 200);
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("client reported")
-        .unwrap()
-        .unwrap_or_default();
-    let out: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    let out = report(&mut lines, &hf).await;
     assert_eq!(
         out["closed"],
         serde_json::json!([4004, "kicked"]),
-        "{line}\n{}",
+        "{out}\n{}",
         hf.logs()
     );
     assert!(
@@ -387,12 +392,7 @@ async fn grip_over_a_native_websocket_origin() {
     let item = serde_json::json!({"items": [{"channel": "native",
         "formats": {"ws-message": {"content": "published"}}}]});
     assert_eq!(hf.publish(&item.to_string()).await.0, 200);
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("client silent:\n{}", hf.logs()))
-        .unwrap()
-        .unwrap_or_default();
-    let out: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-    assert_eq!(out["echo"], "hello", "the m: prefix is removed: {line}");
-    assert_eq!(out["published"], "published", "{line}\n{}", hf.logs());
+    let out = report(&mut lines, &hf).await;
+    assert_eq!(out["echo"], "hello", "the m: prefix is removed: {out}");
+    assert_eq!(out["published"], "published", "{out}\n{}", hf.logs());
 }

@@ -113,11 +113,22 @@ fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
             // Refresh acts on WebSocket-over-HTTP sessions (`cid` or
             // `channel`); HTTP sessions have nothing to refresh.
             let args = request.get("args");
-            let named = |key: &str| args.and_then(|a| a.get(key)).and_then(Value::as_str);
-            if named("cid").is_none() && named("channel").is_none() {
+            let named = |key: &str| {
+                args.and_then(|a| a.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            let (cid, channel) = (named("cid"), named("channel"));
+            if cid.is_none() && channel.is_none() {
                 return failure(id, "bad-request");
             }
-            Value::Null
+            match ctx
+                .items
+                .map(|tx| tx.try_send(Input::Refresh { cid, channel }))
+            {
+                Some(Ok(())) => Value::Null,
+                _ => return failure(id, "service-unavailable"),
+            }
         }
         other => {
             tracing::info!(method = other, known = ?METHODS, "command: unknown method");

@@ -230,6 +230,14 @@ impl Engine {
                         }
                     }
                     Some(Input::Recover) => self.recover_all(),
+                    Some(Input::Refresh { cid, channel }) => {
+                        let keys: Vec<String> = channel
+                            .and_then(|c| self.channels.get(&c))
+                            .map(|s| s.iter().cloned().collect())
+                            .unwrap_or_default();
+                        let refreshes = self.ws.refreshes(cid.as_deref(), &keys);
+                        self.send_ws(refreshes).await;
+                    }
                     None => break,
                 },
                 Some(done) = fetched.recv() => self.on_fetched(done).await,
@@ -611,6 +619,21 @@ impl Engine {
         }
     }
 
+    /// Sends deliveries to the proxies owning their sessions.
+    async fn send_ws(&self, deliveries: Vec<(String, holdfast_protocol::wscontrol::Deliver)>) {
+        let Some(out) = &self.ws_out else { return };
+        for (proxy, deliver) in deliveries {
+            match format::encode(&deliver, self.link.format) {
+                Ok(frame) => {
+                    if out.send(vec![proxy.into_bytes(), frame]).await.is_err() {
+                        tracing::warn!("WebSocket delivery socket closed");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "WebSocket delivery not encoded"),
+            }
+        }
+    }
+
     /// A WebSocket session's subscription change, from its proxy.
     fn on_ws_control(&mut self, msg: &Multipart) {
         let Some(frame) = msg.first() else { return };
@@ -648,22 +671,14 @@ impl Engine {
             return;
         };
         let keys: Vec<String> = subscribers.iter().cloned().collect();
-        if let Some(out) = &self.ws_out {
-            let ws_keys: Vec<String> = keys
-                .iter()
-                .filter(|k| self.ws.contains(k))
-                .cloned()
-                .collect();
-            for (proxy, deliver) in self.ws.deliveries(&item, &ws_keys) {
-                match format::encode(&deliver, self.link.format) {
-                    Ok(frame) => {
-                        if out.send(vec![proxy.into_bytes(), frame]).await.is_err() {
-                            tracing::warn!("WebSocket delivery socket closed");
-                        }
-                    }
-                    Err(err) => tracing::warn!(error = %err, "WebSocket delivery not encoded"),
-                }
-            }
+        let ws_keys: Vec<String> = keys
+            .iter()
+            .filter(|k| self.ws.contains(k))
+            .cloned()
+            .collect();
+        if !ws_keys.is_empty() {
+            let deliveries = self.ws.deliveries(&item, &ws_keys);
+            self.send_ws(deliveries).await;
         }
         let from = self.link.id.clone();
         // (connmgr, content) → sessions that take it now, in one packet.

@@ -130,13 +130,37 @@ impl WsSessions {
             .collect()
     }
 
+    /// Refresh deliveries for the session `cid` (of any proxy) or for the
+    /// sessions among `keys` (a channel's).
+    pub fn refreshes(&self, cid: Option<&str>, keys: &[String]) -> Vec<(String, Deliver)> {
+        let mut out: Vec<(String, Deliver)> = Vec::new();
+        let chosen = self
+            .sessions
+            .iter()
+            .filter(|(key, s)| cid.is_some_and(|c| c == s.id) || keys.iter().any(|k| k == *key));
+        for (_, session) in chosen {
+            match out.iter_mut().find(|(proxy, _)| *proxy == session.proxy) {
+                Some((_, deliver)) => deliver.ids.push(session.id.clone()),
+                None => out.push((
+                    session.proxy.clone(),
+                    Deliver {
+                        ids: vec![session.id.clone()],
+                        kind: "refresh".into(),
+                        ..Deliver::default()
+                    },
+                )),
+            }
+        }
+        out
+    }
+
     /// What `item` means for the WebSocket sessions among `keys`: one
     /// delivery per proxy and per distinct content.
     pub fn deliveries(&self, item: &Item, keys: &[String]) -> Vec<(String, Deliver)> {
         let Some(message) = &item.formats.ws_message else {
             return Vec::new();
         };
-        if message.action == Action::Hint || message.action == Action::Refresh {
+        if message.action == Action::Hint {
             return Vec::new();
         }
         let mut out: Vec<(String, Deliver)> = Vec::new();
@@ -158,7 +182,9 @@ impl WsSessions {
             if subscriber.drops(&item.meta) {
                 continue;
             }
-            let (kind, content, code) = if message.action == Action::Close {
+            let (kind, content, code) = if message.action == Action::Refresh {
+                ("refresh", bytes::Bytes::new(), None)
+            } else if message.action == Action::Close {
                 (
                     "close",
                     bytes::Bytes::from(message.reason.clone().unwrap_or_default()),

@@ -21,4 +21,12 @@ pub enum Input {
     /// Forget every channel's last id and ask the origin again for every
     /// session (`POST /recover`, the `recover` command).
     Recover,
+    /// Make WebSocket-over-HTTP sessions ask their origin now (the
+    /// `refresh` command): one connection by id, or every one on a channel.
+    Refresh {
+        /// A connection id.
+        cid: Option<String>,
+        /// A channel.
+        channel: Option<String>,
+    },
 }

@@ -196,15 +196,17 @@ impl Session {
         self.ws_control(control).await;
     }
 
-    /// Sends a delivery to the client; `true` when it closed the session.
-    pub(super) async fn grip_deliver(&mut self, deliver: Deliver) -> bool {
+    /// Acts on a delivery: a message for the client, a close, or a refresh
+    /// (for WebSocket-over-HTTP: ask the origin now).
+    pub(super) async fn grip_deliver(&mut self, deliver: Deliver) -> Delivered {
         let (kind, content_type) = match deliver.kind.as_str() {
             "text" => (PacketType::Data, Some("text")),
             "binary" => (PacketType::Data, Some("binary")),
             "ping" => (PacketType::Ping, None),
             "pong" => (PacketType::Pong, None),
             "close" => (PacketType::Close, None),
-            _ => return false,
+            "refresh" => return Delivered::Refresh,
+            _ => return Delivered::Sent,
         };
         let mut packet = self.packet(kind.clone());
         packet.content_type = content_type.map(str::to_owned);
@@ -214,8 +216,23 @@ impl Session {
         self.credits = self.credits.saturating_sub(deliver.content.len());
         packet.body = Some(Bytes::clone(&deliver.content));
         self.send(packet).await;
-        kind == PacketType::Close
+        if kind == PacketType::Close {
+            Delivered::Closed
+        } else {
+            Delivered::Sent
+        }
     }
+}
+
+/// What a delivery did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Delivered {
+    /// Sent to the client.
+    Sent,
+    /// Closed the client's connection.
+    Closed,
+    /// Asked for a request to the origin now.
+    Refresh,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! (`m:` unless set), which is removed, and `c:` messages are GRIP control
 //! messages (see [`super::grip_ws`]).
 
-use super::grip_ws::{grip_prefix, next_delivery, GripWs};
+use super::grip_ws::{grip_prefix, next_delivery, Delivered, GripWs};
 use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::client::target_base;
@@ -349,12 +349,16 @@ impl Session {
         let mut heard = Instant::now();
         let mut idle_since = Instant::now();
         let mut closing = false;
+        // A publish asked for a request now (`action: refresh`).
+        let mut refresh = false;
         loop {
             // Send what is waiting, or a keep-alive when the origin asked for one.
-            let due = gateway
-                .keep_alive
-                .is_some_and(|k| idle_since.elapsed() >= k);
+            let due = refresh
+                || gateway
+                    .keep_alive
+                    .is_some_and(|k| idle_since.elapsed() >= k);
             if !pending.is_empty() || due {
+                refresh = false;
                 let events: Vec<Event> = pending.iter().cloned().collect();
                 let offered: usize = events.iter().map(|e| e.content.len()).sum();
                 let answer = match self.exchange(&gateway, &events, replayed).await {
@@ -443,13 +447,15 @@ impl Session {
                         _ => {}
                     }
                 }
-                Some(deliver) = next_delivery(grip) => {
-                    if self.grip_deliver(deliver).await {
+                Some(deliver) = next_delivery(grip) => match self.grip_deliver(deliver).await {
+                    Delivered::Closed => {
                         // Closed by a publish: the origin hears of it as a disconnect.
                         self.disconnect_origin(&gateway);
                         return "closed by publish";
                     }
-                }
+                    Delivered::Refresh => refresh = true,
+                    Delivered::Sent => {}
+                },
                 _ = tokio::time::sleep(wait) => {}
                 _ = keep_alive.tick() => {
                     if heard.elapsed() > SESSION_EXPIRY {

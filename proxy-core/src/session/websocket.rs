@@ -10,7 +10,7 @@
 //! it), and publishes reach the client.
 //! Targets are tried in order while they refuse the connection.
 
-use super::grip_ws::{grip_prefix, next_delivery, GripWs};
+use super::grip_ws::{grip_prefix, next_delivery, Delivered, GripWs};
 use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
@@ -283,7 +283,7 @@ impl Session {
                     }
                 }
                 Some(deliver) = next_delivery(grip) => {
-                    if self.grip_deliver(deliver).await {
+                    if self.grip_deliver(deliver).await == Delivered::Closed {
                         let _ = sink.send(ws::close(1000, "closed by publish")).await;
                         return "closed by publish";
                     }

@@ -1,6 +1,8 @@
 //! A real browser: headless Chromium opens an `EventSource` through
 //! Holdfast, receives published events, and after the stream ends
-//! reconnects with `Last-Event-ID`, which reaches the origin. The page
+//! reconnects with `Last-Event-ID`, which reaches the origin; and it opens
+//! a WebSocket to a WebSocket-over-HTTP origin, sends, and receives a
+//! published message. The page
 //! reports what it sees by requesting `/report?...` (recorded by the
 //! origin), so the test needs no browser automation protocol.
 
@@ -43,7 +45,11 @@ struct Browser {
 
 impl Browser {
     fn open(url: &str) -> Browser {
-        let profile = std::env::temp_dir().join(format!("hf-chromium-{}", std::process::id()));
+        // A profile of its own: Chromium instances sharing one hand their
+        // work to the first and exit.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let profile = std::env::temp_dir().join(format!("hf-chromium-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         let child = tokio::process::Command::new(chromium())
             .args([
@@ -170,5 +176,83 @@ async fn chromium_event_source_receives_publishes_and_resumes_with_last_event_id
     assert_eq!(
         again.map(|s| s.path),
         Some("/report?data=again&id=2".to_owned())
+    );
+}
+
+const WS_PAGE: &str = r#"<!doctype html>
+<title>Holdfast WebSocket</title>
+<script>
+  const ws = new WebSocket("ws://" + location.host + "/ws");
+  ws.onopen = () => ws.send("hi from the browser");
+  ws.onmessage = (e) => fetch("/report?msg=" + encodeURIComponent(e.data));
+</script>
+"#;
+
+/// A WebSocket-over-HTTP origin for the page: accepts with GRIP, subscribes
+/// the connection to `browser-ws`, echoes text with the `m:` prefix.
+fn ws_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    const EVENTS: (&str, &str) = ("Content-Type", "application/websocket-events");
+    match seen.path.split('?').next().unwrap_or("") {
+        "/wspage" => answer(200, &[("Content-Type", "text/html")], WS_PAGE),
+        "/ws" if seen.body == "OPEN\r\n" => {
+            let control = r#"c:{"type":"subscribe","channel":"browser-ws"}"#;
+            answer(
+                200,
+                &[EVENTS, ("Sec-WebSocket-Extensions", "grip")],
+                &format!("OPEN\r\nTEXT {:x}\r\n{control}\r\n", control.len()),
+            )
+        }
+        "/ws" => {
+            let text = seen
+                .body
+                .strip_prefix("TEXT ")
+                .and_then(|rest| rest.split_once("\r\n"))
+                .map(|(_, t)| t.trim_end_matches("\r\n").to_owned());
+            match text {
+                Some(text) => {
+                    let reply = format!("m:{text}");
+                    answer(
+                        200,
+                        &[EVENTS],
+                        &format!("TEXT {:x}\r\n{reply}\r\n", reply.len()),
+                    )
+                }
+                None => answer(200, &[EVENTS], ""),
+            }
+        }
+        _ => answer(204, &[], ""),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_websocket_sends_and_receives_a_publish() {
+    let origin = Scripted::start(ws_origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {},over_http", origin.target()))
+        .arg("--verbose")
+        .run()
+        .await;
+    let _browser = Browser::open(&hf.url("/wspage"));
+    let echo = origin
+        .wait_for(WAIT, |s| s.path.starts_with("/report?msg="))
+        .await
+        .unwrap_or_else(|| panic!("no echo reported: {:?}\n{}", origin.seen(), hf.logs()));
+    assert_eq!(echo.path, "/report?msg=hi%20from%20the%20browser");
+    assert!(
+        hf.wait_log("WebSocket control", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    let item = serde_json::json!({"items": [{"channel": "browser-ws",
+        "formats": {"ws-message": {"content": "published to the browser"}}}]});
+    assert_eq!(hf.publish(&item.to_string()).await.0, 200);
+    let published = origin
+        .wait_for(WAIT, |s| s.path.contains("published"))
+        .await;
+    assert_eq!(
+        published.map(|s| s.path),
+        Some("/report?msg=published%20to%20the%20browser".to_owned()),
+        "{}",
+        hf.logs()
     );
 }

@@ -62,10 +62,21 @@ impl Django {
             .stderr(Stdio::piped())
             .spawn()
             .expect("runserver started");
-        // Django says where it listens once the socket is bound.
-        let out = server.stdout.take().unwrap();
-        let mut lines = BufReader::new(out).lines();
-        let ready = tokio::time::timeout(WAIT, async {
+        // Keep draining its output (request logs go to stderr) so it never
+        // blocks on a full pipe; keep stderr for failure messages.
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
+        let kept = errors.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if let Ok(mut text) = kept.lock() {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
+        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+        let announced = tokio::time::timeout(WAIT, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("Quit the server") {
                     return true;
@@ -74,9 +85,22 @@ impl Django {
             false
         })
         .await;
-        assert_eq!(ready, Ok(true), "Django did not start");
-        // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // It announces itself just before binding: wait for the socket.
+        let listening = tokio::time::timeout(WAIT, async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            announced == Ok(true) && listening.is_ok(),
+            "Django did not start on port {port}:\n{}",
+            errors.lock().map(|e| e.clone()).unwrap_or_default()
+        );
         Django {
             _server: server,
             _dir: dir,

@@ -170,11 +170,25 @@ async fn invalid_utf8_in_a_text_message_closes_with_1007() {
 
 /// A WebSocket-over-HTTP origin: accepts with GRIP on and a greeting (plus
 /// one unprefixed message that must be dropped), echoes text with the
-/// `m:` prefix, answers "bad" with a malformed body, refuses `/refuse`.
+/// `m:` prefix, answers "bad" with a malformed body, refuses `/refuse`;
+/// on `/gw-room` subscribes to channel `gw` instead of greeting, and
+/// answers an empty request (a refresh) with "refreshed".
 fn gateway_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
     const EVENTS: (&str, &str) = ("Content-Type", "application/websocket-events");
     if seen.path == "/refuse" {
         return answer(403, &[("Content-Type", "text/plain")], "go away\n");
+    }
+    if seen.path == "/gw-room" && seen.body == "OPEN\r\n" {
+        let control = r#"c:{"type":"subscribe","channel":"gw"}"#;
+        return answer(
+            200,
+            &[EVENTS, ("Sec-WebSocket-Extensions", "grip")],
+            &format!("OPEN\r\nTEXT {:x}\r\n{control}\r\n", control.len()),
+        );
+    }
+    if seen.body.is_empty() {
+        // A refresh: the origin has something to say.
+        return answer(200, &[EVENTS], "TEXT b\r\nm:refreshed\r\n");
     }
     if seen.body == "OPEN\r\n" {
         return answer(
@@ -395,4 +409,26 @@ async fn grip_over_a_native_websocket_origin() {
     let out = report(&mut lines, &hf).await;
     assert_eq!(out["echo"], "hello", "the m: prefix is removed: {out}");
     assert_eq!(out["published"], "published", "{out}\n{}", hf.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_message_refresh_makes_the_gateway_ask_the_origin() {
+    let origin = Scripted::start(gateway_origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {},over_http", origin.target()))
+        .arg("--verbose")
+        .run()
+        .await;
+    let (_child, mut lines) = room_client(&ws_url(&hf, "/gw-room")).await;
+    assert!(
+        hf.wait_log("WebSocket control", WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    let refresh = serde_json::json!({"items": [{"channel": "gw",
+        "formats": {"ws-message": {"action": "refresh"}}}]});
+    assert_eq!(hf.publish(&refresh.to_string()).await.0, 200);
+    let out = report(&mut lines, &hf).await;
+    assert_eq!(out["echo"], "hello");
+    assert_eq!(out["published"], "refreshed", "{out}\n{}", hf.logs());
 }

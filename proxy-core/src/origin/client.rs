@@ -107,6 +107,27 @@ impl OriginClient {
     }
 }
 
+/// A TLS client configuration of our own, for connections that do not go
+/// through the pooled HTTP clients (WebSocket to `ssl` targets): webpki
+/// roots, or any certificate when `insecure`.
+pub fn tls_config(insecure: bool) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
 impl Default for OriginClient {
     fn default() -> Self {
         OriginClient::new()

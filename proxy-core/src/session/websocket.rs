@@ -45,10 +45,14 @@ const HANDSHAKE_HEADERS: &[&str] = &[
     "host",
 ];
 
+/// A connection to a target, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// What the target answered.
 enum Connected {
     Open(
-        Box<WebSocketStream<TcpStream>>,
+        Box<WebSocketStream<Box<dyn Io>>>,
         http::Response<Option<Vec<u8>>>,
     ),
     Refused(http::Response<Option<Vec<u8>>>),
@@ -97,13 +101,7 @@ impl Session {
         let mut last = (String::new(), String::from("no target"));
         for target in &route.targets {
             let target_name = format!("{}:{}", target.host, target.port);
-            if target.ssl {
-                last = (
-                    target_name,
-                    "WebSocket to TLS targets is not supported yet".into(),
-                );
-                continue;
-            }
+
             let forward = Forward {
                 headers: &prepared.headers,
                 peer: prepared.peer.as_deref(),
@@ -119,7 +117,8 @@ impl Session {
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
                 .unwrap_or_else(|| target_name.clone());
-            let uri = format!("ws://{target_name}{path}");
+            let scheme = if target.ssl { "wss" } else { "ws" };
+            let uri = format!("{scheme}://{target_name}{path}");
             let mut request = uri.as_str().into_client_request().map_err(|e| {
                 ProxyError::BadRequest(format!("unusable WebSocket URI {uri}: {e}"))
             })?;
@@ -146,8 +145,21 @@ impl Session {
             let attempt = tokio::time::timeout(CONNECT_TIMEOUT, async {
                 let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
                 let _ = tcp.set_nodelay(true);
+                let stream: Box<dyn Io> = if target.ssl {
+                    let config = crate::origin::client::tls_config(target.insecure)
+                        .map_err(std::io::Error::other)?;
+                    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                        .map_err(std::io::Error::other)?;
+                    Box::new(
+                        tokio_rustls::TlsConnector::from(config)
+                            .connect(name, tcp)
+                            .await?,
+                    )
+                } else {
+                    Box::new(tcp)
+                };
                 let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
-                tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                     .await
                     .map_err(std::io::Error::other)
             })
@@ -182,7 +194,7 @@ impl Session {
     /// side ends.
     async fn bridge(
         &mut self,
-        ws: WebSocketStream<TcpStream>,
+        ws: WebSocketStream<Box<dyn Io>>,
         grip: &mut Option<GripWs>,
     ) -> &'static str {
         let (mut sink, mut stream) = ws.split();

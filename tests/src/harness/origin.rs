@@ -68,22 +68,7 @@ impl Origin {
     /// Starts an HTTPS origin with a freshly generated self-signed
     /// certificate for `localhost` and `127.0.0.1`.
     pub async fn start_tls() -> Origin {
-        let cert = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .expect("self-signed certificate");
-        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der())
-            .expect("private key");
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .expect("server config");
-        Origin::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        Origin::start_with(Some(self_signed_acceptor())).await
     }
 
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
@@ -157,6 +142,25 @@ impl Origin {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+}
+
+/// A TLS acceptor with a freshly generated self-signed certificate for
+/// `localhost` and `127.0.0.1`.
+pub fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("self-signed certificate");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der())
+        .expect("private key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 fn full(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> http::Response<Body> {

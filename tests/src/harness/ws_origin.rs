@@ -22,6 +22,10 @@ type Closes = Arc<(Mutex<Vec<(u16, String)>>, Notify)>;
 /// Each handshake's headers.
 type Handshakes = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
+/// A client connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A running WebSocket origin.
 pub struct WsOrigin {
     /// Its address.
@@ -39,9 +43,19 @@ impl Drop for WsOrigin {
 
 impl WsOrigin {
     /// Starts one on a free loopback port.
+    pub async fn start() -> WsOrigin {
+        WsOrigin::start_with(None).await
+    }
+
+    /// The same over TLS, with a fresh self-signed certificate for
+    /// `127.0.0.1` (so only an `insecure` target accepts it).
+    pub async fn start_tls() -> WsOrigin {
+        WsOrigin::start_with(Some(crate::harness::origin::self_signed_acceptor())).await
+    }
+
     // The handshake callback's error type is tungstenite's own.
     #[allow(clippy::result_large_err)]
-    pub async fn start() -> WsOrigin {
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> WsOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let closes: Closes = Arc::default();
@@ -52,8 +66,15 @@ impl WsOrigin {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (closes, handshakes) = (c.clone(), h.clone());
+                let (closes, handshakes, tls) = (c.clone(), h.clone(), tls.clone());
                 tokio::spawn(async move {
+                    let stream: Box<dyn Stream> = match tls {
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => Box::new(stream),
+                            Err(_) => return,
+                        },
+                        None => Box::new(stream),
+                    };
                     let grip = Mutex::new(false);
                     let callback = |req: &Request, mut resp: Response| {
                         handshakes.lock().unwrap().push(

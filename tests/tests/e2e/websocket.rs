@@ -432,3 +432,21 @@ async fn ws_message_refresh_makes_the_gateway_ask_the_origin() {
     assert_eq!(out["echo"], "hello");
     assert_eq!(out["published"], "refreshed", "{out}\n{}", hf.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_to_a_tls_target() {
+    let origin = WsOrigin::start_tls().await;
+    let hf = Holdfast::builder()
+        .route(format!(
+            "*,path_beg=/insecure {},ssl,insecure",
+            origin.target()
+        ))
+        .route(format!("* {},ssl", origin.target()))
+        .run()
+        .await;
+    let out = client(&ws_url(&hf, "/insecure/echo"), "echo-simple").await;
+    assert_eq!(out["text"], "hello", "{out}\n{}", hf.logs());
+    // A self-signed certificate is refused unless the target says insecure.
+    let refused = client(&ws_url(&hf, "/verified"), "refused").await;
+    assert_eq!(refused["status"], 502, "{refused}");
+}

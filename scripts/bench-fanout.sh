@@ -17,9 +17,19 @@ MESSAGES=${2:-5}
 start_nginx
 wait_ok $ORIGIN
 
+# MODE=ws holds WebSocket connections instead (nginx's /ws is a
+# WebSocket-over-HTTP origin subscribing each to "bench") and publishes
+# ws-message items.
+MODE=${MODE:-http}
+if [ "$MODE" = ws ]; then
+  BENCH_PATH=/ws; BENCH_ARGS="${BENCH_ARGS:-} --websocket"
+else
+  BENCH_PATH=/stream
+fi
+
 run_bench() { # name target-port publish-port pid
   echo "== $1"
-  target/release/holdfast-bench --target "127.0.0.1:$2" --path /stream \
+  target/release/holdfast-bench --target "127.0.0.1:$2" --path "$BENCH_PATH" \
     --connections "$CONNECTIONS" --messages "$MESSAGES" \
     --publish "http://127.0.0.1:$3" --pids "$4" $BENCH_ARGS | tee "$work/$1.json"
 }
@@ -43,7 +53,7 @@ for name in $PROXIES; do
 done
 
 echo
-echo "holdfast-bench --connections $CONNECTIONS --messages $MESSAGES (latencies in ms)"
+echo "holdfast-bench --connections $CONNECTIONS --messages $MESSAGES, $MODE (latencies in ms)"
 echo "| proxy | connected | connect/s | RSS KiB/conn | first p50 | first p99 | last p50 | last p99 | last max | deliveries/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for name in $PROXIES; do

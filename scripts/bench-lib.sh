@@ -24,7 +24,9 @@ trap cleanup EXIT
 ORIGIN=28080 HOLDFAST=28999 HOLDFAST_PUBLISH=28561 PUSHPIN=29999 PUSHPIN_PUBLISH=29561
 
 # nginx: / answers a small fixed body; /stream answers a GRIP stream hold on
-# channel "bench".
+# channel "bench"; /ws is a WebSocket-over-HTTP origin that accepts every
+# connection with GRIP and subscribes it to channel "bench" (and answers
+# any later request with no events).
 start_nginx() {
   mkdir -p "$work/nginx"
   cat > "$work/nginx/nginx.conf" <<NGINX
@@ -50,6 +52,14 @@ http {
       add_header Grip-Channel bench;
       return 200 "stream open\n";
     }
+    location /ws {
+      default_type application/websocket-events;
+      add_header Sec-WebSocket-Extensions grip;
+      if (\$http_content_length = 6) {
+        return 200 "OPEN\r\nTEXT 28\r\nc:{\\"type\\":\\"subscribe\\",\\"channel\\":\\"bench\\"}\r\n";
+      }
+      return 200 "";
+    }
   }
 }
 NGINX
@@ -74,7 +84,7 @@ push_in_spec=tcp://127.0.0.1:28560
 push_in_sub_specs=tcp://127.0.0.1:28562
 push_in_http_port=$HOLDFAST_PUBLISH
 CONF
-  echo "* 127.0.0.1:$ORIGIN" > "$work/holdfast/routes"
+  echo "* 127.0.0.1:$ORIGIN,over_http" > "$work/holdfast/routes"
   target/release/holdfast --config "$work/holdfast/holdfast.conf" > "$work/holdfast/log" 2>&1 &
   pids+=($!)
   HOLDFAST_PID=$!
@@ -95,7 +105,7 @@ start_pushpin() {
       -e "s|^command_spec=.*|command_spec=tcp://127.0.0.1:29563|" \
       "$@" /etc/pushpin/pushpin.conf > "$work/pushpin/pushpin.conf"
   sed -i "s|^\[proxy\]$|[proxy]\nzurl_out_specs=ipc://$work/pushpin/run/pushpin-zurl-in\nzurl_out_stream_specs=ipc://$work/pushpin/run/pushpin-zurl-in-stream\nzurl_in_specs=ipc://$work/pushpin/run/pushpin-zurl-out|" "$work/pushpin/pushpin.conf"
-  echo "* 127.0.0.1:$ORIGIN" > "$work/pushpin/routes"
+  echo "* 127.0.0.1:$ORIGIN,over_http" > "$work/pushpin/routes"
   pushpin --config "$work/pushpin/pushpin.conf" --merge-output > "$work/pushpin/out" 2>&1 &
   pids+=($!)
   PUSHPIN_PID=$!

@@ -60,6 +60,11 @@ struct Args {
     /// Seconds to wait for every delivery of one item.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Hold WebSocket connections (to a GRIP WebSocket origin that
+    /// subscribes them to the channel) and publish `ws-message` items,
+    /// instead of HTTP streams and `http-stream` items.
+    #[arg(long)]
+    websocket: bool,
     /// Milliseconds between the end of one item's deliveries and the next
     /// publish (0: at once).
     #[arg(long, default_value_t = 0)]
@@ -154,7 +159,15 @@ async fn connection(
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let mut stream = socket.connect(args.target).await?;
-    let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", args.path);
+    let request = if args.websocket {
+        format!(
+            "GET {} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            args.path
+        )
+    } else {
+        format!("GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", args.path)
+    };
+    let expected = if args.websocket { "HTTP/1.1 101" } else { "HTTP/1.1 200" };
     stream.write_all(request.as_bytes()).await?;
     let mut buf = vec![0u8; 4096];
     let mut seen = String::new();
@@ -168,7 +181,7 @@ async fn connection(
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         if !head_done {
             if let Some(end) = seen.find("\r\n\r\n") {
-                if !seen.starts_with("HTTP/1.1 200") {
+                if !seen.starts_with(expected) {
                     anyhow::bail!("unexpected answer: {}", seen.lines().next().unwrap_or(""));
                 }
                 head_done = true;
@@ -281,7 +294,10 @@ async fn main() -> anyhow::Result<()> {
         if k > 0 && args.interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
         }
-        let body = serde_json::json!({"items": [{"channel": args.channel, "formats": {"http-stream": {"content": format!("m{k}\n")}}}]});
+        // Markers are found in the raw bytes, so WebSocket frame headers
+        // around them do not matter.
+        let format = if args.websocket { "ws-message" } else { "http-stream" };
+        let body = serde_json::json!({"items": [{"channel": args.channel, "formats": {format: {"content": format!("m{k}\n")}}}]});
         if let Ok(mut published) = shared.published.lock() {
             published[k] = Some(Instant::now());
         }

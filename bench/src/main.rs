@@ -167,7 +167,11 @@ async fn connection(
     } else {
         format!("GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", args.path)
     };
-    let expected = if args.websocket { "HTTP/1.1 101" } else { "HTTP/1.1 200" };
+    let expected = if args.websocket {
+        "HTTP/1.1 101"
+    } else {
+        "HTTP/1.1 200"
+    };
     stream.write_all(request.as_bytes()).await?;
     let mut buf = vec![0u8; 4096];
     let mut seen = String::new();
@@ -296,7 +300,11 @@ async fn main() -> anyhow::Result<()> {
         }
         // Markers are found in the raw bytes, so WebSocket frame headers
         // around them do not matter.
-        let format = if args.websocket { "ws-message" } else { "http-stream" };
+        let format = if args.websocket {
+            "ws-message"
+        } else {
+            "http-stream"
+        };
         let body = serde_json::json!({"items": [{"channel": args.channel, "formats": {format: {"content": format!("m{k}\n")}}}]});
         if let Ok(mut published) = shared.published.lock() {
             published[k] = Some(Instant::now());

@@ -141,7 +141,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                     Ok(deliver) if deliver.kind == "hello" => {
                         let _ = heard_tx.send(true);
                     }
-                    Ok(deliver) => reader.ws_routes.dispatch(&deliver),
+                    Ok(deliver) => reader.ws_routes.dispatch(deliver),
                     Err(err) => {
                         tracing::warn!(error = %err, "undecodable WebSocket delivery dropped")
                     }

@@ -7,7 +7,7 @@
 use crate::zhttp::{Packet, PacketType};
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Puts fragmented messages back together.
@@ -98,6 +98,19 @@ pub fn message(binary: bool, data: Bytes) -> Message {
         Ok(text) => Message::Text(text.into()),
         Err(_) => Message::Binary(data),
     }
+}
+
+/// Read buffer per connection. tungstenite's default (128 KiB, allocated
+/// up front) would make a held WebSocket cost more than 128 KiB.
+const READ_BUFFER: usize = 4096;
+
+/// The configuration for every WebSocket: messages up to `max_message`,
+/// a small read buffer, writes sent at once (no write buffering).
+pub fn config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
 }
 
 /// A close frame.

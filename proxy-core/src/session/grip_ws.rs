@@ -13,7 +13,7 @@ use holdfast_protocol::format;
 use holdfast_protocol::wscontrol::{Control, Deliver};
 use holdfast_protocol::zhttp::PacketType;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Deliveries that may wait for one session.
@@ -22,12 +22,15 @@ const DELIVERY_QUEUE: usize = 100;
 /// Session id → where its deliveries go.
 #[derive(Default)]
 pub struct WsRoutes {
-    routes: Mutex<HashMap<String, mpsc::Sender<Deliver>>>,
+    // One shared copy per delivery: a delivery names every session it is
+    // for, and cloning that list per session would cost n².
+    routes: Mutex<HashMap<String, mpsc::Sender<Arc<Deliver>>>>,
 }
 
 impl WsRoutes {
     /// Hands a delivery to each of its sessions.
-    pub fn dispatch(&self, deliver: &Deliver) {
+    pub fn dispatch(&self, deliver: Deliver) {
+        let deliver = Arc::new(deliver);
         let Ok(routes) = self.routes.lock() else {
             return;
         };
@@ -41,7 +44,7 @@ impl WsRoutes {
         }
     }
 
-    fn register(&self, id: &str) -> mpsc::Receiver<Deliver> {
+    fn register(&self, id: &str) -> mpsc::Receiver<Arc<Deliver>> {
         let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
         if let Ok(mut routes) = self.routes.lock() {
             routes.insert(id.to_owned(), tx);
@@ -63,7 +66,7 @@ pub(super) struct GripWs {
     /// The route's channel prefix.
     pub channel_prefix: String,
     /// Published content for this session.
-    pub deliveries: mpsc::Receiver<Deliver>,
+    pub deliveries: mpsc::Receiver<Arc<Deliver>>,
 }
 
 /// `Sec-WebSocket-Extensions: grip[; message-prefix="..."]`: GRIP is on,
@@ -85,7 +88,7 @@ pub(super) fn grip_prefix(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// The next delivery, or never without GRIP.
-pub(super) async fn next_delivery(grip: &mut Option<GripWs>) -> Option<Deliver> {
+pub(super) async fn next_delivery(grip: &mut Option<GripWs>) -> Option<Arc<Deliver>> {
     match grip {
         Some(grip) => grip.deliveries.recv().await,
         None => std::future::pending().await,
@@ -198,7 +201,7 @@ impl Session {
 
     /// Acts on a delivery: a message for the client, a close, or a refresh
     /// (for WebSocket-over-HTTP: ask the origin now).
-    pub(super) async fn grip_deliver(&mut self, deliver: Deliver) -> Delivered {
+    pub(super) async fn grip_deliver(&mut self, deliver: Arc<Deliver>) -> Delivered {
         let (kind, content_type) = match deliver.kind.as_str() {
             "text" => (PacketType::Data, Some("text")),
             "binary" => (PacketType::Data, Some("binary")),

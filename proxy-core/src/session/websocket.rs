@@ -24,7 +24,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -158,7 +157,7 @@ impl Session {
                 } else {
                     Box::new(tcp)
                 };
-                let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE));
+                let config = holdfast_protocol::rt::ws::config(MAX_MESSAGE);
                 tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                     .await
                     .map_err(std::io::Error::other)

@@ -466,6 +466,19 @@ impl Session {
                 "no handler",
             );
         };
+        // The origin may answer before connmgr's last body packet reached
+        // us (it knew the length): take the rest of the body first.
+        let deadline = Instant::now() + HANDOFF_TIMEOUT;
+        while self.body_open && self.request.is_some() {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(packet)) => {
+                    if let Some(outcome) = self.on_packet(packet).await {
+                        return (code, outcome);
+                    }
+                }
+                _ => break,
+            }
+        }
         let Some(request) = self.request.take().filter(|_| !self.body_open) else {
             let err = ProxyError::BadRequest("Request too large to accept GRIP instruct.".into());
             return (self.fail_with(&err, debug).await, "streamed request");

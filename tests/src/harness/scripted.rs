@@ -58,6 +58,29 @@ pub fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
     )
 }
 
+/// The answer of a WebSocket-over-HTTP origin echoing a request's first
+/// `TEXT` event with the GRIP message prefix `m:` (no events when the
+/// request has none).
+pub fn echo_events(seen: &Seen) -> Answer {
+    const EVENTS: (&str, &str) = ("Content-Type", "application/websocket-events");
+    let text = seen
+        .body
+        .strip_prefix("TEXT ")
+        .and_then(|rest| rest.split_once("\r\n"))
+        .map(|(_, t)| t.trim_end_matches("\r\n"));
+    match text {
+        Some(text) => {
+            let reply = format!("m:{text}");
+            answer(
+                200,
+                &[EVENTS],
+                &format!("TEXT {:x}\r\n{reply}\r\n", reply.len()),
+            )
+        }
+        None => answer(200, &[EVENTS], ""),
+    }
+}
+
 type Script = dyn Fn(&Seen) -> Answer + Send + Sync;
 
 /// A running scripted origin.

@@ -202,24 +202,7 @@ fn ws_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
                 &format!("OPEN\r\nTEXT {:x}\r\n{control}\r\n", control.len()),
             )
         }
-        "/ws" => {
-            let text = seen
-                .body
-                .strip_prefix("TEXT ")
-                .and_then(|rest| rest.split_once("\r\n"))
-                .map(|(_, t)| t.trim_end_matches("\r\n").to_owned());
-            match text {
-                Some(text) => {
-                    let reply = format!("m:{text}");
-                    answer(
-                        200,
-                        &[EVENTS],
-                        &format!("TEXT {:x}\r\n{reply}\r\n", reply.len()),
-                    )
-                }
-                None => answer(200, &[EVENTS], ""),
-            }
-        }
+        "/ws" => holdfast_tests::harness::scripted::echo_events(seen),
         _ => answer(204, &[], ""),
     }
 }

@@ -204,22 +204,7 @@ fn gateway_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
     if seen.body.contains("bad") {
         return answer(200, &[EVENTS], "TEXT zz\r\n");
     }
-    match seen
-        .body
-        .strip_prefix("TEXT ")
-        .and_then(|rest| rest.split_once("\r\n"))
-    {
-        Some((_, rest)) => {
-            let text = rest.trim_end_matches("\r\n");
-            let reply = format!("m:{text}");
-            answer(
-                200,
-                &[EVENTS],
-                &format!("TEXT {:x}\r\n{reply}\r\n", reply.len()),
-            )
-        }
-        None => answer(200, &[EVENTS], ""),
-    }
+    holdfast_tests::harness::scripted::echo_events(seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

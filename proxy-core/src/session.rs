@@ -650,6 +650,15 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// The signer of requests to this route's targets, when they are signed
+/// (GRIP routes, untrusted clients): the route's own, else the default.
+fn signer_for(shared: &Shared, route: &Route, trusted: bool) -> Option<Signer> {
+    if route.no_grip || trusted {
+        return None;
+    }
+    Some(route_signer(route).unwrap_or_else(|| shared.signer.clone()))
+}
+
 /// The route's own signer (`sig_iss`/`sig_key`), if it has one.
 fn route_signer(route: &Route) -> Option<Signer> {
     match (&route.sig_iss, &route.sig_key) {
@@ -686,9 +695,8 @@ async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, P
         websocket: _,
     } = prepared;
     let path = rewrite_path(&path, &route);
-    let signer = route_signer(&route);
-    let signing = (!route.no_grip && !trusted).then(|| signer.as_ref().unwrap_or(&shared.signer));
-    let signature = signing.and_then(Signer::token);
+    let signer = signer_for(&shared, &route, trusted);
+    let signature = signer.as_ref().and_then(Signer::token);
     let mut last_error = String::new();
     let mut last_target = String::new();
     for (index, target) in route.targets.iter().enumerate() {
@@ -725,7 +733,7 @@ async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, P
                     )
                 })
                 .collect(),
-            sig: signing.map(Signer::spec),
+            sig: signer.as_ref().map(Signer::spec),
             insecure: target.insecure,
             prefix: String::new(),
         };

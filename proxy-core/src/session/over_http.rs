@@ -13,7 +13,7 @@
 //! messages (see [`super::grip_ws`]).
 
 use super::grip_ws::{grip_prefix, next_delivery, Delivered, GripWs};
-use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
+use super::{signer_for, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::client::target_base;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
@@ -138,7 +138,7 @@ impl Session {
                 "no target",
             );
         };
-        let signer = route_signer(route).or_else(|| Some(self.shared.signer.clone()));
+
         let forward = Forward {
             headers: &prepared.headers,
             peer: prepared.peer.as_deref(),
@@ -169,9 +169,7 @@ impl Session {
             ),
             target,
             headers,
-            signer: (!route.no_grip && !prepared.trusted)
-                .then_some(signer)
-                .flatten(),
+            signer: signer_for(&self.shared, route, prepared.trusted),
             connection_id: format!("{}-{}", self.connmgr, self.id),
             meta: Vec::new(),
             keep_alive: None,

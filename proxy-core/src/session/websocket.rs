@@ -11,7 +11,7 @@
 //! Targets are tried in order while they refuse the connection.
 
 use super::grip_ws::{grip_prefix, next_delivery, Delivered, GripWs};
-use super::{route_signer, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
+use super::{signer_for, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
 use crate::origin::sign::Signer;
@@ -93,9 +93,7 @@ impl Session {
 
     async fn connect_target(&self, prepared: &Prepared) -> Result<Connected, ProxyError> {
         let route = &prepared.route;
-        let signer = route_signer(route);
-        let signing = (!route.no_grip && !prepared.trusted)
-            .then(|| signer.as_ref().unwrap_or(&self.shared.signer));
+        let signer = signer_for(&self.shared, route, prepared.trusted);
         let path = rewrite_path(&prepared.path, route);
         let mut last = (String::new(), String::from("no target"));
         for target in &route.targets {
@@ -108,7 +106,7 @@ impl Session {
                 trusted: prepared.trusted,
                 route,
                 target,
-                signature: signing.and_then(Signer::token),
+                signature: signer.as_ref().and_then(Signer::token),
             };
             let headers = origin_headers(&forward, &self.shared.rules);
             let host = headers

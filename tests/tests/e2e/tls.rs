@@ -46,6 +46,17 @@ fn with_tls(builder: HoldfastBuilder, certs: &Certs, port: u16) -> HoldfastBuild
         )
 }
 
+/// An origin, fresh certificates, and Holdfast serving them on a TLS port.
+async fn tls_holdfast() -> (Origin, Certs, u16, Holdfast) {
+    let origin = Origin::start().await;
+    let certs = certs();
+    let port = free_port();
+    let hf = with_tls(Holdfast::in_front_of(&origin), &certs, port)
+        .run()
+        .await;
+    (origin, certs, port, hf)
+}
+
 /// A client trusting exactly the given certificates.
 fn connector(trusted: &[&rcgen::CertifiedKey], alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
@@ -75,12 +86,7 @@ async fn handshake(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_chooses_the_certificate_and_falls_back_to_the_default() {
-    let origin = Origin::start().await;
-    let certs = certs();
-    let port = free_port();
-    let hf = with_tls(Holdfast::in_front_of(&origin), &certs, port)
-        .run()
-        .await;
+    let (_origin, certs, port, hf) = tls_holdfast().await;
     let both = connector(&[&certs.default, &certs.named], &[b"http/1.1"]);
     let stream = handshake(&both, port, "example.test").await.unwrap();
     let presented: &CertificateDer<'_> = &stream.get_ref().1.peer_certificates().unwrap()[0];
@@ -116,12 +122,7 @@ async fn sni_chooses_the_certificate_and_falls_back_to_the_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_streams_on_one_http2_connection_all_receive_a_publish() {
-    let origin = Origin::start().await;
-    let certs = certs();
-    let port = free_port();
-    let hf = with_tls(Holdfast::in_front_of(&origin), &certs, port)
-        .run()
-        .await;
+    let (_origin, certs, port, hf) = tls_holdfast().await;
     let tls = connector(&[&certs.default], &[b"h2"]);
     let stream = handshake(&tls, port, "localhost").await.unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -175,12 +176,7 @@ async fn read_until(body: &mut hyper::body::Incoming, text: &mut String, needle:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_on_the_tls_port_gets_a_clear_400() {
-    let origin = Origin::start().await;
-    let certs = certs();
-    let port = free_port();
-    let _hf = with_tls(Holdfast::in_front_of(&origin), &certs, port)
-        .run()
-        .await;
+    let (_origin, _certs, port, _hf) = tls_holdfast().await;
     let answer = raw_exchange(
         &format!("127.0.0.1:{port}"),
         b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",

@@ -56,6 +56,16 @@ pub struct Config {
     #[arg(long = "idle-timeout", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
+    /// Negotiate permessage-deflate with WebSocket clients that offer it
+    /// (condure's `--compression`).
+    #[arg(long = "allow-compression")]
+    pub allow_compression: bool,
+
+    /// Largest WebSocket message accepted from a client, in bytes; larger
+    /// ones close the connection with 1009.
+    #[arg(long = "max-message-size", default_value_t = 1024 * 1024)]
+    pub max_message_size: usize,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,

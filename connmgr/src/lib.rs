@@ -13,7 +13,6 @@
 //! - [`tls`]: certificates by SNI from a folder, ALPN.
 //! - [`session`]: one request as a ZHTTP session (the data path).
 //! - [`websocket`]: WebSocket clients: handshake, upgrade, frames as ZHTTP packets.
-//! - [`body`]: the response body given to hyper; drained bytes become credits.
 //! - [`sockets`]: the PUSH/ROUTER/SUB sockets and the session routing table.
 
 pub mod config;

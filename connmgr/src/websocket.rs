@@ -13,8 +13,9 @@
 //! credits (the 101 may carry none: then a full buffer is assumed, as
 //! Pushpin does); messages to the client are written as they come and their
 //! size is given back as credits once written. Messages over
-//! [`MAX_MESSAGE`] close the connection with 1009, invalid UTF-8 in a text
-//! message with 1007.
+//! `--max-message-size` close the connection with 1009, invalid UTF-8 in a
+//! text message with 1007. With `--allow-compression`, clients offering
+//! permessage-deflate get it ([`holdfast_protocol::rt::deflate`]).
 
 use crate::session::{plain, Shared};
 use bytes::Bytes;
@@ -33,9 +34,6 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-
-/// Largest message accepted from a client (larger: close 1009).
-pub const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// How long the owner may take to accept or refuse the handshake.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -155,6 +153,13 @@ pub async fn handle(
             &format!("Bad WebSocket handshake: {reason}."),
         );
     }
+    let compress = shared.config.allow_compression
+        && holdfast_protocol::rt::deflate::offered(
+            req.headers()
+                .get_all("sec-websocket-extensions")
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
     let key = req
         .headers()
         .get("sec-websocket-key")
@@ -232,19 +237,28 @@ pub async fn handle(
     {
         headers.insert("sec-websocket-accept", accept);
     }
+    if compress {
+        headers.insert(
+            "sec-websocket-extensions",
+            HeaderValue::from_static(holdfast_protocol::rt::deflate::RESPONSE),
+        );
+    }
     let upgrade = hyper::upgrade::on(&mut req);
     let tracker = shared.tracker.clone();
     tracker.spawn(async move {
         let outcome = match upgrade.await {
             Ok(upgraded) => {
-                let config = holdfast_protocol::rt::ws::config(MAX_MESSAGE);
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                bridge(ws, &mut owner, &mut inbox, credits).await
+                let max = owner.shared.config.max_message_size;
+                let config = Some(ws::config(max));
+                let io = TokioIo::new(upgraded);
+                if compress {
+                    let io = holdfast_protocol::rt::deflate::Deflated::new(io, max);
+                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
+                    bridge(ws, &mut owner, &mut inbox, credits).await
+                } else {
+                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
+                    bridge(ws, &mut owner, &mut inbox, credits).await
+                }
             }
             Err(err) => {
                 tracing::debug!(session = %owner.id, error = %err, "upgrade failed");

@@ -85,6 +85,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         settings.client_max_body_size.to_string(),
         "--idle-timeout".into(),
         settings.client_idle_timeout.to_string(),
+        "--max-message-size".into(),
+        settings.client_max_message_size.to_string(),
         "--loglevel".into(),
         level("connmgr"),
     ];
@@ -95,6 +97,9 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     for addr in &settings.https_addrs {
         connmgr.push("--tls-listen".into());
         connmgr.push(addr.to_string());
+    }
+    if settings.allow_compression {
+        connmgr.push("--allow-compression".into());
     }
     if !settings.https_addrs.is_empty() {
         connmgr.push("--certs".into());

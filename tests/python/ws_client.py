@@ -8,6 +8,8 @@ Usage: ws_client.py URL SCENARIO
   server-close  ask the origin to close; report the code and reason
   refused  expect the handshake to be refused; report status and body
   too-big  send 2 MiB; report the close code
+  deflate  report the negotiated extensions, echo large and small messages,
+           then send 2 MiB that compress to a few KiB; report the close code
 Prints one JSON object with what happened.
 """
 
@@ -72,6 +74,21 @@ async def main(url, scenario):
             except ConnectionClosed as e:
                 out["code"] = e.rcvd.code if e.rcvd else None
                 out["reason"] = e.rcvd.reason if e.rcvd else None
+        elif scenario == "deflate":
+            out["extensions"] = [e.name for e in ws.protocol.extensions]
+            big = "holdfast " * 20000
+            await ws.send(big)
+            out["text_ok"] = (await ws.recv()) == big
+            data = bytes(range(256)) * 400
+            await ws.send(data)
+            out["binary_ok"] = (await ws.recv()) == data
+            await ws.send("small")
+            out["small"] = await ws.recv()
+            await ws.send("x" * (2 * 1024 * 1024))
+            try:
+                await ws.recv()
+            except ConnectionClosed as e:
+                out["code"] = e.rcvd.code if e.rcvd else None
         elif scenario == "too-big":
             await ws.send("x" * (2 * 1024 * 1024))
             try:

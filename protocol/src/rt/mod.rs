@@ -1,7 +1,9 @@
 //! Runtime helpers shared by the four binaries: one shutdown idiom, one
-//! signal policy, one log format.
+//! signal policy, one log format; the response body, WebSocket settings
+//! and permessage-deflate layer connmgr and the proxy share.
 
 pub mod body;
+pub mod deflate;
 mod logging;
 mod shutdown;
 pub mod ws;

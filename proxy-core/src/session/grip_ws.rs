@@ -4,17 +4,23 @@
 //! handler (subscribe, unsubscribe, set-meta), published `ws-message`
 //! content comes back as [`Deliver`]s and goes to the client; every
 //! keep-alive tick says the session is alive, and its end is reported.
-//! `detach`, `session`, `keep-alive`, `send-delayed` and `flush-delayed`
-//! are logged and skipped (not implemented yet), as are unknown types.
+//! `keep-alive`, `send-delayed` and `flush-delayed` are the session's own
+//! timers ([`GripWs::deadline`], [`Session::grip_tick`]); `detach` is
+//! returned to the transport, which closes the origin side. `session` (for
+//! Pushpin's session feature, which Holdfast does not have) and unknown
+//! types are logged and skipped, as Pushpin skips what it does not know.
 
 use super::Session;
+use base64::Engine;
 use bytes::Bytes;
 use holdfast_protocol::format;
 use holdfast_protocol::wscontrol::{Control, Deliver};
 use holdfast_protocol::zhttp::PacketType;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Deliveries that may wait for one session.
 const DELIVERY_QUEUE: usize = 100;
@@ -67,6 +73,75 @@ pub(super) struct GripWs {
     pub channel_prefix: String,
     /// Published content for this session.
     pub deliveries: mpsc::Receiver<Arc<Deliver>>,
+    /// The origin's `keep-alive` message, if it set one.
+    keep_alive: Option<KeepAlive>,
+    /// The origin's `send-delayed` message and when it goes.
+    delayed: Option<(Outgoing, Instant)>,
+}
+
+/// A message the origin left with the proxy to send later.
+#[derive(Debug, Clone, PartialEq)]
+struct Outgoing {
+    kind: PacketType,
+    text: bool,
+    content: Bytes,
+}
+
+/// A repeated message: after `period` of silence toward the client
+/// (`idle` mode) or every `period` (`interval` mode).
+#[derive(Debug)]
+struct KeepAlive {
+    message: Outgoing,
+    period: Duration,
+    interval: bool,
+    next: Instant,
+}
+
+impl GripWs {
+    /// When [`Session::grip_tick`] has something to send.
+    pub fn deadline(grip: &Option<GripWs>) -> Option<Instant> {
+        let grip = grip.as_ref()?;
+        let keep_alive = grip.keep_alive.as_ref().map(|k| k.next);
+        let delayed = grip.delayed.as_ref().map(|(_, at)| *at);
+        keep_alive.into_iter().chain(delayed).min()
+    }
+
+    /// Something went to the client: an idle keep-alive starts over.
+    pub fn sent(grip: &mut Option<GripWs>) {
+        if let Some(k) = grip.as_mut().and_then(|g| g.keep_alive.as_mut()) {
+            if !k.interval {
+                k.next = Instant::now() + k.period;
+            }
+        }
+    }
+}
+
+/// What a control message asks of the transport.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Controlled {
+    /// Nothing: done here (or ignored).
+    Done,
+    /// `detach`: close the origin side, keep the client.
+    Detach,
+}
+
+/// What becomes of a message from the origin.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum FromOrigin {
+    /// Goes to the client as this.
+    Forward(Bytes),
+    /// Handled here, or dropped.
+    Skip,
+    /// `detach`: close the origin side, keep the client.
+    Detach,
+}
+
+/// Sleeps until `deadline`, or forever without one.
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `Sec-WebSocket-Extensions: grip[; message-prefix="..."]`: GRIP is on,
@@ -102,6 +177,8 @@ impl Session {
             prefix,
             channel_prefix,
             deliveries: self.shared.ws_routes.register(&self.id),
+            keep_alive: None,
+            delayed: None,
         }
     }
 
@@ -146,12 +223,19 @@ impl Session {
     }
 
     /// Handles a `c:` control message's JSON.
-    pub(super) async fn grip_control(&self, grip: &GripWs, json: &[u8]) {
-        let value: serde_json::Value = match serde_json::from_slice(json) {
-            Ok(value) => value,
+    async fn grip_control(&mut self, grip: &mut Option<GripWs>, json: &[u8]) -> Controlled {
+        let Some(state) = grip.as_mut() else {
+            return Controlled::Done;
+        };
+        let value: serde_json::Value = match serde_json::from_slice::<serde_json::Value>(json) {
+            Ok(value) if value.is_object() => value,
+            Ok(_) => {
+                tracing::info!(session = %self.id, "GRIP control message that is not a JSON object ignored");
+                return Controlled::Done;
+            }
             Err(err) => {
                 tracing::info!(session = %self.id, "invalid GRIP control message ignored: {err}");
-                return;
+                return Controlled::Done;
             }
         };
         let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
@@ -160,7 +244,7 @@ impl Session {
             "subscribe" | "unsubscribe" => {
                 let Some(channel) = text("channel").filter(|c| !c.is_empty()) else {
                     tracing::info!(session = %self.id, "GRIP {kind} without a channel ignored");
-                    return;
+                    return Controlled::Done;
                 };
                 let filters = value
                     .get("filters")
@@ -174,7 +258,7 @@ impl Session {
                     .unwrap_or_default();
                 Control {
                     kind,
-                    channel: Some(format!("{}{channel}", grip.channel_prefix)),
+                    channel: Some(format!("{}{channel}", state.channel_prefix)),
                     filters,
                     ..Control::default()
                 }
@@ -182,7 +266,7 @@ impl Session {
             "set-meta" => {
                 let Some(name) = text("name") else {
                     tracing::info!(session = %self.id, "GRIP set-meta without a name ignored");
-                    return;
+                    return Controlled::Done;
                 };
                 Control {
                     kind,
@@ -191,12 +275,109 @@ impl Session {
                     ..Control::default()
                 }
             }
+            "keep-alive" => {
+                state.keep_alive = outgoing(&value).map(|message| {
+                    let period = timeout_of(&value, 55);
+                    KeepAlive {
+                        message,
+                        period,
+                        interval: text("mode").as_deref() == Some("interval"),
+                        next: Instant::now() + period,
+                    }
+                });
+                tracing::debug!(session = %self.id, on = state.keep_alive.is_some(), "GRIP keep-alive set");
+                return Controlled::Done;
+            }
+            "send-delayed" => {
+                let Some(message) = outgoing(&value) else {
+                    tracing::info!(session = %self.id, "GRIP send-delayed without content ignored");
+                    return Controlled::Done;
+                };
+                let at = Instant::now() + timeout_of(&value, 1);
+                // A replaced message goes out first.
+                if let Some((previous, _)) = state.delayed.replace((message, at)) {
+                    self.grip_send(grip, &previous).await;
+                }
+                return Controlled::Done;
+            }
+            "flush-delayed" => {
+                if let Some((message, _)) = state.delayed.take() {
+                    self.grip_send(grip, &message).await;
+                }
+                return Controlled::Done;
+            }
+            "detach" => return Controlled::Detach,
             other => {
                 tracing::info!(session = %self.id, kind = other, "GRIP control message not supported; ignored");
-                return;
+                return Controlled::Done;
             }
         };
         self.ws_control(control).await;
+        Controlled::Done
+    }
+
+    /// A text or binary message from the origin: unchanged without GRIP;
+    /// with GRIP, `c:` control is handled here, the message prefix removed,
+    /// and messages without it dropped.
+    pub(super) async fn grip_origin_message(
+        &mut self,
+        grip: &mut Option<GripWs>,
+        content: Bytes,
+        text: bool,
+    ) -> FromOrigin {
+        let Some(state) = grip.as_ref() else {
+            return FromOrigin::Forward(content);
+        };
+        if text && content.starts_with(b"c:") {
+            return match self.grip_control(grip, &content[2..]).await {
+                Controlled::Detach => FromOrigin::Detach,
+                Controlled::Done => FromOrigin::Skip,
+            };
+        }
+        if !content.starts_with(state.prefix.as_bytes()) {
+            tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
+            return FromOrigin::Skip;
+        }
+        let content = content.slice(state.prefix.len()..);
+        GripWs::sent(grip);
+        FromOrigin::Forward(content)
+    }
+
+    /// Sends what the session's timers hold once due.
+    pub(super) async fn grip_tick(&mut self, grip: &mut Option<GripWs>) {
+        let now = Instant::now();
+        let Some(state) = grip.as_mut() else { return };
+        let delayed = match &state.delayed {
+            Some((_, at)) if *at <= now => state.delayed.take().map(|(m, _)| m),
+            _ => None,
+        };
+        let keep_alive = match state.keep_alive.as_mut() {
+            Some(k) if k.next <= now => {
+                k.next = if k.interval {
+                    k.next + k.period
+                } else {
+                    now + k.period
+                }
+                .max(now);
+                Some(k.message.clone())
+            }
+            _ => None,
+        };
+        for message in delayed.iter().chain(keep_alive.iter()) {
+            self.grip_send(grip, message).await;
+        }
+    }
+
+    /// Sends a message of the origin's to the client.
+    async fn grip_send(&mut self, grip: &mut Option<GripWs>, message: &Outgoing) {
+        let mut packet = self.packet(message.kind.clone());
+        if message.kind == PacketType::Data {
+            packet.content_type = Some(if message.text { "text" } else { "binary" }.into());
+            self.credits = self.credits.saturating_sub(message.content.len());
+        }
+        packet.body = Some(message.content.clone());
+        self.send(packet).await;
+        GripWs::sent(grip);
     }
 
     /// Acts on a delivery: a message for the client, a close, or a refresh
@@ -225,6 +406,40 @@ impl Session {
             Delivered::Sent
         }
     }
+}
+
+/// The message of a `keep-alive` or `send-delayed` control message: `content`
+/// (text) or `content-bin` (base64), as `message-type` says (text unless
+/// given, even for `content-bin`, as in Pushpin); none without content.
+fn outgoing(value: &serde_json::Value) -> Option<Outgoing> {
+    let content = match (value.get("content"), value.get("content-bin")) {
+        (Some(serde_json::Value::String(text)), _) => Bytes::from(text.clone()),
+        (_, Some(serde_json::Value::String(b64))) => {
+            Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).ok()?)
+        }
+        _ => return None,
+    };
+    let (kind, text) = match value.get("message-type").and_then(|t| t.as_str()) {
+        None | Some("text") => (PacketType::Data, true),
+        Some("binary") => (PacketType::Data, false),
+        Some("ping") => (PacketType::Ping, false),
+        Some("pong") => (PacketType::Pong, false),
+        Some(_) => return None,
+    };
+    Some(Outgoing {
+        kind,
+        text,
+        content,
+    })
+}
+
+/// A control message's `timeout` in seconds (at least 1), or `default`.
+fn timeout_of(value: &serde_json::Value, default: u64) -> Duration {
+    let secs = value
+        .get("timeout")
+        .and_then(|t| t.as_u64())
+        .unwrap_or(default);
+    Duration::from_secs(secs.max(1))
 }
 
 /// What a delivery did.
@@ -256,5 +471,40 @@ mod tests {
             http::HeaderValue::from_static("foo, grip; message-prefix=\"\""),
         );
         assert_eq!(grip_prefix(&h).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn delayed_and_keep_alive_messages() {
+        let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        let text = outgoing(&json(r#"{"content": "hi"}"#)).unwrap();
+        assert_eq!((text.kind, text.text), (PacketType::Data, true));
+        assert_eq!(text.content, "hi");
+        // content-bin stays a text message unless message-type says binary.
+        let bin = outgoing(&json(r#"{"content-bin": "AAE="}"#)).unwrap();
+        assert_eq!((bin.text, &bin.content[..]), (true, &[0u8, 1][..]));
+        let bin = outgoing(&json(
+            r#"{"content-bin": "AAE=", "message-type": "binary"}"#,
+        ))
+        .unwrap();
+        assert!(!bin.text);
+        let ping = outgoing(&json(r#"{"content": "", "message-type": "ping"}"#)).unwrap();
+        assert_eq!(ping.kind, PacketType::Ping);
+        for bad in [
+            r#"{}"#,
+            r#"{"content": 5}"#,
+            r#"{"content-bin": "not base64!"}"#,
+            r#"{"content": "x", "message-type": "shout"}"#,
+        ] {
+            assert_eq!(outgoing(&json(bad)), None, "{bad}");
+        }
+        assert_eq!(timeout_of(&json(r#"{}"#), 55), Duration::from_secs(55));
+        assert_eq!(
+            timeout_of(&json(r#"{"timeout": 0}"#), 55),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            timeout_of(&json(r#"{"timeout": "x"}"#), 1),
+            Duration::from_secs(1)
+        );
     }
 }

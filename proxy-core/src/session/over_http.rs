@@ -12,7 +12,7 @@
 //! (`m:` unless set), which is removed, and `c:` messages are GRIP control
 //! messages (see [`super::grip_ws`]).
 
-use super::grip_ws::{grip_prefix, next_delivery, Delivered, GripWs};
+use super::grip_ws::{grip_prefix, next_delivery, sleep_until, Delivered, FromOrigin, GripWs};
 use super::{signer_for, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::client::target_base;
@@ -69,6 +69,9 @@ struct Gateway {
     connection_id: String,
     meta: Vec<(String, String)>,
     keep_alive: Option<Duration>,
+    /// The origin sent GRIP `detach`: it was sent `CLOSE` and gets no more
+    /// requests; the client stays, for publishes.
+    detached: bool,
 }
 
 impl Gateway {
@@ -173,6 +176,7 @@ impl Session {
             connection_id: format!("{}-{}", self.connmgr, self.id),
             meta: Vec::new(),
             keep_alive: None,
+            detached: false,
         };
         // The handshake.
         let open = [Event::new(EventKind::Open, Bytes::new())];
@@ -225,7 +229,7 @@ impl Session {
         accept.credits = Some(REQUEST_WINDOW);
         self.send(accept).await;
         let outcome = match self
-            .deliver_to_client(&grip, events.into_iter().skip(1))
+            .deliver_to_client(&mut gateway, &mut grip, events.into_iter().skip(1))
             .await
         {
             Some(outcome) => outcome,
@@ -276,25 +280,24 @@ impl Session {
     /// connection ends.
     async fn deliver_to_client(
         &mut self,
-        grip: &Option<GripWs>,
+        gateway: &mut Gateway,
+        grip: &mut Option<GripWs>,
         events: impl Iterator<Item = Event>,
     ) -> Option<&'static str> {
         for event in events {
             match event.kind {
                 EventKind::Text | EventKind::Binary => {
                     let text = event.kind == EventKind::Text;
-                    let content = match grip {
-                        None => event.content,
-                        Some(grip) => {
-                            if text && event.content.starts_with(b"c:") {
-                                self.grip_control(grip, &event.content[2..]).await;
-                                continue;
+                    let content = match self.grip_origin_message(grip, event.content, text).await {
+                        FromOrigin::Forward(content) => content,
+                        FromOrigin::Skip => continue,
+                        FromOrigin::Detach => {
+                            if !gateway.detached {
+                                tracing::debug!(session = %self.id, "origin detached");
+                                gateway.detached = true;
+                                self.tell_origin(gateway, Event::close(1000, ""));
                             }
-                            if !event.content.starts_with(grip.prefix.as_bytes()) {
-                                tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
-                                continue;
-                            }
-                            event.content.slice(grip.prefix.len()..)
+                            continue;
                         }
                     };
                     let mut p = self.packet(PacketType::Data);
@@ -313,6 +316,7 @@ impl Session {
                     p.body = Some(event.content);
                     self.send(p).await;
                 }
+                EventKind::Close if gateway.detached => {}
                 EventKind::Close => {
                     let (code, reason) = event.close_parts();
                     let mut p = self.packet(PacketType::Close);
@@ -341,6 +345,9 @@ impl Session {
     ) -> &'static str {
         let mut pending: VecDeque<Event> = VecDeque::new();
         let mut replayed = 0usize;
+        // Events of the last request the origin did not take (still first
+        // in `pending`): re-offered, but not a reason for a request alone.
+        let mut replay_events = 0usize;
         let mut fragments = ws::Assembler::default();
         let mut keep_alive =
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
@@ -355,10 +362,11 @@ impl Session {
                 || gateway
                     .keep_alive
                     .is_some_and(|k| idle_since.elapsed() >= k);
-            if !pending.is_empty() || due {
+            if gateway.detached {
+                pending.clear();
+            } else if pending.len() > replay_events || due {
                 refresh = false;
                 let events: Vec<Event> = pending.iter().cloned().collect();
-                let offered: usize = events.iter().map(|e| e.content.len()).sum();
                 let answer = match self.exchange(&gateway, &events, replayed).await {
                     Ok(answer) => answer,
                     Err(err) => {
@@ -383,31 +391,25 @@ impl Session {
                     .headers
                     .get("content-bytes-accepted")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(offered);
-                if accepted > offered {
-                    tracing::warn!(session = %self.id, accepted, offered, "origin accepted more bytes than offered");
-                    return self.close_client(1011, "upstream error").await;
-                }
-                // Drop what was taken; re-offer the rest (whole events).
-                let mut left = accepted;
-                let mut taken = 0usize;
-                while let Some(front) = pending.front() {
-                    if front.content.len() <= left {
-                        left -= front.content.len();
-                        taken += front.content.len();
-                        pending.pop_front();
-                    } else {
-                        break;
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                let taken = match take_accepted(&mut pending, events.len(), accepted) {
+                    Ok(taken) => taken,
+                    Err(fault) => {
+                        tracing::warn!(session = %self.id, "WebSocket-over-HTTP origin {fault}");
+                        return self.close_client(1011, "upstream error").await;
                     }
-                }
-                replayed = offered - taken;
-                if taken > 0 {
+                };
+                replayed = taken.replayed;
+                replay_events = taken.replay_events;
+                if taken.content > 0 {
                     let mut credit = self.packet(PacketType::Credit);
-                    credit.credits = Some(u32::try_from(taken).unwrap_or(u32::MAX));
+                    credit.credits = Some(u32::try_from(taken.content).unwrap_or(u32::MAX));
                     self.send(credit).await;
                 }
-                if let Some(outcome) = self.deliver_to_client(grip, parsed.into_iter()).await {
+                if let Some(outcome) = self
+                    .deliver_to_client(&mut gateway, grip, parsed.into_iter())
+                    .await
+                {
                     return outcome;
                 }
                 if closing && pending.is_empty() {
@@ -415,9 +417,11 @@ impl Session {
                 }
                 continue;
             }
-            let wait = gateway.keep_alive.map_or(KEEP_ALIVE_INTERVAL, |k| {
-                k.saturating_sub(idle_since.elapsed())
-            });
+            let wait = match gateway.keep_alive {
+                Some(k) if !gateway.detached => k.saturating_sub(idle_since.elapsed()),
+                _ => KEEP_ALIVE_INTERVAL,
+            };
+            let timers = GripWs::deadline(grip);
             tokio::select! {
                 packet = self.inbox.recv() => {
                     let Some(packet) = packet else { return "shutdown" };
@@ -426,6 +430,16 @@ impl Session {
                         return self.close_client(1011, "internal error").await;
                     }
                     match packet.kind() {
+                        PacketType::Data if gateway.detached => {
+                            // Nobody to send it to: dropped, its credits given back.
+                            let size = packet.body.as_ref().map_or(0, |b| b.len());
+                            if size > 0 {
+                                let mut credit = self.packet(PacketType::Credit);
+                                credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                                self.send(credit).await;
+                            }
+                        }
+                        PacketType::Close if gateway.detached => return "closed by client",
                         PacketType::Data => match fragments.push(&packet) {
                             Some(Message::Text(text)) => pending.push_back(Event::new(EventKind::Text, Bytes::copy_from_slice(text.as_bytes()))),
                             Some(Message::Binary(data)) => pending.push_back(Event::new(EventKind::Binary, data)),
@@ -439,7 +453,9 @@ impl Session {
                             closing = true;
                         }
                         PacketType::Cancel | PacketType::Error => {
-                            self.disconnect_origin(&gateway);
+                            if !gateway.detached {
+                                self.tell_origin(&gateway, Event::new(EventKind::Disconnect, Bytes::new()));
+                            }
                             return "client gone";
                         }
                         _ => {}
@@ -448,12 +464,15 @@ impl Session {
                 Some(deliver) = next_delivery(grip) => match self.grip_deliver(deliver).await {
                     Delivered::Closed => {
                         // Closed by a publish: the origin hears of it as a disconnect.
-                        self.disconnect_origin(&gateway);
+                        if !gateway.detached {
+                            self.tell_origin(&gateway, Event::new(EventKind::Disconnect, Bytes::new()));
+                        }
                         return "closed by publish";
                     }
                     Delivered::Refresh => refresh = true,
-                    Delivered::Sent => {}
+                    Delivered::Sent => GripWs::sent(grip),
                 },
+                _ = sleep_until(timers) => self.grip_tick(grip).await,
                 _ = tokio::time::sleep(wait) => {}
                 _ = keep_alive.tick() => {
                     if heard.elapsed() > SESSION_EXPIRY {
@@ -467,9 +486,10 @@ impl Session {
         }
     }
 
-    /// Tells the origin the client is gone (`DISCONNECT`), in the background.
-    fn disconnect_origin(&self, gateway: &Gateway) {
-        let request = gateway.request(&[Event::new(EventKind::Disconnect, Bytes::new())], 0);
+    /// Sends the origin one last event (`DISCONNECT`: the client is gone;
+    /// `CLOSE`: detached) in the background.
+    fn tell_origin(&self, gateway: &Gateway, event: Event) {
+        let request = gateway.request(&[event], 0);
         let client = self.shared.client.clone();
         let target = gateway.target.clone();
         tokio::spawn(async move {
@@ -485,6 +505,77 @@ impl Session {
         self.send(p).await;
         "origin error"
     }
+}
+
+/// What the origin took of a request.
+#[derive(Debug, PartialEq, Eq)]
+struct Taken {
+    /// Message bytes accepted (credits for connmgr).
+    content: usize,
+    /// Message bytes offered but not accepted (`Content-Bytes-Replayed`
+    /// of the next request).
+    replayed: usize,
+    /// Events of the request still pending.
+    replay_events: usize,
+}
+
+/// Removes from `pending` (whose first `offered` events went in the
+/// request) what the origin accepted: `accepted` bytes of message content
+/// (everything when absent) counted from the front, a partly accepted
+/// message keeping its rest, and a `CLOSE` (its payload counted last)
+/// only once everything before it was taken. Accepting more than was
+/// offered, or the content before a `CLOSE` but not the `CLOSE`, is a
+/// fault of the origin.
+fn take_accepted(
+    pending: &mut VecDeque<Event>,
+    offered: usize,
+    accepted: Option<usize>,
+) -> Result<Taken, &'static str> {
+    let request = pending.iter().take(offered);
+    let content: usize = request
+        .clone()
+        .filter(|e| e.kind != EventKind::Close)
+        .map(|e| e.content.len())
+        .sum();
+    let close = request
+        .clone()
+        .find(|e| e.kind == EventKind::Close)
+        .map(|e| e.content.len());
+    let total = content + close.unwrap_or(0);
+    let accepted = accepted.unwrap_or(total);
+    if accepted > total {
+        return Err("accepted more bytes than were offered");
+    }
+    let content_accepted = accepted.min(content);
+    let mut left = content_accepted;
+    let mut removed = 0;
+    while removed < offered {
+        let Some(front) = pending.front_mut() else {
+            break;
+        };
+        if front.kind == EventKind::Close {
+            break;
+        }
+        if front.content.len() > left {
+            front.content = front.content.slice(left..);
+            break;
+        }
+        left -= front.content.len();
+        pending.pop_front();
+        removed += 1;
+    }
+    if close.is_some() && content_accepted == content {
+        if accepted < total {
+            return Err("accepted the messages before a CLOSE but not the CLOSE");
+        }
+        pending.pop_front();
+        removed += 1;
+    }
+    Ok(Taken {
+        content: content_accepted,
+        replayed: content - content_accepted,
+        replay_events: offered - removed,
+    })
 }
 
 /// The events of a `200 application/websocket-events` answer; `None` for
@@ -514,4 +605,76 @@ fn client_headers(headers: &http::HeaderMap, skip: &[&str]) -> Vec<Header> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Event {
+        Event::new(EventKind::Text, Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn queue(events: &[Event]) -> VecDeque<Event> {
+        events.iter().cloned().collect()
+    }
+
+    #[test]
+    fn everything_accepted_by_default() {
+        let mut pending = queue(&[text("hello"), text("world"), text("new")]);
+        let taken = take_accepted(&mut pending, 2, None).unwrap();
+        assert_eq!(
+            taken,
+            Taken {
+                content: 10,
+                replayed: 0,
+                replay_events: 0
+            }
+        );
+        assert_eq!(pending, queue(&[text("new")]));
+    }
+
+    #[test]
+    fn partial_acceptance_keeps_the_rest_of_a_message() {
+        let mut pending = queue(&[text("hello"), text("world")]);
+        let taken = take_accepted(&mut pending, 2, Some(7)).unwrap();
+        assert_eq!(
+            taken,
+            Taken {
+                content: 7,
+                replayed: 3,
+                replay_events: 1
+            }
+        );
+        assert_eq!(pending, queue(&[text("rld")]));
+        let taken = take_accepted(&mut pending, 1, Some(0)).unwrap();
+        assert_eq!(
+            (taken.content, taken.replayed, taken.replay_events),
+            (0, 3, 1)
+        );
+        assert_eq!(pending, queue(&[text("rld")]));
+    }
+
+    #[test]
+    fn a_close_goes_once_the_messages_before_it_did() {
+        let close = Event::close(1000, "bye");
+        let mut pending = queue(&[text("hi"), close.clone()]);
+        // Only part of the message: the close stays too.
+        let taken = take_accepted(&mut pending, 2, Some(1)).unwrap();
+        assert_eq!(taken.replay_events, 2);
+        assert_eq!(pending, queue(&[text("i"), close.clone()]));
+        // All of it.
+        let taken = take_accepted(&mut pending, 2, Some(1 + close.content.len())).unwrap();
+        assert_eq!(taken.replay_events, 0);
+        assert!(pending.is_empty());
+        // The messages but not the close: a fault.
+        let mut pending = queue(&[text("hi"), close]);
+        assert!(take_accepted(&mut pending, 2, Some(2)).is_err());
+    }
+
+    #[test]
+    fn accepting_more_than_offered_is_a_fault() {
+        let mut pending = queue(&[text("hi"), text("unoffered")]);
+        assert!(take_accepted(&mut pending, 1, Some(3)).is_err());
+    }
 }

@@ -10,7 +10,7 @@
 //! it), and publishes reach the client.
 //! Targets are tried in order while they refuse the connection.
 
-use super::grip_ws::{grip_prefix, next_delivery, Delivered, GripWs};
+use super::grip_ws::{grip_prefix, next_delivery, sleep_until, Delivered, FromOrigin, GripWs};
 use super::{signer_for, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
 use crate::error::ProxyError;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
@@ -199,22 +199,33 @@ impl Session {
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
         let mut heard = Instant::now();
         let mut fragments = ws::Assembler::default();
+        // The origin detached: its side is closed, the client's stays.
+        let mut detached = false;
         loop {
-            let can_read = self.credits > 0;
+            let can_read = self.credits > 0 && !detached;
+            let timers = GripWs::deadline(grip);
             tokio::select! {
                 message = stream.next(), if can_read => {
                     let packet = match message {
                         Some(Ok(Message::Frame(_))) => continue,
                         Some(Ok(message)) => {
                             let message = match message {
-                                Message::Text(text) => {
-                                    let text = Bytes::copy_from_slice(text.as_bytes());
-                                    let Some(text) = self.origin_message(grip, text, true).await else { continue };
-                                    ws::message(false, text)
-                                }
-                                Message::Binary(data) => {
-                                    let Some(data) = self.origin_message(grip, data, false).await else { continue };
-                                    Message::Binary(data)
+                                Message::Text(_) | Message::Binary(_) => {
+                                    let text = message.is_text();
+                                    let content = match message {
+                                        Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+                                        other => other.into_data(),
+                                    };
+                                    match self.grip_origin_message(grip, content, text).await {
+                                        FromOrigin::Forward(content) => ws::message(!text, content),
+                                        FromOrigin::Skip => continue,
+                                        FromOrigin::Detach => {
+                                            tracing::debug!(session = %self.id, "origin detached");
+                                            let _ = sink.send(ws::close(1000, "detached")).await;
+                                            detached = true;
+                                            continue;
+                                        }
+                                    }
                                 }
                                 other => other,
                             };
@@ -255,6 +266,16 @@ impl Session {
                         return "bad seq";
                     }
                     match packet.kind() {
+                        PacketType::Data | PacketType::Ping | PacketType::Pong if detached => {
+                            // Nobody to send it to: dropped, its credits given back.
+                            let size = packet.body.as_ref().map_or(0, |b| b.len());
+                            if packet.kind() == &PacketType::Data && size > 0 {
+                                let mut credit = self.packet(PacketType::Credit);
+                                credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                                self.send(credit).await;
+                            }
+                        }
+                        PacketType::Close if detached => return "closed by client",
                         PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
                             let Some(message) = fragments.message_of(&packet) else { continue };
                             let closing = matches!(message, Message::Close(_));
@@ -292,11 +313,18 @@ impl Session {
                     }
                 }
                 Some(deliver) = next_delivery(grip) => {
-                    if self.grip_deliver(deliver).await == Delivered::Closed {
-                        let _ = sink.send(ws::close(1000, "closed by publish")).await;
-                        return "closed by publish";
+                    match self.grip_deliver(deliver).await {
+                        Delivered::Closed => {
+                            if !detached {
+                                let _ = sink.send(ws::close(1000, "closed by publish")).await;
+                            }
+                            return "closed by publish";
+                        }
+                        Delivered::Sent => GripWs::sent(grip),
+                        Delivered::Refresh => {}
                     }
                 }
+                _ = sleep_until(timers) => self.grip_tick(grip).await,
                 _ = keep_alive.tick() => {
                     if heard.elapsed() > SESSION_EXPIRY {
                         let _ = sink.send(ws::close(1001, "client gone")).await;
@@ -308,31 +336,6 @@ impl Session {
                 }
             }
         }
-    }
-}
-
-impl Session {
-    /// An origin message as the client gets it: unchanged without GRIP;
-    /// with GRIP, `c:` control is handled (`None`), the prefix removed, and
-    /// messages without it dropped (`None`).
-    async fn origin_message(
-        &self,
-        grip: &Option<GripWs>,
-        content: Bytes,
-        text: bool,
-    ) -> Option<Bytes> {
-        let Some(grip) = grip else {
-            return Some(content);
-        };
-        if text && content.starts_with(b"c:") {
-            self.grip_control(grip, &content[2..]).await;
-            return None;
-        }
-        if !content.starts_with(grip.prefix.as_bytes()) {
-            tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
-            return None;
-        }
-        Some(content.slice(grip.prefix.len()..))
     }
 }
 

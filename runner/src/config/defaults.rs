@@ -18,6 +18,11 @@ client_maxconn=50000
 # Holdfast additions: request body limit (bytes) and idle keep-alive timeout (seconds)
 client_max_body_size=10485760
 client_idle_timeout=60
+# Holdfast additions: permessage-deflate for WebSocket clients that offer it
+# (condure's --compression; Pushpin 1.36 never enables it), and the largest
+# WebSocket message accepted from a client (bytes; larger ones: close 1009)
+allow_compression=false
+client_max_message_size=1048576
 
 [proxy]
 routesfile=routes

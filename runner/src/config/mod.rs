@@ -23,6 +23,8 @@ const USED: &[(&str, &[&str])] = &[
             "client_maxconn",
             "client_max_body_size",
             "client_idle_timeout",
+            "allow_compression",
+            "client_max_message_size",
             "rundir",
         ],
     ),
@@ -117,6 +119,11 @@ pub struct Settings {
     pub client_max_body_size: u64,
     /// `client_idle_timeout` in seconds (Holdfast addition).
     pub client_idle_timeout: u64,
+    /// `allow_compression` (Holdfast addition): permessage-deflate.
+    pub allow_compression: bool,
+    /// `client_max_message_size` (Holdfast addition): largest WebSocket
+    /// message from a client.
+    pub client_max_message_size: usize,
     /// Routes file, when routes come from a file.
     pub routes_file: Option<PathBuf>,
     /// Route lines given with `--route` (they replace the file).
@@ -470,6 +477,8 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         client_maxconn: maxconn,
         client_max_body_size: number(ini, "runner", "client_max_body_size")?,
         client_idle_timeout: number(ini, "runner", "client_idle_timeout")?,
+        allow_compression: boolean(ini, "runner", "allow_compression")?,
+        client_max_message_size: number(ini, "runner", "client_max_message_size")?,
         routes_file,
         routes: o.routes.clone(),
         proxy: ProxySettings {

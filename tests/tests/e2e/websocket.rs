@@ -123,18 +123,12 @@ async fn bad_handshakes_get_400() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_utf8_in_a_text_message_closes_with_1007() {
-    let origin = WsOrigin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
+/// Upgrades a raw TCP connection (`extra` header lines included); returns
+/// it and the 101 head.
+async fn raw_upgrade(hf: &Holdfast, extra: &str) -> (tokio::net::TcpStream, String) {
     let mut stream = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
-    stream
-        .write_all(b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -144,27 +138,151 @@ async fn invalid_utf8_in_a_text_message_closes_with_1007() {
             .unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head);
+    let head = String::from_utf8_lossy(&head).into_owned();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
-    // A masked text frame carrying 0xff 0xfe.
+    (stream, head)
+}
+
+/// A masked client frame: `first` is the FIN/RSV/opcode byte.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1u8, 2, 3, 4];
-    let payload = [0xffu8, 0xfe];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    let mut frame = vec![first];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    stream.write_all(&frame).await.unwrap();
-    let mut reply = [0u8; 4];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut reply))
+    frame
+}
+
+/// Reads one server frame: its first byte and payload.
+async fn server_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut head))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(reply[0], 0x88, "a close frame");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            stream.read_exact(&mut n).await.unwrap();
+            u16::from_be_bytes(n) as usize
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            stream.read_exact(&mut n).await.unwrap();
+            u64::from_be_bytes(n) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (head[0], payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_in_a_text_message_closes_with_1007() {
+    let origin = WsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let (mut stream, _) = raw_upgrade(&hf, "").await;
+    stream
+        .write_all(&client_frame(0x81, &[0xff, 0xfe]))
+        .await
+        .unwrap();
+    let (first, payload) = server_frame(&mut stream).await;
+    assert_eq!(first, 0x88, "a close frame");
     assert_eq!(
-        u16::from_be_bytes([reply[2], reply[3]]),
+        u16::from_be_bytes([payload[0], payload[1]]),
         1007,
         "{}",
         hf.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permessage_deflate_with_a_real_client() {
+    let origin = WsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("runner", "allow_compression", "true")
+        .run()
+        .await;
+    let out = client(&ws_url(&hf, "/chat"), "deflate").await;
+    assert_eq!(
+        out["extensions"],
+        serde_json::json!(["permessage-deflate"]),
+        "{out}\n{}",
+        hf.logs()
+    );
+    assert_eq!(out["text_ok"], true, "{out}");
+    assert_eq!(out["binary_ok"], true, "{out}");
+    assert_eq!(out["small"], "small");
+    // 2 MiB of "x" is a few KiB compressed: the limit is on what it
+    // inflates to.
+    assert_eq!(out["code"], 1009, "{out}\n{}", hf.logs());
+    // Off by default, as in Pushpin.
+    let plain = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let out = client(&ws_url(&plain, "/chat"), "deflate").await;
+    assert_eq!(out["extensions"], serde_json::json!([]), "{out}");
+    assert_eq!(out["text_ok"], true, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permessage_deflate_on_the_wire() {
+    let origin = WsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("runner", "allow_compression", "true")
+        .run()
+        .await;
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let (mut stream, head) = raw_upgrade(&hf, offer).await;
+    assert!(
+        head.to_ascii_lowercase().contains(
+            "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        ),
+        "{head}"
+    );
+    // An uncompressed message is allowed; the echo comes back compressed
+    // (RSV1 set, much shorter).
+    let text = "compress me ".repeat(100);
+    stream
+        .write_all(&client_frame(0x81, text.as_bytes()))
+        .await
+        .unwrap();
+    let (first, payload) = server_frame(&mut stream).await;
+    assert_eq!(first, 0xc1, "FIN, RSV1, text");
+    assert!(payload.len() < text.len() / 5, "{} bytes", payload.len());
+    // A compressed message that is not deflate data: protocol error.
+    stream
+        .write_all(&client_frame(0xc1, &[0xff, 0xff, 0xff]))
+        .await
+        .unwrap();
+    let (first, payload) = server_frame(&mut stream).await;
+    assert_eq!(first, 0x88, "a close frame");
+    assert_eq!(
+        u16::from_be_bytes([payload[0], payload[1]]),
+        1002,
+        "{}",
+        hf.logs()
+    );
+    // A client that offers what connmgr cannot honour gets no extension.
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n";
+    let (_, head) = raw_upgrade(&hf, offer).await;
+    assert!(
+        !head.to_ascii_lowercase().contains("permessage-deflate"),
+        "{head}"
     );
 }
 

@@ -3,7 +3,9 @@
 //! told `close-me`, and records the close codes clients send. On
 //! `/grip-room`, when the proxy offers the `grip` extension, it accepts it,
 //! subscribes the connection to channel `native` with a `c:` control
-//! message and prefixes its echoes with `m:`.
+//! message and prefixes its echoes with `m:`, except for `say:<text>`,
+//! which it answers with `<text>` as it is (a way for tests to send
+//! control messages). Every text message received is recorded.
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ pub struct WsOrigin {
     pub addr: SocketAddr,
     closes: Closes,
     handshakes: Handshakes,
+    texts: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -60,13 +63,15 @@ impl WsOrigin {
         let addr = listener.local_addr().expect("addr");
         let closes: Closes = Arc::default();
         let handshakes: Handshakes = Arc::default();
-        let (c, h) = (closes.clone(), handshakes.clone());
+        let texts: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (c, h, t) = (closes.clone(), handshakes.clone(), texts.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (closes, handshakes, tls) = (c.clone(), h.clone(), tls.clone());
+                let (closes, handshakes, texts, tls) =
+                    (c.clone(), h.clone(), t.clone(), tls.clone());
                 tokio::spawn(async move {
                     let stream: Box<dyn Stream> = match tls {
                         Some(tls) => match tls.accept(stream).await {
@@ -129,6 +134,9 @@ impl WsOrigin {
                         }
                     }
                     while let Some(Ok(message)) = ws.next().await {
+                        if let Message::Text(t) = &message {
+                            texts.lock().unwrap().push(t.to_string());
+                        }
                         match message {
                             Message::Text(t) if t.as_str() == "close-me" => {
                                 let _ = ws
@@ -137,6 +145,12 @@ impl WsOrigin {
                                         reason: "server bye".into(),
                                     })))
                                     .await;
+                            }
+                            Message::Text(t) if grip && t.starts_with("say:") => {
+                                let said = Message::text(&t["say:".len()..]);
+                                if ws.send(said).await.is_err() {
+                                    return;
+                                }
                             }
                             Message::Text(t) if grip => {
                                 let sent = ws.send(Message::text(format!("m:{t}"))).await;
@@ -167,6 +181,7 @@ impl WsOrigin {
             addr,
             closes,
             handshakes,
+            texts,
             task,
         }
     }
@@ -179,6 +194,11 @@ impl WsOrigin {
     /// Headers of each handshake received.
     pub fn handshakes(&self) -> Vec<Vec<(String, String)>> {
         self.handshakes.lock().unwrap().clone()
+    }
+
+    /// Text messages received, on every connection.
+    pub fn texts(&self) -> Vec<String> {
+        self.texts.lock().unwrap().clone()
     }
 
     /// Waits for a close from a client; returns its code and reason.

@@ -13,3 +13,4 @@ mod recovery;
 mod signing;
 mod tls;
 mod websocket;
+mod ws_control;

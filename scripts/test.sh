@@ -2,7 +2,8 @@
 # The whole test suite, as the README names it and CI runs it (.ci/run).
 # Needs a Rust toolchain, a C/C++ compiler (libzmq is built from source by
 # the zmq crate) and python3; installs the Python client libraries the tests
-# use into .venv and Debian's chromium for the browser tests.
+# use into .venv, Debian's chromium for the browser tests and Debian's
+# varnish (with varnish-modules) for the CDN chaining tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,9 @@ scripts/python-env.sh
 
 step "chromium for the browser tests"
 scripts/browser-env.sh
+
+step "varnish for the CDN chaining tests"
+scripts/varnish-env.sh
 
 step "format"
 cargo fmt --all -- --check

@@ -137,11 +137,12 @@ pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Ans
     let headers: Vec<Header> = parts
         .headers
         .iter()
-        // A held response's length is not the origin's: drop Content-Length.
+        // A held response's length is not the origin's, nor is its age a
+        // cache's (instructions served from a CDN): drop both.
         .filter(|(name, _)| {
             !grip_or_hop(name.as_str())
                 && exposed(name.as_str())
-                && !(held && *name == http::header::CONTENT_LENGTH)
+                && !(held && (*name == http::header::CONTENT_LENGTH || *name == http::header::AGE))
         })
         .map(|(name, value)| header(name.as_str(), value.as_bytes()))
         .collect();

@@ -8,6 +8,7 @@
 //! - [`harness::origin`]: an in-process origin server with test endpoints.
 //! - [`harness::scripted`]: an origin answering as each test scripts it, recording requests.
 //! - [`harness::ws_origin`]: a WebSocket echo origin.
+//! - [`harness::varnish`]: Varnish with the repository's VCL, the CDN of the chaining tests.
 //! - [`harness::client`]: HTTP clients, pooled and raw.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness fails loudly by design
@@ -19,4 +20,5 @@ pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::origin::Origin;
 pub use harness::ports::free_port;
 pub use harness::scripted::{answer, Scripted, Seen};
+pub use harness::varnish::Varnish;
 pub use harness::ws_origin::WsOrigin;

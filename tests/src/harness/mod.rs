@@ -6,4 +6,5 @@ pub mod holdfast;
 pub mod origin;
 pub mod ports;
 pub mod scripted;
+pub mod varnish;
 pub mod ws_origin;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod browser;
+mod cdn;
 mod eventstream;
 mod holds;
 mod libraries;

@@ -19,8 +19,9 @@ use std::time::Duration;
 /// How long an instruct body may take to arrive.
 const INSTRUCT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The response to send to the client.
-pub enum Answer {
+/// The response to send to the client; `B` is the origin's body type (a
+/// live connection's, or a cached one).
+pub enum Answer<B = Incoming> {
     /// Status and headers decided here; the origin's body follows as it comes.
     Relay {
         /// Status code.
@@ -30,7 +31,7 @@ pub enum Answer {
         /// Headers for the client.
         headers: Vec<Header>,
         /// The origin's body.
-        body: Incoming,
+        body: B,
     },
     /// The origin asked for a hold; `response` is what the client gets at
     /// once (stream) or at timeout (long-poll).
@@ -66,7 +67,11 @@ fn header(name: &str, value: &[u8]) -> Header {
 
 /// Decides the answer. `grip` is false when GRIP is not processed (route
 /// `no_grip`, trusted upstream client): the response is relayed untouched.
-pub async fn interpret(resp: http::Response<Incoming>, grip: bool) -> Result<Answer, ProxyError> {
+pub async fn interpret<B>(resp: http::Response<B>, grip: bool) -> Result<Answer<B>, ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         return Err(ProxyError::UpgradeUnsupported);
     }
@@ -209,7 +214,11 @@ fn page_now(instruct: &mut Instruct) {
 
 /// Reads a body that must fit in [`MAX_INSTRUCT_BODY`] (instruct bodies, and
 /// the initial body of a held response).
-async fn read_limited(body: Incoming) -> Result<Bytes, ProxyError> {
+async fn read_limited<B>(body: B) -> Result<Bytes, ProxyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     Ok(tokio::time::timeout(
         INSTRUCT_BODY_TIMEOUT,
         Limited::new(body, MAX_INSTRUCT_BODY).collect(),

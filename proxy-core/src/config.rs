@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long)]
     pub debug: bool,
 
+    /// Bytes the edge cache (routes with `cache`) may hold; least recently
+    /// used answers go first.
+    #[arg(long = "cache-size", default_value_t = 64 * 1024 * 1024)]
+    pub cache_size: usize,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,

@@ -11,11 +11,13 @@
 //! - [`routes`]: routes file parser and route selection.
 //! - [`origin`]: origin client, request headers, `Grip-Sig`.
 //! - [`grip`]: GRIP header grammar and instructions.
+//! - [`cache`]: the edge cache (route option `cache`).
 //! - [`answer`]: what the client gets for an origin response (GRIP applied).
 //! - [`session`]: one request as a ZHTTP session (the data path).
 //! - [`error`]: request errors and whose fault they are.
 
 pub mod answer;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod grip;
@@ -105,6 +107,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         signer,
         upstream,
         debug: config.debug,
+        cache: cache::Cache::new(config.cache_size),
         tracker: shutdown.tracker.clone(),
         handler: match &config.handler_accept_spec {
             Some(spec) => {

@@ -6,6 +6,7 @@
 use crate::answer::{self, Answer};
 use crate::error::ProxyError;
 use crate::grip::instruct::Instruct;
+use crate::origin::body::OriginBody;
 use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
 use crate::origin::sign::{Signer, Verifier};
@@ -23,13 +24,13 @@ use holdfast_protocol::zmq::session_key;
 use holdfast_protocol::zmq::Multipart;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::task::TaskTracker;
 
+mod cached;
 mod grip_ws;
 mod over_http;
 mod websocket;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub upstream: Option<Verifier>,
     /// Detailed error bodies.
     pub debug: bool,
+    /// The edge cache, for routes with `cache`.
+    pub cache: Arc<crate::cache::Cache>,
     /// Session tasks.
     pub tracker: TaskTracker,
     /// Where held sessions go (the handler's accept socket), if anywhere.
@@ -168,7 +171,7 @@ enum Phase {
     /// Streaming the origin's body; `head` is a response packet not yet sent
     /// (held back when the body is small and known, to send it whole).
     Body {
-        body: Option<Incoming>,
+        body: Option<OriginBody>,
         head: Option<Box<Packet>>,
         pending: Bytes,
     },
@@ -206,6 +209,11 @@ impl Session {
                 self.over_http(prepared).await
             }
             Ok(prepared) if prepared.websocket => self.websocket(prepared).await,
+            Ok(prepared) if cached::is_purge(&prepared) => {
+                let (code, text) = cached::purge(&self.shared, &prepared);
+                self.respond_text(code, &text).await;
+                (code, "purge")
+            }
             Ok(prepared) => self.proxy(prepared).await,
             Err(err) => {
                 let code = self.fail(&err).await;
@@ -308,7 +316,13 @@ impl Session {
         let grip = !prepared.route.no_grip;
         let prefix = prepared.route.prefix.clone().unwrap_or_default();
         let debug = self.shared.debug || prepared.route.debug;
-        let mut phase = Phase::Head(Box::pin(forward(self.shared.clone(), prepared)));
+        let fetch: BoxFuture<'static, Result<Forwarded, ProxyError>> = if cached::applies(&prepared)
+        {
+            Box::pin(cached::forward_cached(self.shared.clone(), prepared))
+        } else {
+            Box::pin(forward(self.shared.clone(), prepared))
+        };
+        let mut phase = Phase::Head(fetch);
         let mut status = 0u16;
         let expiry = sleep(SESSION_EXPIRY);
         tokio::pin!(expiry);
@@ -580,6 +594,12 @@ impl Session {
             _ => tracing::warn!(session = %self.id, "{err}"),
         }
         let (code, text) = err.response(debug);
+        self.respond_text(code, &text).await;
+        code
+    }
+
+    /// Answers the client with `code` and a short text.
+    async fn respond_text(&mut self, code: u16, text: &str) {
         let mut packet = self.packet(PacketType::Data);
         packet.code = Some(code);
         packet.reason = http::StatusCode::from_u16(code)
@@ -590,9 +610,8 @@ impl Session {
             Header("Content-Type".into(), Bytes::from_static(b"text/plain")),
             Header("Content-Length".into(), Bytes::from(text.len().to_string())),
         ]);
-        packet.body = Some(Bytes::from(text));
+        packet.body = Some(Bytes::copy_from_slice(text.as_bytes()));
         self.send(packet).await;
-        code
     }
 
     /// Checks a packet's sequence number and takes its credits; false
@@ -674,76 +693,113 @@ fn route_signer(route: &Route) -> Option<Signer> {
 
 /// The origin's answer, and how it was asked (for a hand-over).
 struct Forwarded {
-    response: http::Response<Incoming>,
+    response: http::Response<OriginBody>,
     origin: handoff::Origin,
+}
+
+/// How a request goes to one target.
+struct OriginRequest {
+    uri: String,
+    headers: http::HeaderMap,
+    /// The same, for the handler (which may ask the origin again).
+    origin: handoff::Origin,
+}
+
+/// The URI and headers for `target`, signed with `signature`.
+fn origin_request(
+    shared: &Shared,
+    prepared: &Prepared,
+    path: &str,
+    target: &crate::routes::Target,
+    signer: Option<&Signer>,
+    signature: Option<String>,
+) -> OriginRequest {
+    let forward = Forward {
+        headers: &prepared.headers,
+        peer: prepared.peer.as_deref(),
+        tls: prepared.tls,
+        trusted: prepared.trusted,
+        route: &prepared.route,
+        target,
+        signature,
+    };
+    let headers = origin_headers(&forward, &shared.rules);
+    let uri = format!("{}{}", target_base(target), path);
+    let origin = handoff::Origin {
+        uri: uri.clone(),
+        headers: headers
+            .iter()
+            .filter(|(name, _)| *name != "grip-sig")
+            .map(|(name, value)| {
+                Header(
+                    name.as_str().to_owned(),
+                    Bytes::copy_from_slice(value.as_bytes()),
+                )
+            })
+            .collect(),
+        sig: signer.map(Signer::spec),
+        insecure: target.insecure,
+        prefix: String::new(),
+    };
+    OriginRequest {
+        uri,
+        headers,
+        origin,
+    }
+}
+
+/// What the handler would be told about the origin of a request answered
+/// without asking it (from the edge cache): its first target.
+fn origin_of(shared: &Shared, prepared: &Prepared) -> Option<handoff::Origin> {
+    let target = prepared.route.targets.first()?;
+    let path = rewrite_path(&prepared.path, &prepared.route);
+    let signer = signer_for(shared, &prepared.route, prepared.trusted);
+    let request = origin_request(shared, prepared, &path, target, signer.as_ref(), None);
+    Some(request.origin)
 }
 
 /// Sends the request to the route's targets in order. A target that cannot
 /// be connected to is skipped for the next one, when the body can be sent
 /// again (it arrived whole); a streamed body goes to the first target only.
-async fn forward(shared: Arc<Shared>, prepared: Prepared) -> Result<Forwarded, ProxyError> {
-    let Prepared {
-        route,
-        method,
-        path,
-        headers,
-        peer,
-        tls,
-        trusted,
-        body,
-        mut streaming_body,
-        websocket: _,
-    } = prepared;
-    let path = rewrite_path(&path, &route);
-    let signer = signer_for(&shared, &route, trusted);
+async fn forward(shared: Arc<Shared>, mut prepared: Prepared) -> Result<Forwarded, ProxyError> {
+    let path = rewrite_path(&prepared.path, &prepared.route);
+    let signer = signer_for(&shared, &prepared.route, prepared.trusted);
     let signature = signer.as_ref().and_then(Signer::token);
     let mut last_error = String::new();
     let mut last_target = String::new();
-    for (index, target) in route.targets.iter().enumerate() {
-        let forward = Forward {
-            headers: &headers,
-            peer: peer.as_deref(),
-            tls,
-            trusted,
-            route: &route,
+    let targets = prepared.route.targets.clone();
+    for (index, target) in targets.iter().enumerate() {
+        let request = origin_request(
+            &shared,
+            &prepared,
+            &path,
             target,
-            signature: signature.clone(),
-        };
-        let header_map = origin_headers(&forward, &shared.rules);
-        let uri = format!("{}{}", target_base(target), path);
-        let body = match streaming_body.take() {
+            signer.as_ref(),
+            signature.clone(),
+        );
+        let body = match prepared.streaming_body.take() {
             Some(stream) => HttpBody::Stream(stream),
-            None => HttpBody::Full(body.clone()),
+            None => HttpBody::Full(prepared.body.clone()),
         };
         let replayable = matches!(body, HttpBody::Full(_));
         let mut req = http::Request::new(body);
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = uri
+        *req.method_mut() = prepared.method.clone();
+        *req.uri_mut() = request
+            .uri
             .parse()
-            .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {uri}")))?;
-        let origin = handoff::Origin {
-            uri: uri.clone(),
-            headers: header_map
-                .iter()
-                .filter(|(name, _)| *name != "grip-sig")
-                .map(|(name, value)| {
-                    Header(
-                        name.as_str().to_owned(),
-                        Bytes::copy_from_slice(value.as_bytes()),
-                    )
-                })
-                .collect(),
-            sig: signer.as_ref().map(Signer::spec),
-            insecure: target.insecure,
-            prefix: String::new(),
-        };
-        *req.headers_mut() = header_map;
+            .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {}", request.uri)))?;
+        *req.headers_mut() = request.headers;
         last_target = format!("{}:{}", target.host, target.port);
         match shared.client.send(target, req).await {
-            Ok(response) => return Ok(Forwarded { response, origin }),
+            Ok(response) => {
+                return Ok(Forwarded {
+                    response: response.map(OriginBody::Live),
+                    origin: request.origin,
+                })
+            }
             Err(err) => {
                 last_error = error_chain(&err);
-                let more = index + 1 < route.targets.len();
+                let more = index + 1 < targets.len();
                 if err.is_connect() && replayable && more {
                     tracing::warn!(target = %last_target, error = %last_error, "origin unreachable; trying the next target");
                     continue;

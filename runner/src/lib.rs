@@ -132,6 +132,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     if p.debug {
         proxy.push("--debug".into());
     }
+    proxy.push("--cache-size".into());
+    proxy.push(p.cache_size.to_string());
     match (&settings.routes_file, settings.routes.is_empty()) {
         (Some(file), true) => {
             proxy.push("--routes-file".into());

@@ -1,6 +1,8 @@
 //! Everything about talking to origins: the pooled client, request signing,
-//! and the headers the proxy adds or removes.
+//! the headers the proxy adds or removes, and answer bodies (live or
+//! cached).
 
+pub mod body;
 pub mod client;
 pub mod headers;
 pub mod sign;

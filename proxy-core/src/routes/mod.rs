@@ -43,6 +43,8 @@ pub struct Route {
     pub no_grip: bool,
     /// Verbose error bodies (`debug`).
     pub debug: bool,
+    /// Answers go through the edge cache (`cache`).
+    pub cache: bool,
     /// Origins, in failover order.
     pub targets: Vec<Target>,
 }

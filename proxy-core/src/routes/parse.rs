@@ -232,6 +232,7 @@ fn apply_condition_prop(
         }
         "no_grip" => route.no_grip = yes_no(name, value, line)?,
         "debug" => route.debug = yes_no(name, value, line)?,
+        "cache" => route.cache = yes_no(name, value, line)?,
         other if NOT_YET.contains(&other) => {
             tracing::warn!(
                 line,

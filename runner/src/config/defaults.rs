@@ -34,6 +34,9 @@ x_forwarded_for_trusted=
 sig_iss=pushpin
 sig_key=changeme
 upstream_key=
+# Holdfast addition: bytes the edge cache (routes with the `cache` option)
+# may hold; least recently used answers go first
+cache_size=67108864
 
 [handler]
 push_in_spec=tcp://127.0.0.1:5560

@@ -40,6 +40,7 @@ const USED: &[(&str, &[&str])] = &[
             "sig_iss",
             "sig_key",
             "upstream_key",
+            "cache_size",
         ],
     ),
     (
@@ -168,6 +169,8 @@ pub struct ProxySettings {
     pub sig_key: String,
     /// `upstream_key`.
     pub upstream_key: String,
+    /// `cache_size` (Holdfast addition): bytes of the edge cache.
+    pub cache_size: usize,
 }
 
 /// Log levels: a default and per-process overrides (`2,proxy:3`).
@@ -490,6 +493,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             sig_iss: get(ini, "proxy", "sig_iss").to_owned(),
             sig_key: get(ini, "proxy", "sig_key").to_owned(),
             upstream_key: get(ini, "proxy", "upstream_key").to_owned(),
+            cache_size: number(ini, "proxy", "cache_size")?,
         },
         command_spec: spec("command_spec")?,
         push_in_spec: spec("push_in_spec")?,

@@ -43,8 +43,12 @@ impl Seen {
     }
 }
 
-/// An answer: status, headers, body.
+/// An answer: status, headers, body. A header [`DELAY`] is not sent: the
+/// answer waits that many milliseconds instead.
 pub type Answer = (u16, Vec<(String, String)>, String);
+
+/// The pseudo-header that delays an answer (milliseconds).
+pub const DELAY: &str = "x-scripted-delay-ms";
 
 /// Builds an answer from string slices.
 pub fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
@@ -147,6 +151,11 @@ impl Scripted {
                             log.1.notify_waiters();
                             let mut resp = http::Response::builder().status(status);
                             for (n, v) in &headers {
+                                if n == DELAY {
+                                    let ms = v.parse().unwrap_or(0);
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                    continue;
+                                }
                                 resp = resp.header(n, v);
                             }
                             Ok::<_, std::convert::Infallible>(

@@ -5,6 +5,7 @@
 
 mod browser;
 mod cdn;
+mod edge_cache;
 mod eventstream;
 mod holds;
 mod libraries;

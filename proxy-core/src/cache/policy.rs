@@ -1,0 +1,206 @@
+//! What the edge cache may store, and for how long: the rules of a shared
+//! cache that is also a surrogate (the origin's `Surrogate-Control` speaks
+//! to it and wins over `Cache-Control`, as on Fastly).
+
+use holdfast_protocol::zhttp::Header;
+use http::HeaderMap;
+use std::time::Duration;
+
+/// How long a stale object may still serve while the origin fails, when
+/// the origin does not say (`stale-if-error`).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// Statuses a shared cache may store without being told (RFC 9111 4.2.2's
+/// heuristically cacheable set, less the partial and redirect ones that
+/// need more care).
+const STORABLE: &[u16] = &[200, 203, 204, 300, 301, 404, 410];
+
+/// How long a stored answer is fresh, then how long it may still serve
+/// while the origin fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Fresh for this long.
+    pub ttl: Duration,
+    /// Then stale but usable on origin errors for this long.
+    pub grace: Duration,
+}
+
+/// Whether (and how long) an origin answer may be stored; `None`: not.
+pub fn storable(status: u16, headers: &HeaderMap) -> Option<Freshness> {
+    if !STORABLE.contains(&status) || headers.contains_key(http::header::SET_COOKIE) {
+        return None;
+    }
+    if vary_names(headers).iter().any(|n| n == "*") {
+        return None;
+    }
+    let surrogate = directives(headers, "surrogate-control");
+    let cache_control = directives(headers, "cache-control");
+    let seconds = |list: &[(String, Option<String>)], name: &str| {
+        list.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref()?.parse::<u64>().ok())
+    };
+    let ttl = match seconds(&surrogate, "max-age") {
+        Some(ttl) => ttl,
+        None => {
+            let refused = ["no-store", "private", "no-cache"];
+            if cache_control
+                .iter()
+                .any(|(n, _)| refused.contains(&n.as_str()))
+            {
+                return None;
+            }
+            seconds(&cache_control, "s-maxage").or_else(|| seconds(&cache_control, "max-age"))?
+        }
+    };
+    if ttl == 0 {
+        return None;
+    }
+    let grace = seconds(&surrogate, "stale-if-error")
+        .or_else(|| seconds(&cache_control, "stale-if-error"))
+        .map_or(DEFAULT_GRACE, Duration::from_secs);
+    Some(Freshness {
+        ttl: Duration::from_secs(ttl),
+        grace,
+    })
+}
+
+/// Requests a shared cache must not answer from, nor store for: personal
+/// ones (credentials or cookies), as Varnish's built-in rules decide.
+pub fn personal(headers: &[Header]) -> bool {
+    headers.iter().any(|Header(name, _)| {
+        name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie")
+    })
+}
+
+/// The request header names an answer varies on, lower-cased.
+pub fn vary_names(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The answer's `Surrogate-Key`s (space-separated, possibly repeated).
+pub fn surrogate_keys(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("surrogate-key")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(str::split_whitespace)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `name[=value]` directives of a comma-separated header, names
+/// lower-cased, quotes removed.
+fn directives(headers: &HeaderMap, header: &str) -> Vec<(String, Option<String>)> {
+    headers
+        .get_all(header)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|d| {
+            let d = d.trim();
+            if d.is_empty() {
+                return None;
+            }
+            Some(match d.split_once('=') {
+                Some((n, v)) => (
+                    n.trim().to_ascii_lowercase(),
+                    Some(v.trim().trim_matches('"').to_owned()),
+                ),
+                None => (d.to_ascii_lowercase(), None),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in list {
+            map.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ttl(status: u16, list: &[(&str, &str)]) -> Option<u64> {
+        storable(status, &headers(list)).map(|f| f.ttl.as_secs())
+    }
+
+    #[test]
+    fn freshness_comes_from_surrogate_control_then_cache_control() {
+        assert_eq!(ttl(200, &[("cache-control", "max-age=60")]), Some(60));
+        assert_eq!(
+            ttl(200, &[("cache-control", "max-age=60, s-maxage=600")]),
+            Some(600)
+        );
+        assert_eq!(
+            ttl(
+                200,
+                &[
+                    ("surrogate-control", "max-age=30"),
+                    ("cache-control", "no-store")
+                ]
+            ),
+            Some(30),
+            "Surrogate-Control wins"
+        );
+        assert_eq!(ttl(404, &[("cache-control", "max-age=5")]), Some(5));
+    }
+
+    #[test]
+    fn what_is_not_stored() {
+        for list in [
+            &[][..],
+            &[("cache-control", "max-age=0")][..],
+            &[("cache-control", "private, max-age=60")][..],
+            &[("cache-control", "no-cache, s-maxage=60")][..],
+            &[("cache-control", "max-age=soon")][..],
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=b")][..],
+            &[("cache-control", "max-age=60"), ("vary", "Accept, *")][..],
+        ] {
+            assert_eq!(ttl(200, list), None, "{list:?}");
+        }
+        assert_eq!(ttl(500, &[("cache-control", "max-age=60")]), None);
+        assert_eq!(ttl(206, &[("cache-control", "max-age=60")]), None);
+    }
+
+    #[test]
+    fn grace_from_stale_if_error() {
+        let f = storable(
+            200,
+            &headers(&[("cache-control", "max-age=1, stale-if-error=120")]),
+        )
+        .unwrap();
+        assert_eq!(f.grace, Duration::from_secs(120));
+        let f = storable(200, &headers(&[("cache-control", "max-age=1")])).unwrap();
+        assert_eq!(f.grace, DEFAULT_GRACE);
+    }
+
+    #[test]
+    fn vary_keys_and_personal_requests() {
+        let h = headers(&[
+            ("vary", "Accept, accept-encoding"),
+            ("surrogate-key", "a b"),
+            ("surrogate-key", "c"),
+        ]);
+        assert_eq!(vary_names(&h), ["accept", "accept-encoding"]);
+        assert_eq!(surrogate_keys(&h), ["a", "b", "c"]);
+        let h = |n: &str| vec![Header(n.to_owned(), bytes::Bytes::from_static(b"x"))];
+        assert!(personal(&h("Cookie")));
+        assert!(personal(&h("authorization")));
+        assert!(!personal(&h("accept")));
+    }
+}

@@ -74,6 +74,27 @@ pub struct Config {
     #[arg(long = "update-on-first-subscription", default_value_t = true, action = clap::ArgAction::Set)]
     pub update_on_first_subscription: bool,
 
+    /// Where items' `purge` goes (repeatable): `self` (the proxies' edge
+    /// caches), a Varnish base URL, or `fastly:<service id>`.
+    #[arg(long = "purge-target", default_value = "self")]
+    pub purge_targets: Vec<crate::purge::Target>,
+
+    /// Purge + publish pacing window per channel, in milliseconds.
+    #[arg(long = "purge-window-ms", default_value_t = 1000)]
+    pub purge_window_ms: u64,
+
+    /// Fastly API base URL (for `fastly:` purge targets).
+    #[arg(long = "fastly-api-url", default_value = "https://api.fastly.com")]
+    pub fastly_api_url: String,
+
+    /// Fastly API token (for `fastly:` purge targets).
+    #[arg(
+        long = "fastly-api-token",
+        env = "HOLDFAST_FASTLY_TOKEN",
+        hide_env_values = true
+    )]
+    pub fastly_api_token: Option<String>,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,

@@ -132,6 +132,8 @@ pub struct Engine {
     ws: WsSessions,
     /// Where `ws-message` content goes (PUB, topic = proxy id).
     ws_out: Option<mpsc::Sender<Multipart>>,
+    /// Where items with `purge` go first (they come back purged).
+    purger: Option<mpsc::Sender<holdfast_protocol::publish::Item>>,
 }
 
 /// How often WebSocket sessions without news are looked for.
@@ -186,12 +188,19 @@ impl Engine {
             updates_armed: false,
             ws: WsSessions::default(),
             ws_out: None,
+            purger: None,
         }
     }
 
     /// Sends `ws-message` content through `out` (the handler's PUB socket).
     pub fn with_ws_out(mut self, out: mpsc::Sender<Multipart>) -> Engine {
         self.ws_out = Some(out);
+        self
+    }
+
+    /// Sends items with `purge` through `purger` before delivering them.
+    pub fn with_purger(mut self, purger: mpsc::Sender<holdfast_protocol::publish::Item>) -> Engine {
+        self.purger = Some(purger);
         self
     }
 
@@ -226,7 +235,15 @@ impl Engine {
                 input = inputs.recv() => match input {
                     Some(Input::Items(items)) => {
                         for item in items {
-                            self.offer(item).await;
+                            match (&self.purger, item.purge.is_some()) {
+                                (Some(purger), true) => {
+                                    if let Err(err) = purger.send(item).await {
+                                        tracing::warn!("purger gone; delivering without purging");
+                                        self.offer(err.0).await;
+                                    }
+                                }
+                                _ => self.offer(item).await,
+                            }
                         }
                     }
                     Some(Input::Recover) => self.recover_all(),

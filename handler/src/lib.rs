@@ -19,6 +19,7 @@
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
+//! - [`purge`]: purge + publish (items naming cache objects), paced per channel.
 //! - [`publisher`]: the `holdfast-publish` command-line publisher.
 
 pub mod command;
@@ -28,6 +29,7 @@ pub mod fetch;
 pub mod filters;
 pub mod publish;
 pub mod publisher;
+pub mod purge;
 pub mod sequencing;
 pub mod session;
 pub mod ws;
@@ -69,6 +71,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let purge_items = items_tx.clone();
     let command_items = items_tx;
 
     let engine_task = match (&config.connmgr_stream, &config.accept_spec) {
@@ -106,11 +109,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let mut proxies = None;
             if let Some(spec) = &config.ws_control_out_spec {
                 let publisher = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUB)?;
                 apply_specs(&publisher, spec, true)?;
-                engine = engine.with_ws_out(spawn(publisher, "ws-control-out")?.tx);
+                let tx = spawn(publisher, "ws-control-out")?.tx;
+                proxies = Some(tx.clone());
+                engine = engine.with_ws_out(tx);
             }
+            let purge_settings = purge::Settings {
+                targets: config.purge_targets.clone(),
+                window: std::time::Duration::from_millis(config.purge_window_ms),
+                fastly_api: config.fastly_api_url.clone(),
+                fastly_token: config.fastly_api_token.clone(),
+            };
+            engine = engine.with_purger(purge::start(
+                purge_settings,
+                purge_items.clone(),
+                proxies,
+                config.daemon.format,
+            ));
             Some(tokio::spawn(engine.run(
                 accepts.rx,
                 packets_rx,

@@ -35,6 +35,22 @@ pub struct Control {
     pub value: Option<String>,
 }
 
+/// Topic of edge-cache purges on the handler's delivery socket, which
+/// every proxy subscribes to besides its own id (ids never start with `*`).
+pub const PURGE_TOPIC: &str = "*purge";
+
+/// What the proxies purge from their edge caches: the content of a
+/// `purge` [`Deliver`], as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CachePurge {
+    /// Surrogate keys.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Absolute URLs, as clients request them.
+    #[serde(default)]
+    pub urls: Vec<String>,
+}
+
 /// Published content for some sessions of one proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

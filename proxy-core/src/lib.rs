@@ -131,6 +131,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(spec) = &config.handler_ws_control_out_spec {
         let sub = holdfast_protocol::zmq::new_socket(&ctx, zmq::SUB)?;
         sub.set_subscribe(id.as_bytes())?;
+        sub.set_subscribe(holdfast_protocol::wscontrol::PURGE_TOPIC.as_bytes())?;
         holdfast_protocol::zmq::apply_specs(&sub, spec, false)?;
         let mut handle = holdfast_protocol::zmq::spawn(sub, "handler-ws-deliveries")?;
         let reader = shared.clone();
@@ -138,6 +139,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         tokio::spawn(async move {
             while let Some(msg) = handle.rx.recv().await {
                 let Some(frame) = msg.get(1) else { continue };
+                if msg[0] == holdfast_protocol::wscontrol::PURGE_TOPIC.as_bytes() {
+                    reader.cache.purge_named(frame);
+                    continue;
+                }
                 match holdfast_protocol::format::decode::<holdfast_protocol::wscontrol::Deliver>(
                     frame,
                 ) {

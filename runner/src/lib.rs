@@ -179,6 +179,14 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     if settings.push_in_sub_connect {
         handler.push("--push-in-sub-connect".into());
     }
+    for target in &settings.purge_targets {
+        handler.push("--purge-target".into());
+        handler.push(target.clone());
+    }
+    handler.push("--purge-window-ms".into());
+    handler.push(settings.purge_window_ms.to_string());
+    handler.push("--fastly-api-url".into());
+    handler.push(settings.fastly_api_url.clone());
     // Secrets go in the environment, not in `ps` output.
     let mut handler_env = Vec::new();
     if !settings.push_in_http_basic_auth.is_empty() {
@@ -191,6 +199,12 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         handler_env.push((
             "HOLDFAST_PUBLISH_KEY".to_owned(),
             settings.push_in_http_jwt_key.clone(),
+        ));
+    }
+    if !settings.fastly_api_token.is_empty() {
+        handler_env.push((
+            "HOLDFAST_FASTLY_TOKEN".to_owned(),
+            settings.fastly_api_token.clone(),
         ));
     }
     let bin = |name: &str| -> PathBuf { bin_dir.join(name) };

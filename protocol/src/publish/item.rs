@@ -8,6 +8,9 @@ use bytes::Bytes;
 /// Most items accepted in one publish request.
 pub const MAX_ITEMS: usize = 1000;
 
+/// Most cache keys plus URLs one item may purge (Fastly's batch limit).
+pub const MAX_PURGE: usize = 256;
+
 /// Why a publish was refused. Every message names the item and field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -141,6 +144,22 @@ pub struct Item {
     pub no_seq: bool,
     /// Formats.
     pub formats: Format,
+    /// Cache objects to purge before the item is delivered (Holdfast
+    /// addition; such items are paced per channel).
+    pub purge: Option<Purge>,
+}
+
+/// What an item purges from the caches before it is delivered: objects
+/// tagged with `keys` (Surrogate-Key), and `urls`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Purge {
+    /// Surrogate keys.
+    pub keys: Vec<String>,
+    /// Absolute `http://` or `https://` URLs, as clients request them.
+    pub urls: Vec<String>,
+    /// Mark stale instead of removing, where the cache can (Fastly soft
+    /// purge, Varnish xkey soft purge).
+    pub soft: bool,
 }
 
 /// Parses an HTTP publish body: `{"items": [...]}`.
@@ -440,7 +459,68 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
         meta,
         no_seq,
         formats,
+        purge: parse_purge(&fields)?,
     })
+}
+
+/// `purge`: a list of surrogate keys, or `{"keys": [...], "urls": [...],
+/// "soft": bool}`.
+fn parse_purge(fields: &Fields<'_>) -> Result<Option<Purge>, PublishError> {
+    let strings = |value: &Value, field: &str| -> Result<Vec<String>, PublishError> {
+        let Value::List(list) = value else {
+            return Err(fields.bad(field, "must be a list of strings"));
+        };
+        list.iter()
+            .map(|v| {
+                v.as_str()
+                    .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        fields.bad(field, "must be a list of non-empty strings without spaces")
+                    })
+            })
+            .collect()
+    };
+    let purge = match fields.value.get("purge") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(list @ Value::List(_)) => Purge {
+            keys: strings(list, "purge")?,
+            ..Purge::default()
+        },
+        Some(map @ Value::Map(_)) => {
+            let get = |key: &str| match map.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(v) => strings(v, &format!("purge.{key}")),
+            };
+            let soft = match map.get("soft") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(fields.bad("purge.soft", "must be true or false")),
+            };
+            Purge {
+                keys: get("keys")?,
+                urls: get("urls")?,
+                soft,
+            }
+        }
+        Some(_) => return Err(fields.bad("purge", "must be a list of keys or an object")),
+    };
+    let absolute = |url: &str| {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+    };
+    if !purge.urls.iter().all(|u| absolute(u)) {
+        return Err(fields.bad("purge.urls", "must be absolute http:// or https:// URLs"));
+    }
+    if purge.keys.len() + purge.urls.len() > MAX_PURGE {
+        return Err(fields.bad("purge", "names more than 256 keys and URLs"));
+    }
+    if purge.keys.is_empty() && purge.urls.is_empty() {
+        return Err(fields.bad("purge", "names no keys and no URLs"));
+    }
+    Ok(Some(purge))
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ mod item;
 
 pub use item::{
     parse_item_frame, parse_item_tnetstring, parse_item_value, parse_items_json, Action, Format,
-    HttpResponse, HttpStream, Item, PublishError, WsMessage, WsMessageType, MAX_ITEMS,
+    HttpResponse, HttpStream, Item, PublishError, Purge, WsMessage, WsMessageType, MAX_ITEMS,
+    MAX_PURGE,
 };

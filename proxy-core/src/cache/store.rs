@@ -25,6 +25,23 @@ pub struct Key {
     pub path: String,
 }
 
+impl Key {
+    /// The key of an absolute `http(s)://host[:port]/path` URL.
+    pub fn of_url(url: &str) -> Option<Key> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        (!host.is_empty()).then(|| Key {
+            host: host.to_ascii_lowercase(),
+            path: path.to_owned(),
+        })
+    }
+}
+
 /// One stored answer.
 #[derive(Debug)]
 pub struct Stored {
@@ -302,6 +319,37 @@ impl Cache {
         }
         inner.stats.purged += removed as u64;
         removed
+    }
+
+    /// Applies a purge from the handler (a `purge` delivery: keys and URLs
+    /// as JSON); how many objects went.
+    pub fn purge_named(&self, frame: &[u8]) -> usize {
+        use holdfast_protocol::wscontrol::{CachePurge, Deliver};
+        let purge = holdfast_protocol::format::decode::<Deliver>(frame)
+            .map_err(|e| e.to_string())
+            .and_then(|d| {
+                serde_json::from_slice::<CachePurge>(&d.content).map_err(|e| e.to_string())
+            });
+        let purge = match purge {
+            Ok(purge) => purge,
+            Err(err) => {
+                tracing::warn!("undecodable cache purge dropped: {err}");
+                return 0;
+            }
+        };
+        let mut purged = self.purge_keys(&purge.keys);
+        for url in &purge.urls {
+            if let Some(key) = Key::of_url(url) {
+                purged += self.purge_url(&key);
+            }
+        }
+        tracing::info!(
+            purged,
+            keys = purge.keys.len(),
+            urls = purge.urls.len(),
+            "edge cache purge from the handler"
+        );
+        purged
     }
 
     /// Counts so far, and what is stored.

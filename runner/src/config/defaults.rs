@@ -46,6 +46,13 @@ push_in_http_addr=127.0.0.1
 push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
 update_on_first_subscription=true
+# Holdfast additions, purge + publish: where items' `purge` goes (self = the
+# edge cache; a Varnish URL such as http://127.0.0.1:6081; fastly:<service
+# id>), the pacing window per channel, and the Fastly API
+purge_targets=self
+purge_window_ms=1000
+fastly_api_url=https://api.fastly.com
+fastly_api_token=
 "#;
 
 /// The route used when there is no routes file (Pushpin ships the same).

@@ -56,6 +56,10 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_http_port",
             "command_spec",
             "update_on_first_subscription",
+            "purge_targets",
+            "purge_window_ms",
+            "fastly_api_url",
+            "fastly_api_token",
         ],
     ),
 ];
@@ -142,6 +146,14 @@ pub struct Settings {
     /// `update_on_first_subscription`: update a channel's sessions a second
     /// after its first subscription.
     pub update_on_first_subscription: bool,
+    /// `purge_targets` (Holdfast addition), comma-separated.
+    pub purge_targets: Vec<String>,
+    /// `purge_window_ms` (Holdfast addition).
+    pub purge_window_ms: u64,
+    /// `fastly_api_url` (Holdfast addition).
+    pub fastly_api_url: String,
+    /// `fastly_api_token` (Holdfast addition).
+    pub fastly_api_token: String,
     /// `push_in_http_basic_auth` (Holdfast addition): `user:password`.
     pub push_in_http_basic_auth: String,
     /// `push_in_http_jwt_key` (Holdfast addition): HS256 key for Bearer tokens.
@@ -500,6 +512,15 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         push_in_sub_specs: spec(sub_key)?,
         push_in_sub_connect: boolean(ini, "handler", "push_in_sub_connect")?,
         update_on_first_subscription: boolean(ini, "handler", "update_on_first_subscription")?,
+        purge_targets: get(ini, "handler", "purge_targets")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        purge_window_ms: number(ini, "handler", "purge_window_ms")?,
+        fastly_api_url: get(ini, "handler", "fastly_api_url").to_owned(),
+        fastly_api_token: get(ini, "handler", "fastly_api_token").to_owned(),
         push_in_http_basic_auth: get(ini, "handler", "push_in_http_basic_auth").to_owned(),
         push_in_http_jwt_key: get(ini, "handler", "push_in_http_jwt_key").to_owned(),
         push_in_http,

@@ -11,6 +11,7 @@ mod holds;
 mod libraries;
 mod limits;
 mod proxying;
+mod purge;
 mod recovery;
 mod signing;
 mod tls;

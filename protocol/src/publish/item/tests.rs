@@ -212,3 +212,69 @@ fn malformed() {
         PublishError::NotAnObject(0)
     );
 }
+
+#[test]
+fn purge_lists() {
+    let item = one(r#"{"channel":"c","purge":["k1","k2"],"http-stream":{"content":"x"}}"#).unwrap();
+    assert_eq!(
+        item.purge,
+        Some(Purge {
+            keys: vec!["k1".into(), "k2".into()],
+            urls: vec![],
+            soft: false
+        })
+    );
+    let item = one(
+        r#"{"channel":"c","purge":{"urls":["https://example.com/counter/1"],"soft":true},"http-stream":{"content":"x"}}"#,
+    )
+    .unwrap();
+    let purge = item.purge.unwrap();
+    assert_eq!(purge.urls, ["https://example.com/counter/1"]);
+    assert!(purge.soft);
+    assert_eq!(
+        one(r#"{"channel":"c","http-stream":{"content":"x"}}"#)
+            .unwrap()
+            .purge,
+        None
+    );
+    let bad = |json: &str, expected: &str| {
+        let err = one(json).unwrap_err().to_string();
+        assert!(err.contains(expected), "{json}: {err}");
+    };
+    bad(
+        r#"{"channel":"c","purge":"k","http-stream":{"content":"x"}}"#,
+        "purge: must be a list of keys or an object",
+    );
+    bad(
+        r#"{"channel":"c","purge":[1],"http-stream":{"content":"x"}}"#,
+        "purge: must be a list",
+    );
+    bad(
+        r#"{"channel":"c","purge":["a b"],"http-stream":{"content":"x"}}"#,
+        "without spaces",
+    );
+    bad(
+        r#"{"channel":"c","purge":{"urls":["/relative"]},"http-stream":{"content":"x"}}"#,
+        "absolute",
+    );
+    bad(
+        r#"{"channel":"c","purge":{"urls":["http:///x"]},"http-stream":{"content":"x"}}"#,
+        "absolute",
+    );
+    bad(
+        r#"{"channel":"c","purge":{"soft":"yes","keys":["k"]},"http-stream":{"content":"x"}}"#,
+        "purge.soft",
+    );
+    bad(
+        r#"{"channel":"c","purge":{},"http-stream":{"content":"x"}}"#,
+        "names no keys",
+    );
+    let many: Vec<String> = (0..300).map(|i| format!("\"k{i}\"")).collect();
+    bad(
+        &format!(
+            r#"{{"channel":"c","purge":[{}],"http-stream":{{"content":"x"}}}}"#,
+            many.join(",")
+        ),
+        "more than 256",
+    );
+}

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`harness::binaries`]: where the built binaries are.
+//! - [`harness::browser`]: headless Chromium showing a page.
 //! - [`harness::ports`]: free loopback ports.
 //! - [`harness::holdfast`]: a running `holdfast` with its config, logs and children.
 //! - [`harness::origin`]: an in-process origin server with test endpoints.
@@ -15,6 +16,7 @@
 
 pub mod harness;
 
+pub use harness::browser::Browser;
 pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::origin::Origin;

@@ -1,6 +1,7 @@
 //! See the crate docs.
 
 pub mod binaries;
+pub mod browser;
 pub mod client;
 pub mod holdfast;
 pub mod origin;

@@ -10,6 +10,7 @@ mod eventstream;
 mod holds;
 mod libraries;
 mod limits;
+mod livecounter;
 mod proxying;
 mod purge;
 mod recovery;

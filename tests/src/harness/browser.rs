@@ -1,0 +1,72 @@
+//! Headless Chromium (Debian's, installed by `scripts/browser-env.sh`)
+//! showing one page, each in a profile of its own; pages report what they
+//! see by requesting URLs the test records, so no automation protocol is
+//! needed.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+/// Chromium's path (`HOLDFAST_CHROMIUM`, default `/usr/bin/chromium`).
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("HOLDFAST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh (it installs Debian's chromium)",
+        path.display()
+    );
+    path
+}
+
+/// Headless Chromium showing `url`; stopped when dropped.
+pub struct Browser {
+    child: tokio::process::Child,
+    _profile: PathBuf,
+}
+
+impl Browser {
+    /// Opens `url`.
+    pub fn open(url: &str) -> Browser {
+        // A profile of its own: Chromium instances sharing one hand their
+        // work to the first and exit.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let profile = std::env::temp_dir().join(format!("hf-chromium-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let child = tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium started");
+        Browser {
+            child,
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // SIGTERM lets Chromium take its helper processes down with it.
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+}

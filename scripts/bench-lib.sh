@@ -7,6 +7,7 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v pushpin >/dev/null || need+=(pushpin)
+command -v varnishd >/dev/null || need+=(varnish varnish-modules)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -22,11 +23,14 @@ cleanup() {
 trap cleanup EXIT
 
 ORIGIN=28080 HOLDFAST=28999 HOLDFAST_PUBLISH=28561 PUSHPIN=29999 PUSHPIN_PUBLISH=29561
+VARNISH=28081 PURGE_SINK=28082
 
 # nginx: / answers a small fixed body; /stream answers a GRIP stream hold on
-# channel "bench"; /ws is a WebSocket-over-HTTP origin that accepts every
-# connection with GRIP and subscribes it to channel "bench" (and answers
-# any later request with no events).
+# channel "bench"; /cached the same, cacheable for 10 minutes, each request
+# logged to $work/nginx/cached.log; /ws is a WebSocket-over-HTTP origin that
+# accepts every connection with GRIP and subscribes it to channel "bench"
+# (and answers any later request with no events). On $PURGE_SINK it answers
+# anything (purges) with 200, logged to $work/nginx/purges.log.
 start_nginx() {
   mkdir -p "$work/nginx"
   cat > "$work/nginx/nginx.conf" <<NGINX
@@ -52,6 +56,14 @@ http {
       add_header Grip-Channel bench;
       return 200 "stream open\n";
     }
+    location /cached {
+      default_type text/plain;
+      access_log $work/nginx/cached.log;
+      add_header Grip-Hold stream;
+      add_header Grip-Channel bench;
+      add_header Cache-Control s-maxage=600;
+      return 200 "stream open\n";
+    }
     location /ws {
       default_type application/websocket-events;
       add_header Sec-WebSocket-Extensions grip;
@@ -60,6 +72,11 @@ http {
       }
       return 200 "";
     }
+  }
+  server {
+    listen 127.0.0.1:$PURGE_SINK;
+    access_log $work/nginx/purges.log;
+    location / { return 200 "purged\n"; }
   }
 }
 NGINX
@@ -84,7 +101,10 @@ push_in_spec=tcp://127.0.0.1:28560
 push_in_sub_specs=tcp://127.0.0.1:28562
 push_in_http_port=$HOLDFAST_PUBLISH
 CONF
-  echo "* 127.0.0.1:$ORIGIN,over_http" > "$work/holdfast/routes"
+  echo "${HOLDFAST_ROUTE:-* 127.0.0.1:$ORIGIN,over_http}" > "$work/holdfast/routes"
+  if [ -n "${HOLDFAST_HANDLER:-}" ]; then
+    printf '%s\n' "$HOLDFAST_HANDLER" >> "$work/holdfast/holdfast.conf"
+  fi
   target/release/holdfast --config "$work/holdfast/holdfast.conf" > "$work/holdfast/log" 2>&1 &
   pids+=($!)
   HOLDFAST_PID=$!
@@ -105,10 +125,19 @@ start_pushpin() {
       -e "s|^command_spec=.*|command_spec=tcp://127.0.0.1:29563|" \
       "$@" /etc/pushpin/pushpin.conf > "$work/pushpin/pushpin.conf"
   sed -i "s|^\[proxy\]$|[proxy]\nzurl_out_specs=ipc://$work/pushpin/run/pushpin-zurl-in\nzurl_out_stream_specs=ipc://$work/pushpin/run/pushpin-zurl-in-stream\nzurl_in_specs=ipc://$work/pushpin/run/pushpin-zurl-out|" "$work/pushpin/pushpin.conf"
-  echo "* 127.0.0.1:$ORIGIN,over_http" > "$work/pushpin/routes"
+  echo "${PUSHPIN_ROUTE:-* 127.0.0.1:$ORIGIN,over_http}" > "$work/pushpin/routes"
   pushpin --config "$work/pushpin/pushpin.conf" --merge-output > "$work/pushpin/out" 2>&1 &
   pids+=($!)
   PUSHPIN_PID=$!
+}
+
+# Varnish with the repository's VCL, caching nginx.
+start_varnish() {
+  mkdir -p "$work/varnish"
+  sed "s/\"8080\"/\"$ORIGIN\"/" cdn/varnish/holdfast.vcl > "$work/varnish/holdfast.vcl"
+  varnishd -F -j none -T none -n "$work/varnish/work" -a "127.0.0.1:$VARNISH" \
+    -f "$work/varnish/holdfast.vcl" -s malloc,64m > "$work/varnish/log" 2>&1 &
+  pids+=($!)
 }
 
 stop_last() { # stops the most recently started service

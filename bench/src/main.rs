@@ -8,6 +8,11 @@
 //! rate, publish→delivery latency to the first and to the last subscriber
 //! (p50/p99/max over the items), deliveries per second, and the memory (RSS)
 //! of the given processes and their children before and after connecting.
+//!
+//! With `--rate`, items go out at that rate without waiting for their
+//! deliveries (a storm; with `--purge`, each names a cache key to purge,
+//! so Holdfast paces them), and what each connection received is reported:
+//! how many items, and whether and when the last one arrived.
 
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -69,6 +74,13 @@ struct Args {
     /// publish (0: at once).
     #[arg(long, default_value_t = 0)]
     interval_ms: u64,
+    /// Publish this many items per second without waiting for deliveries
+    /// (a storm); 0: one after another, each once delivered.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Items name `purge: [<channel>]` (Holdfast's purge + publish).
+    #[arg(long)]
+    purge: bool,
 }
 
 /// What every connection task shares.
@@ -81,6 +93,8 @@ struct Shared {
     ready: AtomicUsize,
     /// Deliveries counted per item.
     delivered: Vec<AtomicUsize>,
+    /// Storms: per connection, items received and when the last one came.
+    storm: Mutex<Vec<(usize, Option<Instant>)>>,
     notify: Notify,
 }
 
@@ -148,6 +162,7 @@ async fn connection(
     shared: Arc<Shared>,
     source: Option<IpAddr>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    index: usize,
 ) -> anyhow::Result<()> {
     let mut permit = Some(permit);
     let socket = if args.target.is_ipv4() {
@@ -197,6 +212,33 @@ async fn connection(
             }
             continue;
         }
+        if args.rate > 0 {
+            // A storm: count markers, note the last item's arrival.
+            let mut received = 0;
+            let mut last_at = None;
+            while let Some(end) = seen.find('\n') {
+                let line: String = seen.drain(..=end).collect();
+                if let Some(k) = line
+                    .trim()
+                    .strip_prefix('m')
+                    .and_then(|k| k.parse::<usize>().ok())
+                {
+                    received += 1;
+                    if k + 1 == args.messages {
+                        last_at = Some(Instant::now());
+                    }
+                }
+            }
+            if received > 0 {
+                if let Ok(mut storm) = shared.storm.lock() {
+                    let entry = &mut storm[index];
+                    entry.0 += received;
+                    entry.1 = entry.1.or(last_at);
+                }
+                shared.notify.notify_waiters();
+            }
+            continue;
+        }
         // Items arrive in order; note each marker as it appears.
         while next < args.messages {
             let marker = format!("m{next}\n");
@@ -231,6 +273,66 @@ async fn connection(
     }
 }
 
+/// Publishes `--messages` items at `--rate` per second, then waits for the
+/// last one to reach every connection.
+async fn storm(
+    args: &Args,
+    shared: &Shared,
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
+    publish_uri: &str,
+    ready: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let started = Instant::now();
+    let mut last_published = started;
+    for k in 0..args.messages {
+        tokio::time::sleep_until(started + period * k as u32).await;
+        let mut item = serde_json::json!({"channel": args.channel,
+            "formats": {"http-stream": {"content": format!("m{k}\n")}}});
+        if args.purge {
+            item["purge"] = serde_json::json!([args.channel]);
+        }
+        let body = serde_json::json!({"items": [item]});
+        let req = http::Request::post(publish_uri)
+            .header("Content-Type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+        last_published = Instant::now();
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await;
+        anyhow::ensure!(status.is_success(), "publish answered {status}");
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let got_last =
+        |storm: &[(usize, Option<Instant>)]| storm.iter().filter(|(_, at)| at.is_some()).count();
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    wait_until(shared, deadline, || {
+        shared
+            .storm
+            .lock()
+            .map(|s| got_last(&s) >= ready)
+            .unwrap_or(false)
+    })
+    .await;
+    // Let stragglers count, then total per connection.
+    let storm = shared.storm.lock().map(|s| s.clone()).unwrap_or_default();
+    let last_delays: Vec<u64> = storm
+        .iter()
+        .filter_map(|(_, at)| at.map(|at| at.duration_since(last_published).as_micros() as u64))
+        .collect();
+    let total: usize = storm.iter().map(|(n, _)| n).sum();
+    Ok(serde_json::json!({
+        "connections": args.connections,
+        "connected": ready,
+        "published": args.messages,
+        "publish_rate_per_sec": args.messages as f64 / publish_secs.max(1e-9),
+        "purge": args.purge,
+        "items_received_per_connection": total as f64 / ready.max(1) as f64,
+        "last_item_received_by": got_last(&storm),
+        "last_item_after_last_publish": summary(last_delays),
+    }))
+}
+
 async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool) -> bool {
     loop {
         let notified = shared.notify.notified();
@@ -253,6 +355,7 @@ async fn main() -> anyhow::Result<()> {
         latencies: Mutex::new(vec![Vec::new(); args.messages]),
         ready: AtomicUsize::new(0),
         delivered: (0..args.messages).map(|_| AtomicUsize::new(0)).collect(),
+        storm: Mutex::new(vec![(0, None); args.connections]),
         notify: Notify::new(),
     });
     let rss_before = total_rss(&args.pids);
@@ -273,7 +376,7 @@ async fn main() -> anyhow::Result<()> {
             let Ok(permit) = limit.acquire_owned().await else {
                 return;
             };
-            if let Err(err) = connection(args, shared.clone(), source, permit).await {
+            if let Err(err) = connection(args, shared.clone(), source, permit, i).await {
                 if failures.fetch_add(1, Ordering::SeqCst) < 5 {
                     eprintln!("connection {i}: {err}");
                 }
@@ -292,6 +395,14 @@ async fn main() -> anyhow::Result<()> {
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
     let publish_uri = format!("{}/publish/", args.publish.trim_end_matches('/'));
+    if args.rate > 0 {
+        let report = storm(&args, &shared, &client, &publish_uri, ready).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        for task in tasks {
+            task.abort();
+        }
+        return Ok(());
+    }
     let publishing = Instant::now();
     let mut complete = 0;
     for k in 0..args.messages {

@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long = "idle-timeout", default_value_t = 60)]
     pub idle_timeout_secs: u64,
 
+    /// Where metrics reports go (the handler's metrics socket; PUSH,
+    /// connected).
+    #[arg(long = "metrics-spec")]
+    pub metrics_spec: Option<String>,
+
     /// Negotiate permessage-deflate with WebSocket clients that offer it
     /// (condure's `--compression`).
     #[arg(long = "allow-compression")]

@@ -13,11 +13,13 @@
 //! - [`tls`]: certificates by SNI from a folder, ALPN.
 //! - [`session`]: one request as a ZHTTP session (the data path).
 //! - [`websocket`]: WebSocket clients: handshake, upgrade, frames as ZHTTP packets.
+//! - [`metrics`]: connections and requests, reported to the handler.
 //! - [`sockets`]: the PUSH/ROUTER/SUB sockets and the session routing table.
 
 pub mod config;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod session;
 pub mod sockets;
 pub mod tls;
@@ -50,6 +52,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         config.clone(),
         shutdown.tracker.clone(),
     ));
+    if let Some(spec) = &config.metrics_spec {
+        let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
+        holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
+        let out = holdfast_protocol::zmq::spawn(push, "metrics")?.tx;
+        holdfast_protocol::rt::metrics::spawn_reporter(
+            shared.metrics.registry.clone(),
+            out,
+            config.daemon.format,
+        );
+    }
     let limit = Arc::new(Semaphore::new(config.maxconn));
     let mut listeners = Vec::new();
     let plain = config.listen.iter().map(|a| (*a, false));

@@ -10,11 +10,13 @@
 //! as nginx does, instead of a handshake failure.
 
 use crate::limits::{READ_BUFFER_MAX, REFUSAL_LINGER};
+use crate::metrics::Transport;
 use crate::session::{handle, Shared};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,10 +63,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, "connection refused: client_maxconn reached");
             tokio::spawn(refuse(stream));
             continue;
         };
+        shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let builder = builder.clone();
         let token = token.clone();
@@ -127,6 +131,7 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let _open = shared.metrics.open(Transport::Http1);
     let service = service_fn(move |req| handle(req, shared.clone(), peer, tls));
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -157,6 +162,7 @@ where
             u32::try_from(shared.config.buffer_size.max(1024)).unwrap_or(u32::MAX),
         )
         .max_concurrent_streams(H2_MAX_STREAMS);
+    let _open = shared.metrics.open(Transport::H2);
     let service = service_fn(move |req| handle(req, shared.clone(), peer, true));
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

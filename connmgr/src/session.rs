@@ -37,6 +37,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Session tasks, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Counters and gauges.
+    pub metrics: crate::metrics::Metrics,
     next_id: AtomicU64,
 }
 
@@ -45,8 +47,9 @@ impl Shared {
     pub fn new(sockets: Arc<Sockets>, config: Arc<Config>, tracker: TaskTracker) -> Shared {
         Shared {
             sockets,
-            config,
+            config: config.clone(),
             tracker,
+            metrics: crate::metrics::Metrics::new(&config.id),
             next_id: AtomicU64::new(0),
         }
     }
@@ -111,6 +114,10 @@ pub async fn handle(
     tls: bool,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
+    shared
+        .metrics
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let line = format!("{} {}", req.method(), req.uri());
     if let Some(resp) = check_limits(&req, &shared.config) {
         access_log(&line, peer, resp.status().as_u16(), 0, started, "refused");

@@ -248,6 +248,10 @@ pub async fn handle(
     tracker.spawn(async move {
         let outcome = match upgrade.await {
             Ok(upgraded) => {
+                let _open = owner
+                    .shared
+                    .metrics
+                    .open(crate::metrics::Transport::WebSocket);
                 let max = owner.shared.config.max_message_size;
                 let config = Some(ws::config(max));
                 let io = TokioIo::new(upgraded);

@@ -74,6 +74,16 @@ pub struct Config {
     #[arg(long = "update-on-first-subscription", default_value_t = true, action = clap::ArgAction::Set)]
     pub update_on_first_subscription: bool,
 
+    /// Where connmgr and proxy processes send their metrics reports (PULL,
+    /// bound).
+    #[arg(long = "metrics-in-spec")]
+    pub metrics_in_spec: Option<String>,
+
+    /// Processes `/health` requires recent reports from (comma-separated:
+    /// `connmgr`, `proxy`).
+    #[arg(long = "health-requires", value_delimiter = ',')]
+    pub health_requires: Vec<String>,
+
     /// Where items' `purge` goes (repeatable): `self` (the proxies' edge
     /// caches), a Varnish base URL, or `fastly:<service id>`.
     #[arg(long = "purge-target", default_value = "self")]

@@ -31,6 +31,7 @@ use holdfast_protocol::zhttp::{Header, IdSeq, Ids, Packet, PacketType};
 use holdfast_protocol::zmq::link::Link;
 use holdfast_protocol::zmq::Multipart;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -134,6 +135,8 @@ pub struct Engine {
     ws_out: Option<mpsc::Sender<Multipart>>,
     /// Where items with `purge` go first (they come back purged).
     purger: Option<mpsc::Sender<holdfast_protocol::publish::Item>>,
+    /// Counters and gauges for `/metrics`.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// How often WebSocket sessions without news are looked for.
@@ -189,6 +192,7 @@ impl Engine {
             ws: WsSessions::default(),
             ws_out: None,
             purger: None,
+            metrics: None,
         }
     }
 
@@ -196,6 +200,43 @@ impl Engine {
     pub fn with_ws_out(mut self, out: mpsc::Sender<Multipart>) -> Engine {
         self.ws_out = Some(out);
         self
+    }
+
+    /// Counts into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Engine {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sets the gauges from the state now.
+    fn set_gauges(&self) {
+        let Some(m) = &self.metrics else { return };
+        let streams = self
+            .sessions
+            .values()
+            .filter(|s| s.mode == HoldMode::Stream)
+            .count();
+        let set = |g: &std::sync::atomic::AtomicI64, v: usize| {
+            g.store(i64::try_from(v).unwrap_or(i64::MAX), Ordering::Relaxed)
+        };
+        set(&m.held_stream, streams);
+        set(&m.held_response, self.sessions.len() - streams);
+        set(&m.channels, self.channels.len());
+        set(
+            &m.subscriptions,
+            self.channels.values().map(|s| s.len()).sum(),
+        );
+        set(&m.ws_sessions, self.ws.len());
+    }
+
+    fn count(
+        &self,
+        which: impl Fn(&crate::metrics::Metrics) -> &std::sync::atomic::AtomicU64,
+        n: usize,
+    ) {
+        if let Some(m) = &self.metrics {
+            which(m).fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 
     /// Sends items with `purge` through `purger` before delivering them.
@@ -221,6 +262,8 @@ impl Engine {
             self.timers
                 .insert((String::new(), Timer::WsSweep), WS_SWEEP);
         }
+        let mut gauges = tokio::time::interval(crate::metrics::GAUGE_INTERVAL);
+        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let timers_armed = !self.timers.is_empty();
             tokio::select! {
@@ -234,6 +277,7 @@ impl Engine {
                 },
                 input = inputs.recv() => match input {
                     Some(Input::Items(items)) => {
+                        self.count(|m| &m.items, items.len());
                         for item in items {
                             match (&self.purger, item.purge.is_some()) {
                                 (Some(purger), true) => {
@@ -265,6 +309,7 @@ impl Engine {
                         self.on_timer(key, timer).await;
                     }
                 }
+                _ = gauges.tick() => self.set_gauges(),
                 _ = token.cancelled() => break,
             }
             if let Some(control) = &self.sub_control {
@@ -695,6 +740,8 @@ impl Engine {
             .collect();
         if !ws_keys.is_empty() {
             let deliveries = self.ws.deliveries(&item, &ws_keys);
+            let sessions: usize = deliveries.iter().map(|(_, d)| d.ids.len()).sum();
+            self.count(|m| &m.deliveries, sessions);
             self.send_ws(deliveries).await;
         }
         let from = self.link.id.clone();
@@ -747,6 +794,9 @@ impl Engine {
                 }
             }
         }
+        let sent: usize = ready.values().map(Vec::len).sum::<usize>() + responses.len();
+        self.count(|m| &m.deliveries, sent);
+        self.count(|m| &m.dropped, to_drop.len());
         for ((connmgr, content), ids) in ready {
             for batch in ids.chunks(BATCH) {
                 let mut packet = Packet::new(PacketType::Data, &from, "", 0);

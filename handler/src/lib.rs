@@ -17,6 +17,7 @@
 //! - [`filters`]: subscription filters (skip-self, build-id, ...).
 //! - [`ws`]: WebSocket sessions' subscriptions (GRIP over WebSocket).
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
+//! - [`metrics`]: `/metrics` (every process's reports) and `/health`.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
 //! - [`purge`]: purge + publish (items naming cache objects), paced per channel.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod filters;
+pub mod metrics;
 pub mod publish;
 pub mod publisher;
 pub mod purge;
@@ -48,6 +50,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     apply_specs(&socket, &config.command_spec, true)?;
     let mut command = spawn(socket, "command")?;
 
+    let metrics = metrics::Metrics::new(&config.instance_id(), config.health_requires.clone());
+    if let Some(spec) = &config.metrics_in_spec {
+        let pull = holdfast_protocol::zmq::new_socket(&ctx, zmq::PULL)?;
+        apply_specs(&pull, spec, true)?;
+        let mut reports = spawn(pull, "metrics-in")?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = reports.rx.recv().await {
+                if let Some(frame) = msg.first() {
+                    metrics.receive(frame);
+                }
+            }
+        });
+    }
+
     let (items_tx, items_rx) = mpsc::channel(publish::QUEUE);
     if let Some(addr) = config.push_in_http {
         let auth = publish::auth::Auth::new(
@@ -55,9 +72,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             config.push_in_http_jwt_key.as_deref(),
         )
         .map_err(anyhow::Error::msg)?;
-        publish::http::serve(addr, items_tx.clone(), auth, shutdown.token.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for publishes on {addr}: {e}"))?;
+        publish::http::serve(
+            addr,
+            items_tx.clone(),
+            auth,
+            metrics.clone(),
+            shutdown.token.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for publishes on {addr}: {e}"))?;
     }
     if let Some(spec) = &config.push_in_spec {
         publish::zmq_pull::start(&ctx, spec, items_tx.clone())?;
@@ -123,12 +146,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 fastly_api: config.fastly_api_url.clone(),
                 fastly_token: config.fastly_api_token.clone(),
             };
-            engine = engine.with_purger(purge::start(
-                purge_settings,
-                purge_items.clone(),
-                proxies,
-                config.daemon.format,
-            ));
+            engine = engine
+                .with_purger(purge::start(
+                    purge_settings,
+                    purge_items.clone(),
+                    proxies,
+                    config.daemon.format,
+                    metrics.clone(),
+                ))
+                .with_metrics(metrics.clone());
             Some(tokio::spawn(engine.run(
                 accepts.rx,
                 packets_rx,

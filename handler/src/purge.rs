@@ -94,6 +94,7 @@ pub fn start(
     engine: mpsc::Sender<Input>,
     proxies: Option<mpsc::Sender<Multipart>>,
     format: Format,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> mpsc::Sender<Item> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let purger = Arc::new(Purger {
@@ -101,6 +102,7 @@ pub fn start(
         client: OriginClient::new(),
         proxies,
         format,
+        metrics,
     });
     tokio::spawn(pace(purger, rx, engine));
     tx
@@ -181,6 +183,7 @@ struct Purger {
     client: OriginClient,
     proxies: Option<mpsc::Sender<Multipart>>,
     format: Format,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Purger {
@@ -225,7 +228,14 @@ impl Purger {
         async move {
             let mut delay = Duration::from_secs(1);
             for attempt in 0..=RETRIES {
-                match this.purge(&target, &purge).await {
+                let result = this.purge(&target, &purge).await;
+                let counter = if result.is_ok() {
+                    &this.metrics.purges
+                } else {
+                    &this.metrics.purge_failures
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match result {
                     Ok(()) => return,
                     Err(err) if attempt < RETRIES => {
                         tracing::warn!(target = ?target, attempt = attempt + 1, "purge failed: {err}; retrying in {}s", delay.as_secs());

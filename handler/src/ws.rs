@@ -51,6 +51,16 @@ pub fn key_of(proxy: &str, id: &str) -> String {
 }
 
 impl WsSessions {
+    /// How many sessions it knows.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether it knows no session.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
     /// Whether `key` is a WebSocket session.
     pub fn contains(&self, key: &str) -> bool {
         self.sessions.contains_key(key)

@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long)]
     pub debug: bool,
 
+    /// Where metrics reports go (the handler's metrics socket; PUSH,
+    /// connected).
+    #[arg(long = "metrics-spec")]
+    pub metrics_spec: Option<String>,
+
     /// Bytes the edge cache (routes with `cache`) may hold; least recently
     /// used answers go first.
     #[arg(long = "cache-size", default_value_t = 64 * 1024 * 1024)]

@@ -14,6 +14,7 @@
 //! - [`cache`]: the edge cache (route option `cache`).
 //! - [`answer`]: what the client gets for an origin response (GRIP applied).
 //! - [`session`]: one request as a ZHTTP session (the data path).
+//! - [`metrics`]: requests, origin latency, cache; reported to the handler.
 //! - [`error`]: request errors and whose fault they are.
 
 pub mod answer;
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod grip;
+pub mod metrics;
 pub mod origin;
 pub mod routes;
 pub mod session;
@@ -99,6 +101,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .requests
         .take()
         .ok_or_else(|| anyhow::anyhow!("request socket missing"))?;
+    let cache = cache::Cache::new(config.cache_size);
     let shared = Arc::new(session::Shared {
         sockets: sockets.clone(),
         routes: RwLock::new(Arc::new(routes)),
@@ -107,7 +110,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         signer,
         upstream,
         debug: config.debug,
-        cache: cache::Cache::new(config.cache_size),
+        cache: cache.clone(),
+        metrics: metrics::Metrics::new(&id, cache),
         tracker: shutdown.tracker.clone(),
         handler: match &config.handler_accept_spec {
             Some(spec) => {
@@ -128,6 +132,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         },
         ws_routes: session::WsRoutes::default(),
     });
+    if let Some(spec) = &config.metrics_spec {
+        let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
+        holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
+        let out = holdfast_protocol::zmq::spawn(push, "metrics")?.tx;
+        holdfast_protocol::rt::metrics::spawn_reporter(
+            shared.metrics.registry.clone(),
+            out,
+            config.daemon.format,
+        );
+    }
     if let Some(spec) = &config.handler_ws_control_out_spec {
         let sub = holdfast_protocol::zmq::new_socket(&ctx, zmq::SUB)?;
         sub.set_subscribe(id.as_bytes())?;

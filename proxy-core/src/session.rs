@@ -71,6 +71,8 @@ pub struct Shared {
     pub debug: bool,
     /// The edge cache, for routes with `cache`.
     pub cache: Arc<crate::cache::Cache>,
+    /// Counters and gauges.
+    pub metrics: crate::metrics::Metrics,
     /// Session tasks.
     pub tracker: TaskTracker,
     /// Where held sessions go (the handler's accept socket), if anywhere.
@@ -105,6 +107,10 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         return;
     }
     let key = session_key(Some(&from), &id);
+    shared
+        .metrics
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let inbox = shared.sockets.sessions().register(key.clone());
     let session = Session {
         shared: shared.clone(),
@@ -203,12 +209,17 @@ impl Session {
             first.uri.as_deref().unwrap_or("-")
         );
         let (status, outcome) = match self.prepare(first).await {
-            Ok(prepared)
-                if prepared.websocket && prepared.route.targets.iter().any(|t| t.over_http) =>
-            {
-                self.over_http(prepared).await
+            Ok(prepared) if prepared.websocket => {
+                let gauge = self.shared.metrics.websockets.clone();
+                gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let outcome = if prepared.route.targets.iter().any(|t| t.over_http) {
+                    self.over_http(prepared).await
+                } else {
+                    self.websocket(prepared).await
+                };
+                gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                outcome
             }
-            Ok(prepared) if prepared.websocket => self.websocket(prepared).await,
             Ok(prepared) if cached::is_purge(&prepared) => {
                 let (code, text) = cached::purge(&self.shared, &prepared);
                 self.respond_text(code, &text).await;
@@ -474,6 +485,10 @@ impl Session {
         debug: bool,
     ) -> (u16, &'static str) {
         let code = response.code;
+        self.shared
+            .metrics
+            .holds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(handler) = self.shared.handler.clone() else {
             return (
                 self.fail_with(&ProxyError::HoldUnsupported, debug).await,
@@ -790,7 +805,10 @@ async fn forward(shared: Arc<Shared>, mut prepared: Prepared) -> Result<Forwarde
             .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {}", request.uri)))?;
         *req.headers_mut() = request.headers;
         last_target = format!("{}:{}", target.host, target.port);
-        match shared.client.send(target, req).await {
+        let asked = Instant::now();
+        let sent = shared.client.send(target, req).await;
+        shared.metrics.origin_latency.observe(asked.elapsed());
+        match sent {
             Ok(response) => {
                 return Ok(Forwarded {
                     response: response.map(OriginBody::Live),

@@ -53,6 +53,17 @@ pub fn ws_control_specs(settings: &Settings) -> (String, String) {
     (format!("{base}-ws-in"), format!("{base}-ws-out"))
 }
 
+/// The handler's metrics socket (connmgr and proxy report to it).
+pub fn metrics_spec(settings: &Settings) -> String {
+    format!(
+        "ipc://{}",
+        settings
+            .rundir
+            .join(format!("{}metrics-in", settings.ipc_prefix))
+            .display()
+    )
+}
+
 /// Checks the ipc socket paths fit in a unix socket address.
 pub fn check_ipc_paths(settings: &Settings) -> Result<(), String> {
     let longest = settings
@@ -85,6 +96,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         settings.client_max_body_size.to_string(),
         "--idle-timeout".into(),
         settings.client_idle_timeout.to_string(),
+        "--metrics-spec".into(),
+        metrics_spec(settings),
         "--max-message-size".into(),
         settings.client_max_message_size.to_string(),
         "--loglevel".into(),
@@ -115,6 +128,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         ws_control_specs(settings).0,
         "--handler-ws-control-out-spec".into(),
         ws_control_specs(settings).1,
+        "--metrics-spec".into(),
+        metrics_spec(settings),
         "--sig-iss".into(),
         p.sig_iss.clone(),
         "--x-forwarded-for".into(),
@@ -163,6 +178,10 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         ws_control_specs(settings).0,
         "--ws-control-out-spec".into(),
         ws_control_specs(settings).1,
+        "--metrics-in-spec".into(),
+        metrics_spec(settings),
+        "--health-requires".into(),
+        "connmgr,proxy".into(),
         "--push-in-spec".into(),
         settings.push_in_spec.clone(),
         "--push-in-sub-specs".into(),

@@ -1,10 +1,13 @@
 //! `POST /publish/` on the HTTP publish port, as Pushpin's control API:
 //! `{"items": [...]}` → `200 Published` (JSON when `Accept` asks for it),
 //! errors as 4xx with a message saying what is wrong. A bad item refuses the
-//! whole request: nothing is half-published.
+//! whole request: nothing is half-published. The same port serves
+//! `GET /metrics` and `GET /health` ([`crate::metrics`]), without the
+//! publish credentials.
 
 use super::auth::Auth;
 use super::Input;
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use holdfast_protocol::publish::parse_items_json;
 use http::{Method, Request, Response, StatusCode};
@@ -15,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -36,8 +40,30 @@ async fn handle(
     req: Request<Incoming>,
     items: mpsc::Sender<Input>,
     auth: Auth,
+    metrics: Arc<Metrics>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
+    // Read-only and without secrets: open to scrapers and probes.
+    if path == "/metrics" && req.method() == Method::GET {
+        let mut resp = Response::new(Full::new(Bytes::from(metrics.render())));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(resp);
+    }
+    if path == "/health" && req.method() == Method::GET {
+        let (healthy, body) = metrics.health();
+        let mut resp = Response::new(Full::new(Bytes::from(body + "\n")));
+        if !healthy {
+            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
     let authorization = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -126,6 +152,7 @@ pub async fn serve(
     addr: SocketAddr,
     items: mpsc::Sender<Input>,
     auth: Auth,
+    metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
@@ -142,9 +169,11 @@ pub async fn serve(
                 },
                 _ = token.cancelled() => return,
             };
-            let (items, auth) = (items.clone(), auth.clone());
+            let (items, auth, metrics) = (items.clone(), auth.clone(), metrics.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(req, items.clone(), auth.clone()));
+                let service = service_fn(move |req| {
+                    handle(req, items.clone(), auth.clone(), metrics.clone())
+                });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod deflate;
 mod logging;
+pub mod metrics;
 mod shutdown;
 pub mod ws;
 

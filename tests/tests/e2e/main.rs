@@ -11,6 +11,7 @@ mod holds;
 mod libraries;
 mod limits;
 mod livecounter;
+mod metrics;
 mod proxying;
 mod purge;
 mod recovery;

@@ -1,0 +1,161 @@
+//! The handler's metrics, and everyone's: its own counters and gauges, the
+//! latest report of every connmgr and proxy (they PUSH one a second to the
+//! metrics socket), rendered as Prometheus text for `GET /metrics`, and
+//! `GET /health`, which says whether every process reported lately.
+
+use holdfast_protocol::format;
+use holdfast_protocol::rt::metrics::{render, Registry, Report, REPORT_INTERVAL};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A process whose last report is older than this is not healthy (and its
+/// samples are left out of `/metrics`).
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// The handler's own series.
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Processes `/health` requires (`connmgr`, `proxy`).
+    required: Vec<String>,
+    reports: Mutex<HashMap<(String, String), (Report, Instant)>>,
+    /// Items received on every input.
+    pub items: Arc<AtomicU64>,
+    /// Contents sent to held sessions (HTTP and WebSocket).
+    pub deliveries: Arc<AtomicU64>,
+    /// Sessions dropped for being too slow.
+    pub dropped: Arc<AtomicU64>,
+    /// Held HTTP sessions, streams and long-polls.
+    pub held_stream: Arc<AtomicI64>,
+    /// Held long-polls.
+    pub held_response: Arc<AtomicI64>,
+    /// WebSocket sessions with subscriptions.
+    pub ws_sessions: Arc<AtomicI64>,
+    /// Channels with subscribers.
+    pub channels: Arc<AtomicI64>,
+    /// Subscriptions (session, channel).
+    pub subscriptions: Arc<AtomicI64>,
+    /// Purges that succeeded, per target.
+    pub purges: Arc<AtomicU64>,
+    /// Purges that failed (each attempt).
+    pub purge_failures: Arc<AtomicU64>,
+}
+
+impl Metrics {
+    /// The handler `id`'s metrics; `/health` requires reports from
+    /// `required`.
+    pub fn new(id: &str, required: Vec<String>) -> Arc<Metrics> {
+        let r = Registry::new("handler", id);
+        Arc::new(Metrics {
+            items: r.counter(
+                "holdfast_items_received_total",
+                "Publish items received, every input.",
+                &[],
+            ),
+            deliveries: r.counter(
+                "holdfast_deliveries_total",
+                "Published contents sent to held sessions.",
+                &[],
+            ),
+            dropped: r.counter(
+                "holdfast_sessions_dropped_total",
+                "Held sessions closed for not keeping up with publishes.",
+                &[],
+            ),
+            held_stream: r.gauge(
+                "holdfast_held_sessions",
+                "Held HTTP sessions.",
+                &[("mode", "stream")],
+            ),
+            held_response: r.gauge(
+                "holdfast_held_sessions",
+                "Held HTTP sessions.",
+                &[("mode", "response")],
+            ),
+            ws_sessions: r.gauge(
+                "holdfast_websocket_sessions",
+                "WebSocket sessions with GRIP subscriptions.",
+                &[],
+            ),
+            channels: r.gauge("holdfast_channels", "Channels with subscribers.", &[]),
+            subscriptions: r.gauge(
+                "holdfast_subscriptions",
+                "Subscriptions (held HTTP sessions to channels).",
+                &[],
+            ),
+            purges: r.counter(
+                "holdfast_purges_total",
+                "Cache purges sent, per target.",
+                &[("result", "ok")],
+            ),
+            purge_failures: r.counter(
+                "holdfast_purges_total",
+                "Cache purges sent, per target.",
+                &[("result", "failed")],
+            ),
+            registry: r,
+            required,
+            reports: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A report frame from the metrics socket.
+    pub fn receive(&self, frame: &[u8]) {
+        match format::decode::<Report>(frame) {
+            Ok(report) => {
+                if let Ok(mut reports) = self.reports.lock() {
+                    reports.insert(
+                        (report.process.clone(), report.id.clone()),
+                        (report, Instant::now()),
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "undecodable metrics report dropped"),
+        }
+    }
+
+    /// Everyone's samples as Prometheus text.
+    pub fn render(&self) -> String {
+        let mut reports = vec![self.registry.report()];
+        if let Ok(all) = self.reports.lock() {
+            let mut fresh: Vec<&(Report, Instant)> = all
+                .values()
+                .filter(|(_, at)| at.elapsed() < STALE_AFTER)
+                .collect();
+            fresh.sort_by(|a, b| (&a.0.process, &a.0.id).cmp(&(&b.0.process, &b.0.id)));
+            reports.extend(fresh.into_iter().map(|(r, _)| r.clone()));
+        }
+        render(&reports)
+    }
+
+    /// Whether every required process reported within [`STALE_AFTER`], and
+    /// a JSON body saying so per process.
+    pub fn health(&self) -> (bool, String) {
+        let Ok(reports) = self.reports.lock() else {
+            return (false, "{}".into());
+        };
+        let mut status = serde_json::Map::new();
+        status.insert("handler".into(), "ok".into());
+        let mut healthy = true;
+        for process in &self.required {
+            let latest = reports
+                .iter()
+                .filter(|((p, _), _)| p == process)
+                .map(|(_, (_, at))| at.elapsed())
+                .min();
+            let state = match latest {
+                Some(age) if age < STALE_AFTER => "ok".to_owned(),
+                Some(age) => format!("silent for {}s", age.as_secs()),
+                None => "never reported".to_owned(),
+            };
+            healthy &= state == "ok";
+            status.insert(process.clone(), state.into());
+        }
+        (healthy, serde_json::Value::Object(status).to_string())
+    }
+}
+
+/// How often the engine sets its gauges.
+pub const GAUGE_INTERVAL: Duration = REPORT_INTERVAL;

@@ -1,0 +1,150 @@
+//! `GET /metrics` (Prometheus text from every process: connections, held
+//! sessions, subscriptions, publishes, deliveries, origin latency, the
+//! edge cache) and `GET /health` (every process reported lately) on the
+//! publish port.
+
+use holdfast_tests::{answer, Client, Holdfast, Scripted, Seen};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Polls `path` on the publish port until `ok` holds for the body (the
+/// processes report once a second; there is nothing else to wait on).
+async fn poll(hf: &Holdfast, path: &str, ok: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let client = Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = client.get(&hf.publish_url(path)).await;
+        let (status, text) = (reply.status, reply.text());
+        if ok(status, &text) || tokio::time::Instant::now() > deadline {
+            return (status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the first series named `name` whose labels contain all of
+/// `labels`.
+fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split('{').next() == Some(name) && labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    match seen.path.as_str() {
+        "/stream" => answer(
+            200,
+            &[("Grip-Hold", "stream"), ("Grip-Channel", "m")],
+            "open\n",
+        ),
+        _ => answer(200, &[("Cache-Control", "max-age=60")], "cached\n"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_from_every_process() {
+    let origin = Scripted::start(origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("*,cache {}", origin.target()))
+        .run()
+        .await;
+    let client = Client::new();
+    for _ in 0..2 {
+        assert_eq!(client.get(&hf.url("/page")).await.text(), "cached\n");
+    }
+    let mut stream = client.open(&hf.url("/stream")).await;
+    assert!(stream.read_until("open\n", WAIT).await);
+    let item = serde_json::json!({"items": [{"channel": "m",
+        "formats": {"http-stream": {"content": "news\n"}}}]});
+    assert_eq!(hf.publish(&item.to_string()).await.0, 200);
+    assert!(stream.read_until("news\n", WAIT).await);
+
+    let want: &[(&str, &[&str], f64)] = &[
+        ("holdfast_held_sessions", &["mode=\"stream\""], 1.0),
+        ("holdfast_subscriptions", &[], 1.0),
+        ("holdfast_channels", &[], 1.0),
+        ("holdfast_items_received_total", &[], 1.0),
+        ("holdfast_deliveries_total", &[], 1.0),
+        ("holdfast_cache_lookups_total", &["verdict=\"hit\""], 1.0),
+        ("holdfast_cache_lookups_total", &["verdict=\"miss\""], 2.0),
+        ("holdfast_cache_objects", &[], 1.0),
+        ("holdfast_holds_total", &[], 1.0),
+        ("holdfast_connections_open", &["transport=\"http1\""], 1.0),
+        ("holdfast_origin_response_seconds_count", &[], 2.0),
+        (
+            "holdfast_origin_response_seconds_bucket",
+            &["le=\"+Inf\""],
+            2.0,
+        ),
+    ];
+    let (status, text) = poll(&hf, "/metrics", |_, text| {
+        want.iter()
+            .all(|(name, labels, min)| value(text, name, labels).is_some_and(|v| v >= *min))
+    })
+    .await;
+    assert_eq!(status, 200);
+    for (name, labels, min) in want {
+        let got = value(&text, name, labels);
+        assert!(
+            got.is_some_and(|v| v >= *min),
+            "{name}{labels:?} = {got:?}, want >= {min}\n{text}"
+        );
+    }
+    assert_eq!(
+        value(&text, "holdfast_held_sessions", &["mode=\"stream\""]),
+        Some(1.0)
+    );
+    assert!(
+        text.contains("# TYPE holdfast_origin_response_seconds histogram"),
+        "{text}"
+    );
+    for process in [
+        "process=\"connmgr\"",
+        "process=\"handler",
+        "process=\"proxy",
+    ] {
+        assert!(text.contains(process), "no series from {process}\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_which_process_is_silent() {
+    let origin = Scripted::start(origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let (status, body) = poll(&hf, "/health", |status, _| status == 200).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"handler": "ok", "connmgr": "ok", "proxy": "ok"})
+    );
+
+    // A stopped proxy stops reporting: unhealthy, saying so.
+    let proxy = hf
+        .children()
+        .into_iter()
+        .find(|(_, name)| name == "holdfast-proxy")
+        .expect("a proxy process")
+        .0;
+    kill(Pid::from_raw(proxy), Signal::SIGSTOP).unwrap();
+    let (status, body) = poll(&hf, "/health", |status, _| status == 503).await;
+    kill(Pid::from_raw(proxy), Signal::SIGCONT).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["connmgr"], "ok");
+    assert!(
+        json["proxy"].as_str().unwrap().starts_with("silent for"),
+        "{json}"
+    );
+    // Back.
+    let (status, _) = poll(&hf, "/health", |status, _| status == 200).await;
+    assert_eq!(status, 200);
+}

@@ -37,6 +37,10 @@ struct Cli {
     /// compatibility with Pushpin's runner).
     #[arg(short = 'm', long = "merge-output")]
     merge_output: bool,
+    /// Log lines as text (`[process] ...`) or as JSON objects with a
+    /// `process` field.
+    #[arg(long = "log-format", default_value = "text")]
+    log_format: holdfast_protocol::rt::LogFormat,
 }
 
 #[tokio::main]
@@ -57,7 +61,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         verbose: cli.verbose,
     };
     let (settings, warnings) = load(&overrides)?;
-    let sink = LogSink::open(cli.logfile.as_deref()).with_context(|| "cannot open the log file")?;
+    let json = cli.log_format == holdfast_protocol::rt::LogFormat::Json;
+    let sink =
+        LogSink::open(cli.logfile.as_deref(), json).with_context(|| "cannot open the log file")?;
     let level = match settings.log_levels.for_process("runner") {
         0 => "error",
         1 => "warn",
@@ -66,15 +72,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => "trace",
     };
     let writer_sink = sink.clone();
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(format!(
             "warn,holdfast={level},holdfast_runner={level}"
         )))
         .with_writer(move || writer_sink.runner_writer())
         .with_target(false)
         .with_ansi(false)
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -94,8 +104,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .collect();
     tracing::info!(phase = "starting", rundir = %settings.rundir.display(), "starting holdfast");
+    let mut services = services(&settings, &bin_dir);
+    if json {
+        for service in &mut services {
+            service
+                .args
+                .extend(["--log-format".to_owned(), "json".to_owned()]);
+        }
+    }
     let result = supervisor::supervise(
-        services(&settings, &bin_dir),
+        services,
         sink,
         token,
         reloads,

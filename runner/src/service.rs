@@ -74,7 +74,8 @@ async fn forward(
 ) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.contains("phase=\"ready\"") {
+        // The ready line, as text (`phase="ready"`) or JSON (`"phase":"ready"`).
+        if line.contains("phase=\"ready\"") || line.contains("\"phase\":\"ready\"") {
             let _ = events.send((name, Event::Ready));
         }
         sink.line(name, &line);

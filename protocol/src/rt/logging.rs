@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 ///
 /// `level` is Pushpin's numeric log level (0 error, 1 warn, 2 info, 3 debug,
 /// 4+ trace); `verbose` forces debug. `RUST_LOG` overrides both.
-pub fn init_tracing(level: u8, verbose: bool) {
+pub fn init_tracing(level: u8, verbose: bool, format: super::LogFormat) {
     let level = if verbose { level.max(3) } else { level };
     let name = match level {
         0 => "error",
@@ -23,7 +23,7 @@ pub fn init_tracing(level: u8, verbose: bool) {
         format!("warn,holdfast={name},holdfast_protocol={name},holdfast_connmgr={name},holdfast_proxy={name},holdfast_handler={name},holdfast_runner={name}")
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -31,6 +31,9 @@ pub fn init_tracing(level: u8, verbose: bool) {
         // When the runner is gone, stderr is a broken pipe; reporting that
         // with eprintln! would panic the logging task (often the signal task,
         // which then ignores SIGTERM). Lose the line instead.
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = match format {
+        super::LogFormat::Text => builder.try_init(),
+        super::LogFormat::Json => builder.json().try_init(),
+    };
 }

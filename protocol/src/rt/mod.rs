@@ -29,6 +29,19 @@ pub struct DaemonArgs {
     /// Debug logging.
     #[arg(long)]
     pub verbose: bool,
+
+    /// Log lines as text or as JSON objects.
+    #[arg(long = "log-format", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `timestamp LEVEL message key=value`.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`).
+    Json,
 }
 use std::future::Future;
 
@@ -40,7 +53,7 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    init_tracing(args.log_level, args.verbose);
+    init_tracing(args.log_level, args.verbose, args.log_format);
     let shutdown = Shutdown::new();
     if let Err(err) = shutdown_on_signals(shutdown.token.clone()) {
         tracing::error!("cannot install signal handlers: {err}");

@@ -148,3 +148,32 @@ async fn health_says_which_process_is_silent() {
     let (status, _) = poll(&hf, "/health", |status, _| status == 200).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_from_every_process() {
+    let origin = Scripted::start(origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .arg("--log-format")
+        .arg("json")
+        .run()
+        .await;
+    assert_eq!(Client::new().get(&hf.url("/page")).await.status, 200);
+    assert!(hf.wait_log("GET /page", WAIT).await, "{}", hf.logs());
+    let mut processes = std::collections::BTreeSet::new();
+    for line in hf.logs().lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let process = value["process"].as_str().expect("a process field");
+        processes.insert(process.to_owned());
+        assert!(
+            value.get("level").is_some() || value.get("message").is_some(),
+            "{line}"
+        );
+    }
+    let expected = ["connmgr", "handler", "proxy", "runner"];
+    assert_eq!(
+        processes.iter().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
+}

@@ -7,6 +7,7 @@ mod browser;
 mod cdn;
 mod edge_cache;
 mod eventstream;
+mod faults;
 mod holds;
 mod libraries;
 mod limits;

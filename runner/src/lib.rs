@@ -11,7 +11,9 @@
 //! - [`service`]: one child: its command line and output.
 //! - [`supervisor`]: start, restart with back-off, stop.
 //! - [`logs`]: merged output with process-name prefixes.
+//! - [`broker`]: `holdfast broker`, the XSUB/XPUB forwarder for scale-out.
 
+pub mod broker;
 pub mod config;
 pub mod logs;
 pub mod service;

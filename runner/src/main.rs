@@ -41,11 +41,41 @@ struct Cli {
     /// `process` field.
     #[arg(long = "log-format", default_value = "text")]
     log_format: holdfast_protocol::rt::LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Forward publishes to several Holdfast instances (ZeroMQ XSUB/XPUB):
+    /// publishers connect PUB sockets to --in, each instance's handler
+    /// connects its SUB input to --out (push_in_sub_connect=true).
+    Broker {
+        /// Where publishers connect (XSUB, bound).
+        #[arg(long = "in", default_value = "tcp://127.0.0.1:5570")]
+        input: String,
+        /// Where handlers connect (XPUB, bound).
+        #[arg(long = "out", default_value = "tcp://127.0.0.1:5571")]
+        output: String,
+    },
 }
 
 #[tokio::main]
 async fn main() {
-    if let Err(err) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if let Some(Command::Broker { input, output }) = &cli.command {
+        holdfast_protocol::rt::init_tracing(2, cli.verbose, cli.log_format);
+        let (input, output) = (input.clone(), output.clone());
+        let result =
+            tokio::task::spawn_blocking(move || holdfast_runner::broker::run(&input, &output))
+                .await;
+        if let Err(err) = result.map_err(anyhow::Error::from).and_then(|r| r) {
+            eprintln!("holdfast broker: {err:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Err(err) = run(cli).await {
         eprintln!("holdfast: {err:#}");
         std::process::exit(1);
     }

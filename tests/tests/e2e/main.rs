@@ -16,6 +16,7 @@ mod metrics;
 mod proxying;
 mod purge;
 mod recovery;
+mod scale_out;
 mod signing;
 mod tls;
 mod websocket;

@@ -18,6 +18,7 @@
 //! - [`ws`]: WebSocket sessions' subscriptions (GRIP over WebSocket).
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
 //! - [`metrics`]: `/metrics` (every process's reports) and `/health`.
+//! - [`status`]: the live status page and its SSE stream.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
 //! - [`purge`]: purge + publish (items naming cache objects), paced per channel.
@@ -34,6 +35,7 @@ pub mod publisher;
 pub mod purge;
 pub mod sequencing;
 pub mod session;
+pub mod status;
 pub mod ws;
 
 pub use config::Config;

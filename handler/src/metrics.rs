@@ -157,5 +157,42 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The numbers the status page shows, as JSON: connections (every
+    /// connmgr's), held sessions, WebSocket sessions, channels,
+    /// subscriptions, and the items and deliveries totals (the page derives
+    /// rates), with the time they were taken.
+    pub fn snapshot(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut connections = 0.0;
+        if let Ok(reports) = self.reports.lock() {
+            for (report, at) in reports.values() {
+                if at.elapsed() >= STALE_AFTER {
+                    continue;
+                }
+                connections += report
+                    .samples
+                    .iter()
+                    .filter(|s| s.name == "holdfast_connections_open")
+                    .filter_map(|s| s.value.parse::<f64>().ok())
+                    .sum::<f64>();
+            }
+        }
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        serde_json::json!({
+            "at_ms": at_ms,
+            "connections": connections as u64,
+            "held": self.held_stream.load(Relaxed) + self.held_response.load(Relaxed),
+            "websockets": self.ws_sessions.load(Relaxed),
+            "channels": self.channels.load(Relaxed),
+            "subscriptions": self.subscriptions.load(Relaxed),
+            "items": self.items.load(Relaxed),
+            "deliveries": self.deliveries.load(Relaxed),
+        })
+    }
+}
+
 /// How often the engine sets its gauges.
 pub const GAUGE_INTERVAL: Duration = REPORT_INTERVAL;

@@ -16,7 +16,7 @@
 
 pub mod harness;
 
-pub use harness::browser::Browser;
+pub use harness::browser::{screenshot, Browser};
 pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::origin::Origin;

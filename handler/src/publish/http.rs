@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use holdfast_protocol::publish::parse_items_json;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -34,6 +35,45 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         http::HeaderValue::from_static("text/plain"),
     );
     resp
+}
+
+/// The status page and its stream (streamed bodies), else [`handle`].
+async fn route(
+    req: Request<Incoming>,
+    items: mpsc::Sender<Input>,
+    auth: Auth,
+    metrics: Arc<Metrics>,
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+    if req.method() == Method::GET {
+        let content_type = match req.uri().path() {
+            "/_holdfast" | "/_holdfast/" => Some("text/html; charset=utf-8"),
+            "/_holdfast/events" => Some("text/event-stream"),
+            "/_holdfast/snapshot" => Some("application/json"),
+            _ => None,
+        };
+        if let Some(content_type) = content_type {
+            let body = if content_type == "text/event-stream" {
+                crate::status::Events::new(metrics).boxed()
+            } else if content_type == "application/json" {
+                Full::new(Bytes::from(metrics.snapshot().to_string())).boxed()
+            } else {
+                Full::new(Bytes::from_static(crate::status::PAGE.as_bytes())).boxed()
+            };
+            let mut resp = Response::new(body);
+            let headers = resp.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            return Ok(resp);
+        }
+    }
+    let resp = handle(req, items, auth, metrics).await?;
+    Ok(resp.map(BodyExt::boxed))
 }
 
 async fn handle(
@@ -171,9 +211,8 @@ pub async fn serve(
             };
             let (items, auth, metrics) = (items.clone(), auth.clone(), metrics.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    handle(req, items.clone(), auth.clone(), metrics.clone())
-                });
+                let service =
+                    service_fn(move |req| route(req, items.clone(), auth.clone(), metrics.clone()));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

@@ -70,3 +70,46 @@ impl Drop for Browser {
         }
     }
 }
+
+/// A picture of `url` once it has gone quiet (no request open; at most a
+/// few virtual seconds of timers), as PNG bytes.
+pub async fn screenshot(url: &str) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("hf-shot-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    let file = dir.join("page.png");
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=900,600",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .arg(format!("--screenshot={}", file.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await
+    .expect("chromium took its screenshot in time")
+    .expect("chromium ran");
+    assert!(status.success(), "chromium --screenshot failed: {status}");
+    let png = std::fs::read(&file).expect("screenshot written");
+    let _ = std::fs::remove_dir_all(&dir);
+    png
+}

@@ -18,6 +18,7 @@ mod purge;
 mod recovery;
 mod scale_out;
 mod signing;
+mod status_page;
 mod tls;
 mod websocket;
 mod ws_control;

@@ -74,6 +74,11 @@ pub struct Config {
     #[arg(long = "update-on-first-subscription", default_value_t = true, action = clap::ArgAction::Set)]
     pub update_on_first_subscription: bool,
 
+    /// Pushpin's stats socket (PUB, bound): conn, sub, message and report
+    /// events.
+    #[arg(long = "stats-spec")]
+    pub stats_spec: Option<String>,
+
     /// Where connmgr and proxy processes send their metrics reports (PULL,
     /// bound).
     #[arg(long = "metrics-in-spec")]

@@ -137,6 +137,9 @@ pub struct Engine {
     purger: Option<mpsc::Sender<holdfast_protocol::publish::Item>>,
     /// Counters and gauges for `/metrics`.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Pushpin's stats socket, and the totals its next report covers.
+    stats: Option<crate::stats::Stats>,
+    stats_window: (u64, u64),
 }
 
 /// How often WebSocket sessions without news are looked for.
@@ -193,6 +196,8 @@ impl Engine {
             ws_out: None,
             purger: None,
             metrics: None,
+            stats: None,
+            stats_window: (0, 0),
         }
     }
 
@@ -200,6 +205,36 @@ impl Engine {
     pub fn with_ws_out(mut self, out: mpsc::Sender<Multipart>) -> Engine {
         self.ws_out = Some(out);
         self
+    }
+
+    /// Sends Pushpin's stats events through `stats`.
+    pub fn with_stats(mut self, stats: crate::stats::Stats) -> Engine {
+        self.stats = Some(stats);
+        self
+    }
+
+    fn stat(&self, kind: &str, fields: serde_json::Value) {
+        if let Some(stats) = &self.stats {
+            stats.event(kind, fields);
+        }
+    }
+
+    /// The `report` event: sessions now, items and deliveries since the
+    /// last one.
+    fn stats_report(&mut self) {
+        let Some(m) = &self.metrics else { return };
+        let (items, sent) = (
+            m.items.load(Ordering::Relaxed),
+            m.deliveries.load(Ordering::Relaxed),
+        );
+        let (last_items, last_sent) = std::mem::replace(&mut self.stats_window, (items, sent));
+        let connections = self.sessions.len() + self.ws.len();
+        let minutes = (connections as u64 * crate::stats::REPORT_INTERVAL.as_secs()) / 60;
+        self.stat(
+            "report",
+            serde_json::json!({"connections": connections, "minutes": minutes,
+                "received": items - last_items, "sent": sent - last_sent}),
+        );
     }
 
     /// Counts into `metrics`.
@@ -264,6 +299,8 @@ impl Engine {
         }
         let mut gauges = tokio::time::interval(crate::metrics::GAUGE_INTERVAL);
         gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut reports = tokio::time::interval(crate::stats::REPORT_INTERVAL);
+        reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let timers_armed = !self.timers.is_empty();
             tokio::select! {
@@ -310,6 +347,7 @@ impl Engine {
                     }
                 }
                 _ = gauges.tick() => self.set_gauges(),
+                _ = reports.tick(), if self.stats.is_some() => self.stats_report(),
                 _ = token.cancelled() => break,
             }
             if let Some(control) = &self.sub_control {
@@ -355,6 +393,11 @@ impl Engine {
         ));
         self.heard.insert(key.clone(), Instant::now());
         self.sessions.insert(key.clone(), session);
+        self.stat(
+            "conn",
+            serde_json::json!({"id": format!("{}:{}", accept.connmgr, accept.id),
+                "type": "http", "ttl": crate::stats::TTL}),
+        );
         self.install(&key, accept.hold, accept.response, Source::Accept)
             .await;
     }
@@ -494,12 +537,51 @@ impl Engine {
             }
         }
         subscribers.insert(key.to_owned());
+        let count = subscribers.len();
+        let mode = self.stats_mode(key);
+        self.stat(
+            "sub",
+            serde_json::json!({"mode": mode, "channel": channel, "ttl": crate::stats::TTL,
+                "subscribers": count}),
+        );
+    }
+
+    /// The `message` stats event: an item and how many sessions got it.
+    fn message_stat(&self, item: &Item, count: usize) {
+        if self.stats.is_none() {
+            return;
+        }
+        let transport = if item.formats.http_stream.is_some() {
+            "http-stream"
+        } else if item.formats.http_response.is_some() {
+            "http-response"
+        } else {
+            "ws-message"
+        };
+        self.stat(
+            "message",
+            serde_json::json!({"channel": item.channel, "item-id": item.id,
+                "count": count, "transport": transport}),
+        );
+    }
+
+    /// A session's mode as Pushpin's stats name it.
+    fn stats_mode(&self, key: &str) -> &'static str {
+        match self.sessions.get(key).map(|s| &s.mode) {
+            Some(HoldMode::Response) => "response",
+            _ => "stream",
+        }
     }
 
     fn unsubscribe_channel(&mut self, key: &str, channel: &str) {
         if let Some(set) = self.channels.get_mut(channel) {
             set.remove(key);
             if set.is_empty() {
+                let mode = self.stats_mode(key);
+                self.stat(
+                    "sub",
+                    serde_json::json!({"mode": mode, "channel": channel, "unavailable": true}),
+                );
                 self.channels.remove(channel);
                 self.sequencer.forget_channel(channel);
                 self.sub_changes
@@ -796,6 +878,7 @@ impl Engine {
         }
         let sent: usize = ready.values().map(Vec::len).sum::<usize>() + responses.len();
         self.count(|m| &m.deliveries, sent);
+        self.message_stat(&item, sent);
         self.count(|m| &m.dropped, to_drop.len());
         for ((connmgr, content), ids) in ready {
             for batch in ids.chunks(BATCH) {
@@ -981,6 +1064,7 @@ impl Engine {
     /// releases. Channels without local sessions are not tracked at all.
     async fn offer(&mut self, item: Item) {
         if !self.channels.contains_key(&item.channel) {
+            self.message_stat(&item, 0);
             return;
         }
         let channel = item.channel.clone();
@@ -1143,6 +1227,11 @@ impl Engine {
     fn remove(&mut self, key: &str) {
         self.unsubscribe(key);
         if let Some(session) = self.sessions.remove(key) {
+            self.stat(
+                "conn",
+                serde_json::json!({"id": format!("{}:{}", session.connmgr, session.id),
+                    "unavailable": true}),
+            );
             for timer in [session.hold_timer, session.link_timer, session.next_timer]
                 .into_iter()
                 .flatten()

@@ -18,6 +18,7 @@
 //! - [`ws`]: WebSocket sessions' subscriptions (GRIP over WebSocket).
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
 //! - [`metrics`]: `/metrics` (every process's reports) and `/health`.
+//! - [`stats`]: Pushpin's stats socket (conn, sub, message, report events).
 //! - [`status`]: the live status page and its SSE stream.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
 //! - [`command`]: the ZRPC command socket.
@@ -35,6 +36,7 @@ pub mod publisher;
 pub mod purge;
 pub mod sequencing;
 pub mod session;
+pub mod stats;
 pub mod status;
 pub mod ws;
 
@@ -157,6 +159,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                     metrics.clone(),
                 ))
                 .with_metrics(metrics.clone());
+            if let Some(spec) = &config.stats_spec {
+                let publisher = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUB)?;
+                apply_specs(&publisher, spec, true)?;
+                let tx = spawn(publisher, "stats")?.tx;
+                engine = engine.with_stats(stats::Stats::new(tx, &config.instance_id()));
+            }
             Some(tokio::spawn(engine.run(
                 accepts.rx,
                 packets_rx,

@@ -184,6 +184,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         metrics_spec(settings),
         "--health-requires".into(),
         "connmgr,proxy".into(),
+        "--stats-spec".into(),
+        settings.stats_spec.clone(),
         "--push-in-spec".into(),
         settings.push_in_spec.clone(),
         "--push-in-sub-specs".into(),

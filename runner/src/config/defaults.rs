@@ -45,6 +45,7 @@ push_in_sub_connect=false
 push_in_http_addr=127.0.0.1
 push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
+stats_spec=ipc://{rundir}/{ipc_prefix}stats
 update_on_first_subscription=true
 # Holdfast additions, purge + publish: where items' `purge` goes (self = the
 # edge cache; a Varnish URL such as http://127.0.0.1:6081; fastly:<service

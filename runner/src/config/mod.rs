@@ -55,6 +55,7 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_http_addr",
             "push_in_http_port",
             "command_spec",
+            "stats_spec",
             "update_on_first_subscription",
             "purge_targets",
             "purge_window_ms",
@@ -137,6 +138,8 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// `command_spec`, port offset applied.
     pub command_spec: String,
+    /// `stats_spec` (Pushpin's stats socket), placeholders expanded.
+    pub stats_spec: String,
     /// `push_in_spec`, port offset applied (used once publishing exists).
     pub push_in_spec: String,
     /// `push_in_sub_specs`, port offset applied.
@@ -508,6 +511,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             cache_size: number(ini, "proxy", "cache_size")?,
         },
         command_spec: spec("command_spec")?,
+        stats_spec: spec("stats_spec")?,
         push_in_spec: spec("push_in_spec")?,
         push_in_sub_specs: spec(sub_key)?,
         push_in_sub_connect: boolean(ini, "handler", "push_in_sub_connect")?,

@@ -177,3 +177,105 @@ async fn json_logs_from_every_process() {
         expected
     );
 }
+
+/// Pushpin's stats socket: `<type> T<tnetstring>` frames.
+fn stats_event(frame: &[u8]) -> (String, holdfast_protocol::value::Value) {
+    let space = frame.iter().position(|b| *b == b' ').expect("a type");
+    let kind = String::from_utf8_lossy(&frame[..space]).into_owned();
+    let body = &frame[space + 1..];
+    assert_eq!(body.first(), Some(&b'T'), "TNetString");
+    let value = holdfast_protocol::tnetstring::parse_complete(&body[1..]).expect("TNetString");
+    (kind, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushpin_stats_socket_events() {
+    let origin = Scripted::start(origin).await;
+    let port = holdfast_tests::free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("handler", "stats_spec", format!("tcp://127.0.0.1:{port}"))
+        .run()
+        .await;
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.set_subscribe(b"").unwrap();
+    sub.set_rcvtimeo(200).unwrap();
+    sub.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let sub = std::sync::Arc::new(std::sync::Mutex::new(sub));
+    let next = |sub: std::sync::Arc<std::sync::Mutex<zmq::Socket>>| async move {
+        tokio::task::spawn_blocking(move || sub.lock().unwrap().recv_bytes(0).ok())
+            .await
+            .unwrap()
+    };
+    // PUB drops what goes out before the subscriber is connected: publish
+    // to a channel nobody holds until its `message` event arrives.
+    let warm = tokio::time::timeout(WAIT, async {
+        loop {
+            let item = serde_json::json!({"items": [{"channel": "warm-up",
+                "formats": {"http-stream": {"content": "x"}}}]});
+            hf.publish(&item.to_string()).await;
+            while let Some(frame) = next(sub.clone()).await {
+                if stats_event(&frame).0 == "message" {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(warm.is_ok(), "no stats events: {}", hf.logs());
+
+    let mut stream = Client::new().open(&hf.url("/stream")).await;
+    assert!(stream.read_until("open\n", WAIT).await);
+    let item = serde_json::json!({"items": [{"channel": "m", "id": "7",
+        "formats": {"http-stream": {"content": "news\n"}}}]});
+    assert_eq!(hf.publish(&item.to_string()).await.0, 200);
+    assert!(stream.read_until("news\n", WAIT).await);
+    drop(stream);
+    let mut seen = Vec::new();
+    let wanted = tokio::time::timeout(WAIT, async {
+        loop {
+            let Some(frame) = next(sub.clone()).await else {
+                continue;
+            };
+            let (kind, v) = stats_event(&frame);
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+            let flag = |k: &str| v.get(k).is_some();
+            seen.push(match kind.as_str() {
+                "conn" if flag("unavailable") => "conn gone".to_owned(),
+                "conn" => format!("conn {}", text("type").unwrap_or_default()),
+                "sub" if flag("unavailable") => {
+                    format!("unsub {}", text("channel").unwrap_or_default())
+                }
+                "sub" => format!(
+                    "sub {} {}",
+                    text("mode").unwrap_or_default(),
+                    text("channel").unwrap_or_default()
+                ),
+                "message" => format!(
+                    "message {} {}",
+                    text("channel").unwrap_or_default(),
+                    text("item-id").unwrap_or_default()
+                ),
+                other => other.to_owned(),
+            });
+            if seen.iter().any(|s| s == "conn gone") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(wanted.is_ok(), "{seen:?}");
+    let expected = [
+        "conn http",
+        "sub stream m",
+        "message m 7",
+        "unsub m",
+        "conn gone",
+    ];
+    let order: Vec<&String> = seen
+        .iter()
+        .filter(|s| expected.contains(&s.as_str()))
+        .collect();
+    assert_eq!(order, expected, "{seen:?}");
+}

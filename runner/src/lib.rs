@@ -259,6 +259,8 @@ pub fn clean_rundir(settings: &Settings) {
     let ours = [
         format!("{}connmgr", settings.ipc_prefix),
         format!("{}accept", settings.ipc_prefix),
+        format!("{}metrics-in", settings.ipc_prefix),
+        format!("{}stats", settings.ipc_prefix),
     ];
     if let Ok(entries) = std::fs::read_dir(&settings.rundir) {
         for entry in entries.flatten() {

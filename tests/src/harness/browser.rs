@@ -8,6 +8,19 @@ use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+/// Headless, sandbox off (root), and no background traffic: this machine's
+/// closed network refuses it.
+const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// Chromium's path (`HOLDFAST_CHROMIUM`, default `/usr/bin/chromium`).
 pub fn chromium() -> PathBuf {
     let path = std::env::var_os("HOLDFAST_CHROMIUM")
@@ -37,16 +50,7 @@ impl Browser {
         let profile = std::env::temp_dir().join(format!("hf-chromium-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         let child = tokio::process::Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
+            .args(HEADLESS)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(url)
             .stdin(Stdio::null())
@@ -83,15 +87,8 @@ pub async fn screenshot(url: &str) -> Vec<u8> {
     let status = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         tokio::process::Command::new(chromium())
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--hide-scrollbars",
                 "--window-size=900,600",
                 "--virtual-time-budget=5000",

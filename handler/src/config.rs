@@ -21,6 +21,11 @@ pub struct Config {
     #[arg(long = "accept-spec")]
     pub accept_spec: Option<String>,
 
+    /// Where proxies ask for requests' client sessions (ZRPC `inspect`,
+    /// ROUTER, bound; routes with `session`).
+    #[arg(long = "inspect-spec")]
+    pub inspect_spec: Option<String>,
+
     /// Where proxies report WebSocket sessions' subscriptions (PULL, bound).
     #[arg(long = "ws-control-in-spec")]
     pub ws_control_in_spec: Option<String>,

@@ -140,6 +140,8 @@ pub struct Engine {
     /// Pushpin's stats socket, and the totals its next report covers.
     stats: Option<crate::stats::Stats>,
     stats_window: (u64, u64),
+    /// Client sessions' last ids (Pushpin's session feature), when on.
+    client_sessions: Option<crate::client_sessions::Shared>,
 }
 
 /// How often WebSocket sessions without news are looked for.
@@ -198,6 +200,7 @@ impl Engine {
             metrics: None,
             stats: None,
             stats_window: (0, 0),
+            client_sessions: None,
         }
     }
 
@@ -208,6 +211,12 @@ impl Engine {
     }
 
     /// Sends Pushpin's stats events through `stats`.
+    /// Keeps client sessions' last ids in `store` (Pushpin's session feature).
+    pub fn with_client_sessions(mut self, store: crate::client_sessions::Shared) -> Engine {
+        self.client_sessions = Some(store);
+        self
+    }
+
     pub fn with_stats(mut self, stats: crate::stats::Stats) -> Engine {
         self.stats = Some(stats);
         self
@@ -380,13 +389,19 @@ impl Engine {
         }
     }
 
-    async fn accept(&mut self, accept: Accept) {
+    async fn accept(&mut self, mut accept: Accept) {
         let key = key_of(&accept.connmgr, &accept.id);
         if self.sessions.contains_key(&key) {
             tracing::warn!(session = %key, "hand-over of a session already held; ignored");
             return;
         }
         let mut session = Session::from_accept(&accept);
+        if let Some(update) = accept.hold.session.take() {
+            if let Some(Ok(mut store)) = self.client_sessions.as_ref().map(|s| s.lock()) {
+                store.apply(&update);
+            }
+            session.sid = update.sid;
+        }
         session.link_timer = Some(self.timers.insert(
             (key.clone(), Timer::Session(SessionTimer::Link)),
             LINK_KEEP_ALIVE,
@@ -801,6 +816,12 @@ impl Engine {
             }
             return;
         }
+        if let (Some(sid), Some(Ok(mut store))) = (
+            control.sid.as_deref().filter(|_| control.kind == "session"),
+            self.client_sessions.as_ref().map(|s| s.lock()),
+        ) {
+            store.create_or_update(sid, &[]);
+        }
         let change = self.ws.apply(control, Instant::now());
         for channel in &change.subscribed {
             self.subscribe_channel(&change.key, channel);
@@ -815,6 +836,7 @@ impl Engine {
             return;
         };
         let keys: Vec<String> = subscribers.iter().cloned().collect();
+        self.note_sent(&item, &keys);
         let ws_keys: Vec<String> = keys
             .iter()
             .filter(|k| self.ws.contains(k))
@@ -910,6 +932,25 @@ impl Engine {
             }
             for key in to_recover {
                 self.recover(&key, true);
+            }
+        }
+    }
+
+    /// Records `item`'s id as the last one sent to the client sessions of
+    /// its subscribers (Pushpin does this for every subscriber, whatever
+    /// its filters decide).
+    fn note_sent(&self, item: &Item, keys: &[String]) {
+        let (Some(id), Some(store)) = (&item.id, &self.client_sessions) else {
+            return;
+        };
+        let Ok(mut store) = store.lock() else { return };
+        for key in keys {
+            let sid = match self.sessions.get(key) {
+                Some(session) => session.sid.as_deref(),
+                None => self.ws.sid(key),
+            };
+            if let Some(sid) = sid {
+                store.sent(sid, &item.channel, id);
             }
         }
     }

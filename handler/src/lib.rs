@@ -13,6 +13,7 @@
 //! - [`config`]: command line and settings.
 //! - [`engine`]: the event loop owning sessions, subscriptions and timers.
 //! - [`session`]: one held session's state.
+//! - [`client_sessions`]: Pushpin's session feature (last ids per client session id).
 //! - [`fetch`]: requests to the origin for a session (retries, links).
 //! - [`filters`]: subscription filters (skip-self, build-id, ...).
 //! - [`ws`]: WebSocket sessions' subscriptions (GRIP over WebSocket).
@@ -25,6 +26,7 @@
 //! - [`purge`]: purge + publish (items naming cache objects), paced per channel.
 //! - [`publisher`]: the `holdfast-publish` command-line publisher.
 
+pub mod client_sessions;
 pub mod command;
 pub mod config;
 pub mod engine;
@@ -126,6 +128,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 update_on_first_subscription: config.update_on_first_subscription,
             };
             let mut engine = engine::Engine::new(link, sub_control, options);
+            if let Some(spec) = &config.inspect_spec {
+                let store = client_sessions::Shared::default();
+                let router = holdfast_protocol::zmq::new_socket(&ctx, zmq::ROUTER)?;
+                apply_specs(&router, spec, true)?;
+                let mut inspect = spawn(router, "inspect")?;
+                let answers = store.clone();
+                let format = config.daemon.format;
+                tokio::spawn(async move {
+                    while let Some(msg) = inspect.rx.recv().await {
+                        if let Some(reply) = client_sessions::answer(msg, &answers, format) {
+                            if inspect.tx.send(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                engine = engine.with_client_sessions(store);
+            }
             let ws_controls = match &config.ws_control_in_spec {
                 Some(spec) => {
                     let pull = holdfast_protocol::zmq::new_socket(&ctx, zmq::PULL)?;

@@ -64,6 +64,8 @@ pub struct Session {
     pub next_timer: Option<delay_queue::Key>,
     /// Packets received since the last liveness check.
     pub heard: bool,
+    /// Client session id (Pushpin's session feature), when the origin named one.
+    pub sid: Option<String>,
 }
 
 impl Session {
@@ -96,6 +98,7 @@ impl Session {
             link_timer: None,
             next_timer: None,
             heard: true,
+            sid: None,
         }
     }
 

@@ -26,6 +26,8 @@ struct WsSession {
     channels: Vec<Subscription>,
     meta: Vec<(String, String)>,
     alive: Instant,
+    /// Client session id (`session` control message).
+    sid: Option<String>,
 }
 
 /// Every WebSocket session, by key.
@@ -66,6 +68,11 @@ impl WsSessions {
         self.sessions.contains_key(key)
     }
 
+    /// The client session id of session `key`, if it has one.
+    pub fn sid(&self, key: &str) -> Option<&str> {
+        self.sessions.get(key).and_then(|s| s.sid.as_deref())
+    }
+
     /// Applies a control message.
     pub fn apply(&mut self, control: Control, now: Instant) -> Change {
         let key = key_of(&control.proxy, &control.id);
@@ -85,6 +92,7 @@ impl WsSessions {
             channels: Vec::new(),
             meta: Vec::new(),
             alive: now,
+            sid: None,
         });
         session.alive = now;
         match (control.kind.as_str(), control.channel) {
@@ -107,6 +115,7 @@ impl WsSessions {
                     change.unsubscribed.push(channel);
                 }
             }
+            ("session", _) => session.sid = control.sid,
             ("set-meta", _) => {
                 if let Some(name) = control.name {
                     session.meta.retain(|(n, _)| *n != name);

@@ -92,3 +92,26 @@ pub fn websocket_deflate(data: &[u8]) {
     // LIMIT + 1 bytes of payload and a 14-byte header.
     assert!(total <= data.len() + (data.len() / 2 + 1) * (LIMIT + 15));
 }
+
+/// Arbitrary tagged frames as the messages Holdfast's own processes send
+/// each other (hand-overs, WebSocket control and deliveries, inspect
+/// requests and answers): what decodes must encode and decode back equal.
+pub fn internal_frames(data: &[u8]) {
+    fn roundtrip<T>(data: &[u8])
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        if let Ok(decoded) = format::decode::<T>(data) {
+            for fmt in [format::Format::TNetString, format::Format::MessagePack] {
+                let bytes = format::encode(&decoded, fmt).expect("a decoded frame encodes");
+                let back: T = format::decode(&bytes).expect("an encoded frame decodes");
+                assert_eq!(back, decoded);
+            }
+        }
+    }
+    roundtrip::<crate::handoff::Accept>(data);
+    roundtrip::<crate::wscontrol::Control>(data);
+    roundtrip::<crate::wscontrol::Deliver>(data);
+    roundtrip::<crate::inspect::InspectRequest>(data);
+    roundtrip::<crate::inspect::InspectReply>(data);
+}

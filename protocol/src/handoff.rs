@@ -143,6 +143,9 @@ pub struct Hold {
     /// `Grip-Link rel=gone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gone_link: Option<String>,
+    /// The client session the origin named (routes with `session`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<crate::inspect::SessionUpdate>,
 }
 
 #[cfg(test)]
@@ -187,6 +190,7 @@ mod tests {
                 meta: vec![("user".into(), "a".into())],
                 next_link: Some(("/next".into(), 120)),
                 gone_link: None,
+                session: None,
             },
             origin: Some(Origin {
                 uri: "http://127.0.0.1:8080/s".into(),

@@ -13,6 +13,7 @@
 //! - [`zhttp`]: the ZHTTP packet model (request, response, credit, ...).
 //! - [`publish`]: publish items (JSON and TNetString) and their checks.
 //! - [`handoff`]: a held session handed from the proxy to the handler.
+//! - [`inspect`]: Pushpin's session feature (session ids and their last ids).
 //! - [`wsevents`]: WebSocket-over-HTTP's `application/websocket-events`.
 //! - [`wscontrol`]: GRIP over WebSocket between the proxy and the handler.
 //! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
@@ -20,6 +21,7 @@
 
 pub mod format;
 pub mod handoff;
+pub mod inspect;
 pub mod msgpack;
 pub mod publish;
 pub mod tnetstring;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub struct Control {
-    /// `subscribe`, `unsubscribe`, `set-meta`, `alive` (the session still
+    /// `subscribe`, `unsubscribe`, `set-meta`, `session`, `alive` (the session still
     /// exists; sent every keep-alive interval), `end`, or `hello` (a proxy
     /// starting up; the handler answers with a `hello` delivery, so the
     /// proxy knows deliveries reach it).
@@ -33,6 +33,9 @@ pub struct Control {
     /// Meta value; none removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Client session id (`session`); none clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Topic of edge-cache purges on the handler's delivery socket, which

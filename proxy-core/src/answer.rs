@@ -11,6 +11,7 @@ use crate::grip::instruct::{HoldMode, Instruct, KeepAliveMode, MAX_INSTRUCT_BODY
 use crate::grip::{is_grip_response, is_instruct_body};
 use bytes::Bytes;
 use holdfast_protocol::handoff;
+use holdfast_protocol::inspect::{DetectRule, SessionUpdate};
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -198,7 +199,37 @@ pub fn hold_of(instruct: Instruct, prefix: &str) -> handoff::Hold {
         meta: instruct.meta,
         next_link: instruct.next_link.map(|l| (l.uri, l.timeout)),
         gone_link: instruct.gone_link,
+        session: None,
     }
+}
+
+/// What a held response said about its client session (routes with
+/// `session`); its detection rules apply to requests to `host`.
+pub fn session_of(instruct: &Instruct, prefix: &str, host: &str) -> Option<SessionUpdate> {
+    if instruct.session_id.is_none()
+        && instruct.session_detect.is_empty()
+        && instruct.last_ids.is_empty()
+    {
+        return None;
+    }
+    Some(SessionUpdate {
+        sid: instruct.session_id.clone(),
+        detect: instruct
+            .session_detect
+            .iter()
+            .map(|d| DetectRule {
+                domain: host.to_owned(),
+                path_prefix: d.path_prefix.clone(),
+                sid_ptr: d.sid_ptr.clone(),
+                json_param: d.json_param.clone(),
+            })
+            .collect(),
+        last_ids: instruct
+            .last_ids
+            .iter()
+            .map(|(channel, id)| (format!("{prefix}{channel}"), id.clone()))
+            .collect(),
+    })
 }
 
 /// A next link without a hold pages: the response is streamed and the

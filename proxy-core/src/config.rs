@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long = "handler-ws-control-out-spec")]
     pub handler_ws_control_out_spec: Option<String>,
 
+    /// The handler's inspect socket (DEALER, connected), asked for the
+    /// client session of requests on routes with `session`.
+    #[arg(long = "handler-inspect-spec")]
+    pub handler_inspect_spec: Option<String>,
+
     /// Routes file; re-read on SIGHUP.
     #[arg(long = "routes-file")]
     pub routes_file: Option<PathBuf>,

@@ -14,6 +14,7 @@
 //! - [`cache`]: the edge cache (route option `cache`).
 //! - [`answer`]: what the client gets for an origin response (GRIP applied).
 //! - [`session`]: one request as a ZHTTP session (the data path).
+//! - [`inspect`]: asks the handler for a request's client session (`session` routes).
 //! - [`metrics`]: requests, origin latency, cache; reported to the handler.
 //! - [`error`]: request errors and whose fault they are.
 
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod grip;
+pub mod inspect;
 pub mod metrics;
 pub mod origin;
 pub mod routes;
@@ -131,6 +133,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             None => None,
         },
         ws_routes: session::WsRoutes::default(),
+        inspector: match &config.handler_inspect_spec {
+            Some(spec) => Some(inspect::Inspector::connect(
+                &ctx,
+                spec,
+                config.daemon.format,
+            )?),
+            None => None,
+        },
     });
     if let Some(spec) = &config.metrics_spec {
         let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;

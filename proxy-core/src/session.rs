@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use holdfast_protocol::format;
 use holdfast_protocol::handoff;
+use holdfast_protocol::inspect::Inspected;
 use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody};
 use holdfast_protocol::zhttp::{Header, Packet, PacketType, MAX_FROM_LEN};
 use holdfast_protocol::zmq::link::Link as Sockets;
@@ -81,6 +82,8 @@ pub struct Shared {
     pub ws_control: Option<mpsc::Sender<Multipart>>,
     /// WebSocket sessions with GRIP, for the handler's deliveries.
     pub ws_routes: WsRoutes,
+    /// Asks the handler for requests' client sessions (`session` routes).
+    pub inspector: Option<crate::inspect::Inspector>,
 }
 
 impl Shared {
@@ -168,6 +171,10 @@ struct Prepared {
     streaming_body: Option<ChannelBody>,
     /// A WebSocket handshake (`ws://`/`wss://`).
     websocket: bool,
+    /// The request's host, lower case, without port.
+    host: String,
+    /// Its client session, for routes with `session`.
+    session: Option<Inspected>,
 }
 
 /// Where the response stands.
@@ -319,10 +326,27 @@ impl Session {
             body: if streaming_body.is_some() { None } else { body },
             streaming_body,
             websocket: proto == Proto::Ws,
+            host: host_only,
+            session: None,
         })
     }
 
-    async fn proxy(&mut self, prepared: Prepared) -> (u16, &'static str) {
+    async fn proxy(&mut self, mut prepared: Prepared) -> (u16, &'static str) {
+        if prepared.route.session && self.shared.inspector.is_some() {
+            // The session id is looked for in the whole body: wait for it
+            // (it is queued for the origin meanwhile).
+            if let Err(outcome) = self.finish_body().await {
+                return (0, outcome);
+            }
+            let body = self.request.as_ref().filter(|_| !self.body_open);
+            if let (Some(inspector), Some(request)) = (&self.shared.inspector, body) {
+                prepared.session = inspector
+                    .inspect(&prepared.host, &prepared.path, request.body.clone())
+                    .await;
+            }
+            tracing::debug!(session = %self.id, sid = ?prepared.session.as_ref().and_then(|s| s.sid.as_deref()), "client session inspected");
+        }
+        let session_host = prepared.route.session.then(|| prepared.host.clone());
         let trusted = prepared.trusted;
         let grip = !prepared.route.no_grip;
         let prefix = prepared.route.prefix.clone().unwrap_or_default();
@@ -383,7 +407,8 @@ impl Session {
                         Ok(Answer::Whole { code, reason, headers, body }) => (code, reason, headers, None, body),
                         Ok(Answer::Hold { instruct, response }) => {
                             let origin = origin.map(|mut o| { o.prefix = prefix.clone(); o });
-                            return self.hand_over(*instruct, response, origin, &prefix, debug).await;
+                            let session = session_host.as_deref().and_then(|host| answer::session_of(&instruct, &prefix, host));
+                            return self.hand_over(*instruct, response, origin, &prefix, session, debug).await;
                         }
                         Err(err) => {
                             status = self.fail_with(&err, debug).await;
@@ -482,6 +507,7 @@ impl Session {
         response: handoff::Response,
         origin: Option<handoff::Origin>,
         prefix: &str,
+        session: Option<holdfast_protocol::inspect::SessionUpdate>,
         debug: bool,
     ) -> (u16, &'static str) {
         let code = response.code;
@@ -497,16 +523,8 @@ impl Session {
         };
         // The origin may answer before connmgr's last body packet reached
         // us (it knew the length): take the rest of the body first.
-        let deadline = Instant::now() + HANDOFF_TIMEOUT;
-        while self.body_open && self.request.is_some() {
-            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
-                Ok(Some(packet)) => {
-                    if let Some(outcome) = self.on_packet(packet).await {
-                        return (code, outcome);
-                    }
-                }
-                _ => break,
-            }
+        if let Err(outcome) = self.finish_body().await {
+            return (code, outcome);
         }
         let Some(request) = self.request.take().filter(|_| !self.body_open) else {
             let err = ProxyError::BadRequest("Request too large to accept GRIP instruct.".into());
@@ -538,7 +556,8 @@ impl Session {
             tracing::warn!(session = %self.id, "connmgr did not proceed with the hand-over; session dropped");
             return (code, "handoff failed");
         }
-        let hold = answer::hold_of(instruct, prefix);
+        let mut hold = answer::hold_of(instruct, prefix);
+        hold.session = session;
         let accept = handoff::Accept {
             connmgr: self.connmgr.clone(),
             id: self.id.clone(),
@@ -560,6 +579,25 @@ impl Session {
             Err(err) => tracing::warn!(session = %self.id, error = %err, "hand-over not encoded"),
         }
         (code, "held")
+    }
+
+    /// Takes the rest of the request body from connmgr, while it fits the
+    /// replay copy and arrives within [`HANDOFF_TIMEOUT`]; afterwards the
+    /// body is whole when `body_open` is false and `request` is kept.
+    /// `Err` ends the session (the client went away).
+    async fn finish_body(&mut self) -> Result<(), &'static str> {
+        let deadline = Instant::now() + HANDOFF_TIMEOUT;
+        while self.body_open && self.request.is_some() {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(packet)) => {
+                    if let Some(outcome) = self.on_packet(packet).await {
+                        return Err(outcome);
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(())
     }
 
     /// Handles a packet from connmgr; `Some` ends the session.
@@ -737,6 +775,7 @@ fn origin_request(
         route: &prepared.route,
         target,
         signature,
+        session: prepared.session.as_ref(),
     };
     let headers = origin_headers(&forward, &shared.rules);
     let uri = format!("{}{}", target_base(target), path);

@@ -55,6 +55,11 @@ pub fn ws_control_specs(settings: &Settings) -> (String, String) {
     (format!("{base}-ws-in"), format!("{base}-ws-out"))
 }
 
+/// Where proxies ask the handler for requests' client sessions.
+pub fn inspect_spec(settings: &Settings) -> String {
+    format!("{}-inspect", accept_spec(settings))
+}
+
 /// The handler's metrics socket (connmgr and proxy report to it).
 pub fn metrics_spec(settings: &Settings) -> String {
     format!(
@@ -130,6 +135,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         ws_control_specs(settings).0,
         "--handler-ws-control-out-spec".into(),
         ws_control_specs(settings).1,
+        "--handler-inspect-spec".into(),
+        inspect_spec(settings),
         "--metrics-spec".into(),
         metrics_spec(settings),
         "--sig-iss".into(),
@@ -180,6 +187,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         ws_control_specs(settings).0,
         "--ws-control-out-spec".into(),
         ws_control_specs(settings).1,
+        "--inspect-spec".into(),
+        inspect_spec(settings),
         "--metrics-in-spec".into(),
         metrics_spec(settings),
         "--health-requires".into(),

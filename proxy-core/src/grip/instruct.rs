@@ -109,6 +109,23 @@ pub struct Instruct {
     pub gone_link: Option<String>,
     /// The response of an `application/grip-instruct` body.
     pub response: Option<InstructResponse>,
+    /// `Grip-Session-Id` (Pushpin's session feature).
+    pub session_id: Option<String>,
+    /// `Grip-Session-Detect`: path prefix, JSON pointer, form field.
+    pub session_detect: Vec<SessionDetect>,
+    /// `Grip-Last` on the response: channel → last id the client has.
+    pub last_ids: Vec<(String, String)>,
+}
+
+/// One `Grip-Session-Detect` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDetect {
+    /// Requests whose path starts with this.
+    pub path_prefix: String,
+    /// JSON pointer to the session id in their body.
+    pub sid_ptr: String,
+    /// Form field holding the JSON, when the body is a form.
+    pub json_param: Option<String>,
 }
 
 /// Why instructions are unusable (the client then gets 502).
@@ -234,6 +251,41 @@ impl Instruct {
                 }
                 "gone" => instruct.gone_link = Some(uri),
                 _ => {}
+            }
+        }
+        instruct.session_id = first_value(headers, "grip-session-id")
+            .filter(|sid| !sid.is_empty())
+            .map(str::to_owned);
+        for element in elements(all_values(headers, "grip-session-detect")) {
+            // Every token is a pair; rules missing a part are skipped, as
+            // Pushpin does.
+            let Ok(pairs) = meta_pairs(&element) else {
+                tracing::debug!(rule = %element, "malformed Grip-Session-Detect ignored");
+                continue;
+            };
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            match (get("path-prefix"), get("sid-ptr")) {
+                (Some(path_prefix), Some(sid_ptr)) => instruct.session_detect.push(SessionDetect {
+                    path_prefix,
+                    sid_ptr,
+                    json_param: get("json-param"),
+                }),
+                _ => {
+                    tracing::debug!(rule = %element, "Grip-Session-Detect without path-prefix and sid-ptr ignored")
+                }
+            }
+        }
+        for element in elements(all_values(headers, "grip-last")) {
+            let Ok(e) = Element::parse(&element) else {
+                continue;
+            };
+            if let (false, Some(id)) = (e.first.is_empty(), e.param("last-id")) {
+                instruct.last_ids.push((e.first.clone(), id.to_owned()));
             }
         }
         Ok(instruct)

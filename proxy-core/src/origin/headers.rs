@@ -3,6 +3,7 @@
 //! path and Host rewrites of the route. Pure functions, tested on tables.
 
 use crate::routes::{Route, Target};
+use holdfast_protocol::inspect::Inspected;
 use holdfast_protocol::zhttp::Header;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -105,6 +106,8 @@ pub struct Forward<'a> {
     pub target: &'a Target,
     /// A fresh `Grip-Sig`, when signing applies.
     pub signature: Option<String>,
+    /// The client session (`session` routes): `Grip-Session-Id`, `Grip-Last`.
+    pub session: Option<&'a Inspected>,
 }
 
 /// Whether the request came over TLS, believing X-Forwarded-Proto if allowed.
@@ -220,7 +223,30 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
             map.insert(HeaderName::from_static("grip-sig"), sig);
         }
     }
+    if let (true, Some(session)) = (grip, f.session) {
+        session_headers(&mut map, session, f.route.prefix.as_deref().unwrap_or(""));
+    }
     map
+}
+
+/// `Grip-Session-Id` and one `Grip-Last` per channel the session was sent
+/// something on, named as the origin knows them (without the route prefix).
+fn session_headers(map: &mut HeaderMap, session: &Inspected, prefix: &str) {
+    let Some(sid) = session.sid.as_deref() else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(sid) {
+        map.insert(HeaderName::from_static("grip-session-id"), value);
+    }
+    map.remove("grip-last");
+    for (channel, id) in &session.last_ids {
+        let channel = channel.strip_prefix(prefix).unwrap_or(channel);
+        // Written as Pushpin writes it (and as the handler's retries do).
+        let text = format!("{channel}; last-id={id}");
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            map.append(HeaderName::from_static("grip-last"), value);
+        }
+    }
 }
 
 /// The path (with query) the origin sees, after `path_rem` and `replace_beg`.
@@ -271,7 +297,39 @@ mod tests {
             route,
             target,
             signature: Some("sig.token.here".into()),
+            session: None,
         }
+    }
+
+    #[test]
+    fn session_headers_replace_the_clients() {
+        let headers = [
+            h("Grip-Session-Id", "forged"),
+            h("Grip-Last", "ch; last-id=1"),
+        ];
+        let route = Route {
+            prefix: Some("app-".into()),
+            ..Route::default()
+        };
+        let target = Target::default();
+        let session = Inspected {
+            sid: Some("abc".into()),
+            last_ids: vec![
+                ("app-news".into(), "7".into()),
+                ("other".into(), "x".into()),
+            ],
+        };
+        let mut f = forward(&headers, &route, &target);
+        f.session = Some(&session);
+        let map = origin_headers(&f, &rules());
+        assert_eq!(map.get("grip-session-id").unwrap(), "abc");
+        let last: Vec<_> = map.get_all("grip-last").iter().collect();
+        assert_eq!(last, ["news; last-id=7", "other; last-id=x"]);
+        // A session without an id adds nothing; the client's headers stay gone.
+        let none = Inspected::default();
+        f.session = Some(&none);
+        let map = origin_headers(&f, &rules());
+        assert!(map.get("grip-session-id").is_none() && map.get("grip-last").is_none());
     }
 
     #[test]

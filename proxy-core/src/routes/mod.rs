@@ -45,6 +45,9 @@ pub struct Route {
     pub debug: bool,
     /// Answers go through the edge cache (`cache`).
     pub cache: bool,
+    /// Pushpin's session feature (`session`): requests are told their
+    /// client session's last ids, held responses may name a session.
+    pub session: bool,
     /// Origins, in failover order.
     pub targets: Vec<Target>,
 }

@@ -46,7 +46,6 @@ pub enum RouteError {
 const NOT_YET: &[&str] = &[
     "aco",
     "orig_headers",
-    "session",
     "sockjs",
     "sockjs_as_path",
     "jsonp_mode",
@@ -233,6 +232,7 @@ fn apply_condition_prop(
         "no_grip" => route.no_grip = yes_no(name, value, line)?,
         "debug" => route.debug = yes_no(name, value, line)?,
         "cache" => route.cache = yes_no(name, value, line)?,
+        "session" => route.session = yes_no(name, value, line)?,
         other if NOT_YET.contains(&other) => {
             tracing::warn!(
                 line,
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn full_rule() {
         let routes = parse_routes(
-            "# comment\n\nexample.com,id=r1,path_beg=/api,replace_beg=/v2,ssl=no,sig_key=\"a b\\\"c\",header=\"X-A: 1\",no_grip \
+            "# comment\n\nexample.com,id=r1,path_beg=/api,replace_beg=/v2,ssl=no,sig_key=\"a b\\\"c\",header=\"X-A: 1\",no_grip,session \
              10.0.0.1:8080,ssl,host=origin.test,insecure [::1]:9000,over_http,sub=news  # trailing\n",
         )
         .unwrap();
@@ -324,6 +324,7 @@ mod tests {
         assert_eq!(r.sig_key.as_deref(), Some("a b\"c"));
         assert_eq!(r.headers, vec![("X-A".to_owned(), "1".to_owned())]);
         assert!(r.no_grip);
+        assert!(r.session && !r.cache);
         assert_eq!(r.targets.len(), 2);
         let t = &r.targets[0];
         assert_eq!(

@@ -6,9 +6,9 @@
 //! keep-alive tick says the session is alive, and its end is reported.
 //! `keep-alive`, `send-delayed` and `flush-delayed` are the session's own
 //! timers ([`GripWs::deadline`], [`Session::grip_tick`]); `detach` is
-//! returned to the transport, which closes the origin side. `session` (for
-//! Pushpin's session feature, which Holdfast does not have) and unknown
-//! types are logged and skipped, as Pushpin skips what it does not know.
+//! returned to the transport, which closes the origin side. `session`
+//! names the client session (Pushpin's session feature) whose last ids the
+//! handler keeps. Unknown types are logged and skipped, as Pushpin does.
 
 use super::Session;
 use base64::Engine;
@@ -305,6 +305,25 @@ impl Session {
                     self.grip_send(grip, &message).await;
                 }
                 return Controlled::Done;
+            }
+            "session" => {
+                // No id (or an empty one) clears the session; a non-string
+                // id makes the message invalid, as in Pushpin.
+                let sid = match value.get("id") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(id)) => {
+                        Some(id.clone()).filter(|id| !id.is_empty())
+                    }
+                    Some(_) => {
+                        tracing::info!(session = %self.id, "GRIP session with a non-string id ignored");
+                        return Controlled::Done;
+                    }
+                };
+                Control {
+                    kind,
+                    sid,
+                    ..Control::default()
+                }
             }
             "detach" => return Controlled::Detach,
             other => {

@@ -150,6 +150,7 @@ impl Session {
             route,
             target: &target,
             signature: None,
+            session: None,
         };
         let mut headers = origin_headers(&forward, &self.shared.rules);
         let remove: Vec<http::HeaderName> = headers

@@ -107,6 +107,7 @@ impl Session {
                 route,
                 target,
                 signature: signer.as_ref().and_then(Signer::token),
+                session: None,
             };
             let headers = origin_headers(&forward, &self.shared.rules);
             let host = headers

@@ -5,6 +5,7 @@
 
 mod browser;
 mod cdn;
+mod client_sessions;
 mod edge_cache;
 mod eventstream;
 mod faults;

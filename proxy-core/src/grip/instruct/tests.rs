@@ -245,3 +245,56 @@ fn malformed_instruct_bodies() {
         );
     }
 }
+
+#[test]
+fn session_headers() {
+    let i = parse(&[
+        ("grip-hold", "stream"),
+        ("grip-session-id", "abc"),
+        (
+            "grip-session-detect",
+            "path-prefix=/api/; sid-ptr=/session, path-prefix=/form/; sid-ptr=/s; json-param=data",
+        ),
+        ("grip-last", "news; last-id=4, other; last-id=\"x;y\""),
+    ])
+    .unwrap();
+    assert_eq!(i.session_id.as_deref(), Some("abc"));
+    assert_eq!(
+        i.session_detect,
+        vec![
+            SessionDetect {
+                path_prefix: "/api/".into(),
+                sid_ptr: "/session".into(),
+                json_param: None
+            },
+            SessionDetect {
+                path_prefix: "/form/".into(),
+                sid_ptr: "/s".into(),
+                json_param: Some("data".into())
+            },
+        ]
+    );
+    assert_eq!(
+        i.last_ids,
+        vec![
+            ("news".to_owned(), "4".to_owned()),
+            ("other".to_owned(), "x;y".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn malformed_session_headers_are_skipped() {
+    let i = parse(&[
+        ("grip-session-id", ""),
+        ("grip-session-detect", "path-prefix=/only"),
+        ("grip-session-detect", "sid-ptr=/only"),
+        ("grip-session-detect", "garbage; path-prefix=/; sid-ptr=/s"),
+        ("grip-session-detect", "path-prefix=\"/open; sid-ptr=/s"),
+        ("grip-last", "nolastid, ; last-id=3, ch; last-id"),
+    ])
+    .unwrap();
+    assert_eq!(i.session_id, None);
+    assert!(i.session_detect.is_empty());
+    assert!(i.last_ids.is_empty());
+}

@@ -29,12 +29,8 @@ pub use config::Config;
 
 use holdfast_protocol::rt::Shutdown;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-
-/// How long shutdown waits for requests in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the connection manager until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -44,7 +40,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         &config.id,
         &config.zclient_stream,
         config.daemon.format,
-        shutdown.token.clone(),
     )?;
     let config = Arc::new(config);
     let shared = Arc::new(session::Shared::new(
@@ -94,7 +89,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     for l in listeners {
         let _ = l.await;
     }
-    if !shutdown.drain(SHUTDOWN_GRACE).await {
+    if !shutdown.drain(config.daemon.grace()).await {
         tracing::warn!(
             sessions = sockets.sessions().len(),
             "grace period over; closing remaining connections"

@@ -13,7 +13,6 @@ use holdfast_protocol::zmq::{apply_specs, spawn, stream_specs, Multipart, Sessio
 use holdfast_protocol::Format;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Shared handle to the sockets and the session table.
 pub struct Sockets {
@@ -45,7 +44,6 @@ impl Sockets {
         id: &str,
         base: &str,
         format: Format,
-        token: CancellationToken,
     ) -> anyhow::Result<Arc<Sockets>> {
         let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(anyhow::Error::msg)?;
 
@@ -77,13 +75,8 @@ impl Sockets {
             router: router.tx,
             sessions: SessionTable::default(),
         });
-        tokio::spawn(read_packets(
-            sockets.clone(),
-            sub.rx,
-            token.clone(),
-            sub_body,
-        ));
-        tokio::spawn(read_packets(sockets.clone(), router.rx, token, router_body));
+        tokio::spawn(read_packets(sockets.clone(), sub.rx, sub_body));
+        tokio::spawn(read_packets(sockets.clone(), router.rx, router_body));
         Ok(sockets)
     }
 
@@ -144,20 +137,16 @@ fn decode(frame: &[u8]) -> Option<Packet> {
     }
 }
 
-/// Reads one socket's messages until shutdown; `body` picks the packet
-/// frame out of a message (`None` skips it).
+/// Reads one socket's messages for the life of the process (after SIGTERM
+/// too: draining sessions still get their last packets, such as the
+/// handler's clean end of a held stream); `body` picks the packet frame out
+/// of a message (`None` skips it).
 async fn read_packets(
     sockets: Arc<Sockets>,
     mut rx: mpsc::Receiver<Multipart>,
-    token: CancellationToken,
     body: fn(&Multipart) -> Option<&[u8]>,
 ) {
-    loop {
-        let msg = tokio::select! {
-            msg = rx.recv() => msg,
-            _ = token.cancelled() => None,
-        };
-        let Some(msg) = msg else { return };
+    while let Some(msg) = rx.recv().await {
         if let Some(packet) = body(&msg).and_then(decode) {
             sockets.dispatch(packet).await;
         }

@@ -216,8 +216,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
     }
     if let Some(task) = engine_task {
-        // The engine ends held sessions cleanly; give it a moment to send.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+        // The engine ends held sessions cleanly; give it the grace period to send.
+        let _ = tokio::time::timeout(config.daemon.grace(), task).await;
     }
     Ok(())
 }

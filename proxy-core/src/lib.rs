@@ -36,10 +36,6 @@ use origin::headers::{ForwardRules, SetProto};
 use origin::sign::{Signer, Verifier};
 use routes::{parse_routes, RouteTable};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-/// How long shutdown waits for requests in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Loads the routes: `--route` lines when given, else the routes file.
 pub fn load_routes(config: &Config) -> anyhow::Result<RouteTable> {
@@ -235,7 +231,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.token.cancelled() => break,
         }
     }
-    if !shutdown.drain(SHUTDOWN_GRACE).await {
+    if !shutdown.drain(config.daemon.grace()).await {
         tracing::warn!(
             sessions = sockets.sessions().len(),
             "grace period over; abandoning requests in flight"

@@ -22,6 +22,7 @@ pub mod supervisor;
 use config::{Settings, DEFAULT_ROUTE};
 use service::Service;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Longest path a unix socket address can hold (`sun_path`, less the NUL).
 const IPC_PATH_MAX: usize = 107;
@@ -240,26 +241,37 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         ));
     }
     let bin = |name: &str| -> PathBuf { bin_dir.join(name) };
-    vec![
+    let grace = settings.shutdown_grace.to_string();
+    let stop_grace = Duration::from_secs(settings.shutdown_grace) + supervisor::STOP_MARGIN;
+    let mut services = vec![
         Service {
             name: "handler",
             program: bin("holdfast-handler"),
             args: handler,
             env: handler_env,
+            stop_grace,
         },
         Service {
             name: "proxy",
             program: bin("holdfast-proxy"),
             args: proxy,
             env: proxy_env,
+            stop_grace,
         },
         Service {
             name: "connmgr",
             program: bin("holdfast-connmgr"),
             args: connmgr,
             env: Vec::new(),
+            stop_grace,
         },
-    ]
+    ];
+    for service in &mut services {
+        service
+            .args
+            .extend(["--shutdown-grace".to_owned(), grace.clone()]);
+    }
+    services
 }
 
 /// Removes the ipc socket files this instance bound, and the run directory

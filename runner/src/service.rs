@@ -26,6 +26,8 @@ pub struct Service {
     pub args: Vec<String>,
     /// Extra environment (secrets stay out of `ps` output).
     pub env: Vec<(String, String)>,
+    /// How long it gets to exit after SIGTERM before SIGKILL.
+    pub stop_grace: std::time::Duration,
 }
 
 impl Service {

@@ -23,9 +23,9 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A child that ran this long before failing restarts without delay growth.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long children get to exit after SIGTERM before SIGKILL. Longer than
-/// the children's own 5 s drain.
-pub const STOP_GRACE: Duration = Duration::from_secs(8);
+/// How much longer than their own drain (`shutdown_grace`) children get to
+/// exit after SIGTERM before SIGKILL.
+pub const STOP_MARGIN: Duration = Duration::from_secs(3);
 
 /// A service's live state, shared with its supervising task.
 struct Slot {
@@ -166,7 +166,7 @@ async fn run_service(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             _ = token.cancelled() => {
-                stop(&mut child, name).await;
+                stop(&mut child, name, slot.service.stop_grace).await;
                 slot.pid.store(0, Ordering::SeqCst);
                 return;
             }
@@ -174,16 +174,16 @@ async fn run_service(
     }
 }
 
-async fn stop(child: &mut Child, name: &str) {
+async fn stop(child: &mut Child, name: &str, grace: Duration) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+    match tokio::time::timeout(grace, child.wait()).await {
         Ok(_) => tracing::debug!("{name} stopped"),
         Err(_) => {
             tracing::warn!(
                 "{name} did not stop within {}s; killing it",
-                STOP_GRACE.as_secs()
+                grace.as_secs()
             );
             let _ = child.kill().await;
         }

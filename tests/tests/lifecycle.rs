@@ -261,3 +261,89 @@ async fn killed_runner_leaves_no_orphans() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// SIGTERM with `shutdown_grace=2`: held streams and long-polls get a clean
+/// end at once, a request in flight that finishes within the grace period
+/// gets its answer, one that would take longer is cut at the end of it, and
+/// the runner is gone soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_within_the_configured_grace_period() {
+    use holdfast_tests::harness::scripted::DELAY;
+    use holdfast_tests::{answer, Scripted};
+    let origin = Scripted::start(|seen| match seen.path.as_str() {
+        "/stream" => answer(
+            200,
+            &[("Grip-Hold", "stream"), ("Grip-Channel", "s")],
+            "initial\n",
+        ),
+        "/poll" => answer(
+            200,
+            &[("Grip-Hold", "response"), ("Grip-Channel", "p")],
+            "no news\n",
+        ),
+        "/slow" => answer(200, &[(DELAY, "800")], "slow done\n"),
+        _ => answer(200, &[(DELAY, "30000")], "too late\n"),
+    })
+    .await;
+    let mut hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("runner", "shutdown_grace", "2")
+        .arg("--verbose")
+        .run()
+        .await;
+    let client = Client::new();
+    let mut stream = client.open(&hf.url("/stream")).await;
+    assert!(stream.read_until("initial\n", WAIT).await);
+    let poll = tokio::spawn({
+        let url = hf.url("/poll");
+        async move { Client::new().get(&url).await }
+    });
+    assert!(
+        hf.wait_log_count("session held", 2, WAIT).await,
+        "{}",
+        hf.logs()
+    );
+    let slow = tokio::spawn({
+        let url = hf.url("/slow");
+        async move { Client::new().get(&url).await }
+    });
+    let slower = tokio::spawn({
+        let url = hf.url("/slower");
+        async move { Client::new().open(&url).await }
+    });
+    for path in ["/slow", "/slower"] {
+        assert!(
+            origin.wait_for(WAIT, |s| s.path == path).await.is_some(),
+            "{path} never reached the origin"
+        );
+    }
+
+    let signalled = tokio::time::Instant::now();
+    hf.signal(Signal::SIGTERM);
+    assert!(stream.read_to_end(WAIT).await, "{}", hf.logs());
+    assert!(
+        !stream.broken,
+        "the stream was cut, not ended\n{}",
+        hf.logs()
+    );
+    assert_eq!(stream.text(), "initial\n");
+    let poll = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!((poll.status, poll.text()), (200, "no news\n".to_owned()));
+    let slow = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
+    assert_eq!((slow.status, slow.text()), (200, "slow done\n".to_owned()));
+    // The 30 s request cannot finish: at most its head-less connection is
+    // closed once the grace period is over.
+    let slower = tokio::time::timeout(WAIT, slower).await;
+    assert!(
+        !matches!(&slower, Ok(Ok(s)) if s.status == 200),
+        "a 30 s answer arrived during a 2 s grace period"
+    );
+    let status = hf.wait_exit(WAIT).await.expect("runner exits");
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}\n{}", hf.logs());
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "stopped after {took:?}, expected about the 2 s grace period\n{}",
+        hf.logs()
+    );
+}

@@ -33,6 +33,17 @@ pub struct DaemonArgs {
     /// Log lines as text or as JSON objects.
     #[arg(long = "log-format", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Seconds to drain after SIGTERM before closing what is left.
+    #[arg(long = "shutdown-grace", default_value_t = 5)]
+    pub shutdown_grace: u64,
+}
+
+impl DaemonArgs {
+    /// The drain period after SIGTERM.
+    pub fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace)
+    }
 }
 
 /// How log lines are written.

@@ -138,6 +138,8 @@ impl Inputs {
         }
         let mut router = std::mem::replace(&mut self.router, mpsc::channel(1).1);
         let mut xpub = std::mem::replace(&mut self.xpub, mpsc::channel(1).1);
+        // Reading goes on after shutdown starts: sessions draining still
+        // need connmgr's packets. It ends with the process.
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -147,7 +149,6 @@ impl Inputs {
                     },
                     // Subscription changes (connmgr restarts) need no action.
                     msg = xpub.recv() => if msg.is_none() { return },
-                    _ = token.cancelled() => return,
                 }
             }
         });

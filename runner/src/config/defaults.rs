@@ -23,6 +23,9 @@ client_idle_timeout=60
 # WebSocket message accepted from a client (bytes; larger ones: close 1009)
 allow_compression=false
 client_max_message_size=1048576
+# Holdfast addition: seconds each process drains after SIGTERM (held
+# clients get a clean end at once; requests in flight may finish this long)
+shutdown_grace=5
 
 [proxy]
 routesfile=routes

@@ -25,6 +25,7 @@ const USED: &[(&str, &[&str])] = &[
             "client_idle_timeout",
             "allow_compression",
             "client_max_message_size",
+            "shutdown_grace",
             "rundir",
         ],
     ),
@@ -130,6 +131,9 @@ pub struct Settings {
     /// `client_max_message_size` (Holdfast addition): largest WebSocket
     /// message from a client.
     pub client_max_message_size: usize,
+    /// `shutdown_grace` in seconds (Holdfast addition): how long each
+    /// process drains after SIGTERM.
+    pub shutdown_grace: u64,
     /// Routes file, when routes come from a file.
     pub routes_file: Option<PathBuf>,
     /// Route lines given with `--route` (they replace the file).
@@ -496,6 +500,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         client_max_body_size: number(ini, "runner", "client_max_body_size")?,
         client_idle_timeout: number(ini, "runner", "client_idle_timeout")?,
         allow_compression: boolean(ini, "runner", "allow_compression")?,
+        shutdown_grace: number(ini, "runner", "shutdown_grace")?,
         client_max_message_size: number(ini, "runner", "client_max_message_size")?,
         routes_file,
         routes: o.routes.clone(),
@@ -556,6 +561,7 @@ mod tests {
         assert!(warnings.is_empty());
         assert_eq!(s.http_addrs, vec!["0.0.0.0:7999".parse().unwrap()]);
         assert_eq!(s.command_spec, "tcp://127.0.0.1:5563");
+        assert_eq!(s.shutdown_grace, 5);
         assert_eq!(s.push_in_http, "127.0.0.1:5561");
         assert_eq!(s.proxy.sig_key, "changeme");
         assert_eq!(s.routes_file, None);
@@ -614,6 +620,11 @@ mod tests {
         assert!(
             err.to_string().starts_with("[runner] http_port=\"nope\""),
             "{err}"
+        );
+        let err = load_text("[runner]\nshutdown_grace=-1\n", Overrides::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[runner] shutdown_grace=\"-1\": expected a non-negative whole number"
         );
         let err = load_text("[proxy]\ndebug=maybe\n", Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("expected true or false"));

@@ -137,6 +137,8 @@ pub struct OpenStream {
     pub received: Vec<u8>,
     /// Whether the body has ended.
     pub ended: bool,
+    /// Whether it ended with an error (connection cut, no clean end).
+    pub broken: bool,
 }
 
 impl OpenStream {
@@ -150,7 +152,12 @@ impl OpenStream {
                 }
                 true
             }
-            Ok(Some(Err(_)) | None) => {
+            Ok(Some(Err(_))) => {
+                self.ended = true;
+                self.broken = true;
+                true
+            }
+            Ok(None) => {
                 self.ended = true;
                 true
             }
@@ -216,6 +223,7 @@ impl Client {
             body: resp.into_body(),
             received: Vec::new(),
             ended: false,
+            broken: false,
         }
     }
 }

@@ -327,6 +327,7 @@ impl Session {
         let mut last_heard = Instant::now();
         let mut keep_alive =
             tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        let mut reconnects = self.shared.sockets.reconnects();
         let drained = self.drained.clone();
         loop {
             if !pending.is_empty() && self.credits > 0 && !self.paused {
@@ -395,6 +396,15 @@ impl Session {
                 _ = keep_alive.tick(), if !paused => {
                     let packet = self.packet(PacketType::KeepAlive);
                     self.send(packet).await;
+                    Step::Continue
+                }
+                Ok(peer) = reconnects.recv(), if !paused => {
+                    // Our owner (re)connected: if it restarted, it does not
+                    // know us and answers this with cancel.
+                    if self.proxy.as_deref() == Some(peer.as_slice()) {
+                        let packet = self.packet(PacketType::KeepAlive);
+                        self.send(packet).await;
+                    }
                     Step::Continue
                 }
                 _ = &mut expiry => {

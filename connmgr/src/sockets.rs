@@ -12,7 +12,7 @@ use holdfast_protocol::zhttp::{Packet, PacketType};
 use holdfast_protocol::zmq::{apply_specs, spawn, stream_specs, Multipart, SessionTable};
 use holdfast_protocol::Format;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// Shared handle to the sockets and the session table.
 pub struct Sockets {
@@ -24,6 +24,8 @@ pub struct Sockets {
     router: mpsc::Sender<Multipart>,
     /// Session id → the task that owns it.
     sessions: SessionTable,
+    /// Identities of peers that just connected (their ROUTER's probe).
+    reconnected: broadcast::Sender<Vec<u8>>,
 }
 
 /// Why a packet could not be sent.
@@ -56,6 +58,10 @@ impl Sockets {
         router.set_identity(id.as_bytes())?;
         // Proxies learn that this link is up from the probe (an empty message).
         router.set_probe_router(true)?;
+        // A restarted peer connects with its predecessor's identity: hand
+        // the identity over (the default refuses the newcomer while the old
+        // connection is not yet seen closed).
+        router.set_router_handover(true)?;
         apply_specs(&router, &stream_spec, true)?;
 
         let sub = holdfast_protocol::zmq::new_socket(ctx, zmq::SUB)?;
@@ -74,6 +80,7 @@ impl Sockets {
             push: push.tx,
             router: router.tx,
             sessions: SessionTable::default(),
+            reconnected: broadcast::channel(16).0,
         });
         tokio::spawn(read_packets(sockets.clone(), sub.rx, sub_body));
         tokio::spawn(read_packets(sockets.clone(), router.rx, router_body));
@@ -101,6 +108,15 @@ impl Sockets {
             .send(vec![to.to_vec(), Vec::new(), frame])
             .await
             .map_err(|_| SendError::Closed)
+    }
+
+    /// Peers connecting from now on (identities). A restarted handler or
+    /// proxy keeps its identity but not its sessions: a session owned by
+    /// that identity sends a keep-alive at once, which a new process
+    /// answers with `cancel` (unknown session), ending it now instead of at
+    /// the 60 s expiry; a peer that only reconnected knows its sessions.
+    pub fn reconnects(&self) -> broadcast::Receiver<Vec<u8>> {
+        self.reconnected.subscribe()
     }
 
     /// Hands a decoded packet to its session(s); answers `cancel` for ids we
@@ -147,6 +163,13 @@ async fn read_packets(
     body: fn(&Multipart) -> Option<&[u8]>,
 ) {
     while let Some(msg) = rx.recv().await {
+        if let [identity, probe] = msg.as_slice() {
+            if probe.is_empty() {
+                tracing::debug!(peer = %String::from_utf8_lossy(identity), "peer connected");
+                let _ = sockets.reconnected.send(identity.clone());
+                continue;
+            }
+        }
         if let Some(packet) = body(&msg).and_then(decode) {
             sockets.dispatch(packet).await;
         }

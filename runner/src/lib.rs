@@ -127,7 +127,12 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         connmgr.push(settings.certs_dir.display().to_string());
     }
     let p = &settings.proxy;
+    // Stable ids: a restarted proxy or handler takes its predecessor's
+    // identity, so connmgr's sessions owned by the dead process reach the
+    // new one at once (which cancels them) instead of waiting out expiry.
     let mut proxy = vec![
+        "--id".into(),
+        "proxy".into(),
         "--connmgr-stream".into(),
         base.clone(),
         "--handler-accept-spec".into(),
@@ -180,6 +185,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
     }
     let mut handler: Vec<String> = vec![
+        "--id".into(),
+        "handler".into(),
         "--connmgr-stream".into(),
         base,
         "--accept-spec".into(),

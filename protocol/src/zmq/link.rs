@@ -76,6 +76,9 @@ impl Link {
         };
         let router = super::new_socket(ctx, zmq::ROUTER)?;
         router.set_identity(id.as_bytes())?;
+        // Our probe tells connmgr we (re)connected: after a restart it asks
+        // the sessions our predecessor owned, and we cancel them at once.
+        router.set_probe_router(true)?;
         apply_specs(&router, &stream_spec, false)?;
         let xpub = super::new_socket(ctx, zmq::XPUB)?;
         apply_specs(&xpub, &in_spec, false)?;

@@ -108,7 +108,7 @@ impl Django {
         }
     }
 
-    async fn send(&self, n: u32) {
+    pub(crate) async fn send(&self, n: u32) {
         let reply = Client::new()
             .get(&format!("http://127.0.0.1:{}/send/{n}/", self.port))
             .await;
@@ -117,7 +117,7 @@ impl Django {
 }
 
 /// `(id, data)` of the `message` events in an SSE body.
-fn messages(text: &str) -> Vec<(String, String)> {
+pub(crate) fn messages(text: &str) -> Vec<(String, String)> {
     text.split("\n\n")
         .filter(|e| e.lines().any(|l| l == "event: message"))
         .map(|e| {
@@ -132,7 +132,7 @@ fn messages(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn read_event(stream: &mut OpenStream, n: u32) {
+pub(crate) async fn read_event(stream: &mut OpenStream, n: u32) {
     let needle = format!("{{\"n\": {n}}}");
     assert!(
         stream.read_until(&needle, WAIT).await,

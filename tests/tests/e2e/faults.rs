@@ -25,12 +25,21 @@ async fn a_killed_proxy_loses_no_held_connection() {
         assert!(stream.read_until("initial\n", WAIT).await);
         streams.push(stream);
     }
+    // A plain streamed answer is the proxy's own: it ends with the proxy.
+    let mut relayed = client.open(&hf.url("/forever")).await;
+    assert!(relayed.read_until("tick\n", WAIT).await);
     let proxy = hf.child_pid("holdfast-proxy").expect("proxy running");
+    let killed = Instant::now();
     kill(Pid::from_raw(proxy), Signal::SIGKILL).unwrap();
     assert!(
         hf.wait_log("proxy restarted and ready", WAIT).await,
         "{}",
         hf.logs()
+    );
+    assert!(
+        relayed.read_to_end(Duration::from_secs(5)).await,
+        "a relayed stream outlived its proxy by {:?}",
+        killed.elapsed()
     );
     // Held sessions live in connmgr and the handler: still there.
     assert_eq!(hf.publish(&stream_item("after the crash\n")).await.0, 200);
@@ -47,15 +56,17 @@ async fn a_killed_proxy_loses_no_held_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_handler_ends_held_streams_and_comes_back() {
     let origin = Origin::start().await;
-    let hf = Holdfast::in_front_of(&origin).run().await;
+    let hf = Holdfast::in_front_of(&origin).arg("--verbose").run().await;
     let mut stream = Client::new().open(&hf.url("/grip")).await;
     assert!(stream.read_until("initial\n", WAIT).await);
     let handler = hf.child_pid("holdfast-handler").expect("handler running");
     let killed = Instant::now();
     kill(Pid::from_raw(handler), Signal::SIGKILL).unwrap();
-    // The client sees its stream end (it can reconnect), never a hang.
+    // The client sees its stream end (it can reconnect), never a hang: the
+    // restarted handler is asked about its predecessor's sessions as soon
+    // as it connects, and cancels them.
     assert!(
-        stream.read_to_end(Duration::from_secs(90)).await,
+        stream.read_to_end(WAIT).await,
         "stream still open after {:?}\n{}",
         killed.elapsed(),
         hf.logs()
@@ -79,4 +90,102 @@ async fn a_killed_handler_ends_held_streams_and_comes_back() {
     })
     .await;
     assert!(published.is_ok(), "{}\n{}", again.text(), hf.logs());
+}
+
+/// One publish over HTTP: its status, or `None` when the publish port
+/// refused or dropped the connection.
+async fn try_publish(hf: &Holdfast, body: &str) -> Option<u16> {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = http::Request::post(hf.publish_url("/publish/"))
+        .header("Content-Type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_owned())))
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let status = reply.status().as_u16();
+    let _ = reply.into_body().collect().await;
+    Some(status)
+}
+
+/// kill -9 of the handler under a django-eventstream origin: the SSE
+/// client's stream ends at once, publishes meanwhile are refused (never a
+/// 200 for an item nobody could take), and the client reconnecting with
+/// `Last-Event-ID` after the restart gets every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_clients_recover_every_event_across_a_handler_restart() {
+    use crate::eventstream::{messages, read_event, Django};
+    let port = holdfast_tests::free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{port}"))
+        .run()
+        .await;
+    let django = Django::start(port, &hf.publish_url("")).await;
+    let client = Client::new();
+    let mut first = client.open(&hf.url("/events/")).await;
+    assert!(first.read_until("event: stream-open", WAIT).await);
+    for n in 1..=3 {
+        django.send(n).await;
+    }
+    read_event(&mut first, 3).await;
+
+    let handler = hf.child_pid("holdfast-handler").expect("handler running");
+    kill(Pid::from_raw(handler), Signal::SIGKILL).unwrap();
+    // Publish until the restarted handler takes it: before that, every
+    // attempt fails visibly.
+    let item = stream_item("while down\n");
+    let mut refused = 0;
+    let accepted = tokio::time::timeout(WAIT, async {
+        loop {
+            match try_publish(&hf, &item).await {
+                Some(200) => return,
+                Some(other) => panic!("publish answered {other} while the handler restarted"),
+                None => refused += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        accepted.is_ok(),
+        "the handler never came back\n{}",
+        hf.logs()
+    );
+    assert!(refused > 0, "no publish saw the handler down");
+    assert!(
+        first.read_to_end(WAIT).await,
+        "SSE stream left hanging\n{}",
+        hf.logs()
+    );
+    let seen_first = messages(&first.text());
+    let last_id = seen_first
+        .last()
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default();
+    assert_eq!(last_id, "test:3", "{}", first.text());
+
+    // Sent while the client is away, then live after it reconnects.
+    assert!(hf.wait_log("handler restarted and ready", WAIT).await);
+    for n in 4..=6 {
+        django.send(n).await;
+    }
+    let mut second = client
+        .open_with(&hf.url("/events/"), &[("Last-Event-ID", &last_id)])
+        .await;
+    read_event(&mut second, 6).await;
+    for n in 7..=9 {
+        django.send(n).await;
+    }
+    read_event(&mut second, 9).await;
+    let numbers: Vec<String> = seen_first
+        .into_iter()
+        .chain(messages(&second.text()))
+        .map(|(_, data)| data)
+        .collect();
+    let expected: Vec<String> = (1..=9).map(|n| format!("{{\"n\": {n}}}")).collect();
+    assert_eq!(numbers, expected, "{}\n{}", second.text(), hf.logs());
+    eprintln!("{refused} publishes refused while the handler restarted");
 }

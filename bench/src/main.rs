@@ -74,10 +74,24 @@ struct Args {
     /// publish (0: at once).
     #[arg(long, default_value_t = 0)]
     interval_ms: u64,
-    /// Publish this many items per second without waiting for deliveries
-    /// (a storm); 0: one after another, each once delivered.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    /// Publish this many items per second (fractions allowed) without
+    /// waiting for deliveries (a storm, or a soak when slow and long); 0:
+    /// one after another, each once delivered.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Only hold connections and count the items they receive (another
+    /// process publishes): for spreading very many connections over
+    /// several client processes. Prints `ready` on stderr once connected,
+    /// reports when every connection has the last of `--messages` items.
+    #[arg(long)]
+    listen_only: bool,
+    /// While publishing a storm, sample the RSS of `--pids` this often.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
+    /// RSS growth is measured from the first sample after this many
+    /// seconds of publishing (warm-up).
+    #[arg(long, default_value_t = 60)]
+    warmup_secs: u64,
     /// Items name `purge: [<channel>]` (Holdfast's purge + publish).
     #[arg(long)]
     purge: bool,
@@ -212,7 +226,7 @@ async fn connection(
             }
             continue;
         }
-        if args.rate > 0 {
+        if args.rate > 0.0 || args.listen_only {
             // A storm: count markers, note the last item's arrival.
             let mut received = 0;
             let mut last_at = None;
@@ -282,9 +296,15 @@ async fn storm(
     publish_uri: &str,
     ready: usize,
 ) -> anyhow::Result<serde_json::Value> {
-    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let period = Duration::from_secs_f64(1.0 / args.rate);
     let started = Instant::now();
     let mut last_published = started;
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn(sample_rss(
+        args.pids.clone(),
+        Duration::from_secs(args.sample_secs.max(1)),
+        samples.clone(),
+    ));
     for k in 0..args.messages {
         tokio::time::sleep_until(started + period * k as u32).await;
         let mut item = serde_json::json!({"channel": args.channel,
@@ -320,10 +340,27 @@ async fn storm(
         .iter()
         .filter_map(|(_, at)| at.map(|at| at.duration_since(last_published).as_micros() as u64))
         .collect();
+    sampler.abort();
     let total: usize = storm.iter().map(|(n, _)| n).sum();
+    let (lost, short) = losses(&storm, ready, args.messages);
+    let rss: Vec<(f64, u64)> = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let warm = rss
+        .iter()
+        .find(|(t, _)| *t >= args.warmup_secs as f64)
+        .map(|(_, kb)| *kb);
+    let growth = match (warm, rss.last()) {
+        (Some(warm), Some((_, end))) if warm > 0 => {
+            Some((*end as f64 - warm as f64) * 100.0 / warm as f64)
+        }
+        _ => None,
+    };
     Ok(serde_json::json!({
         "connections": args.connections,
         "connected": ready,
+        "lost_deliveries": lost,
+        "connections_missing_items": short,
+        "rss_kb_samples": rss.iter().map(|(t, kb)| serde_json::json!([t, kb])).collect::<Vec<_>>(),
+        "rss_growth_after_warmup_pct": growth,
         "published": args.messages,
         "publish_rate_per_sec": args.messages as f64 / publish_secs.max(1e-9),
         "purge": args.purge,
@@ -331,6 +368,34 @@ async fn storm(
         "last_item_received_by": got_last(&storm),
         "last_item_after_last_publish": summary(last_delays),
     }))
+}
+
+/// Deliveries missing (`messages` for every connected connection, minus
+/// what arrived) and how many connections miss any. Connections that never
+/// connected are not counted: they show in `connected`.
+fn losses(storm: &[(usize, Option<Instant>)], ready: usize, messages: usize) -> (usize, usize) {
+    let mut counts: Vec<usize> = storm.iter().map(|(n, _)| *n).collect();
+    // The connected ones are those that received anything or are within
+    // `ready`; the best `ready` counts stand for them.
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts.truncate(ready);
+    let lost = counts.iter().map(|n| messages.saturating_sub(*n)).sum();
+    let short = counts.iter().filter(|n| **n < messages).count();
+    (lost, short)
+}
+
+/// Appends `(seconds since start, total RSS KiB of pids)` to `samples`
+/// every `every`, until aborted.
+async fn sample_rss(pids: Vec<u32>, every: Duration, samples: Arc<Mutex<Vec<(f64, u64)>>>) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let kb = total_rss(&pids);
+        if let Ok(mut s) = samples.lock() {
+            s.push((started.elapsed().as_secs_f64().round(), kb));
+        }
+    }
 }
 
 async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool) -> bool {
@@ -395,7 +460,34 @@ async fn main() -> anyhow::Result<()> {
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
     let publish_uri = format!("{}/publish/", args.publish.trim_end_matches('/'));
-    if args.rate > 0 {
+    if args.listen_only {
+        eprintln!("ready {ready}");
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        wait_until(&shared, deadline, || {
+            shared
+                .storm
+                .lock()
+                .map(|s| s.iter().filter(|(_, at)| at.is_some()).count() >= ready)
+                .unwrap_or(false)
+        })
+        .await;
+        let storm = shared.storm.lock().map(|s| s.clone()).unwrap_or_default();
+        let (lost, short) = losses(&storm, ready, args.messages);
+        let report = serde_json::json!({
+            "connections": args.connections,
+            "connected": ready,
+            "failed": failures.load(Ordering::SeqCst),
+            "expected_per_connection": args.messages,
+            "lost_deliveries": lost,
+            "connections_missing_items": short,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        for task in tasks {
+            task.abort();
+        }
+        return Ok(());
+    }
+    if args.rate > 0.0 {
         let report = storm(&args, &shared, &client, &publish_uri, ready).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         for task in tasks {

@@ -22,6 +22,11 @@ pub struct Config {
     #[arg(long = "listen", default_value = "0.0.0.0:7999")]
     pub listen: Vec<SocketAddr>,
 
+    /// Share the listening ports with other connmgr processes
+    /// (SO_REUSEPORT: the kernel spreads new connections over them).
+    #[arg(long = "reuse-port")]
+    pub reuse_port: bool,
+
     /// Client address to listen on with TLS (repeatable); needs `--certs`.
     #[arg(long = "tls-listen")]
     pub tls_listen: Vec<SocketAddr>,

@@ -32,6 +32,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// Pending connections the kernel queues per listening socket (std's
+/// default is 128, too few for a connection storm).
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Runs the connection manager until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
@@ -72,8 +76,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         } else {
             None
         };
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = bind(addr, config.reuse_port)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         tracing::info!(tls, "listening on {}", listener.local_addr()?);
         listeners.push(tokio::spawn(listener::serve(
@@ -96,4 +99,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A listening socket on `addr`, shared with other processes when
+/// `reuse_port` (each then gets a share of new connections).
+fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's TcpListener::bind does on Unix.
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -784,7 +784,8 @@ impl Engine {
         for (proxy, deliver) in deliveries {
             match format::encode(&deliver, self.link.format) {
                 Ok(frame) => {
-                    if out.send(vec![proxy.into_bytes(), frame]).await.is_err() {
+                    let topic = holdfast_protocol::wscontrol::topic(&proxy);
+                    if out.send(vec![topic, frame]).await.is_err() {
                         tracing::warn!("WebSocket delivery socket closed");
                     }
                 }
@@ -812,7 +813,8 @@ impl Engine {
             };
             if let (Some(out), Ok(frame)) = (&self.ws_out, format::encode(&hello, self.link.format))
             {
-                let _ = out.try_send(vec![control.proxy.into_bytes(), frame]);
+                let topic = holdfast_protocol::wscontrol::topic(&control.proxy);
+                let _ = out.try_send(vec![topic, frame]);
             }
             return;
         }

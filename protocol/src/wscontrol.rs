@@ -38,6 +38,13 @@ pub struct Control {
     pub sid: Option<String>,
 }
 
+/// The topic of deliveries for proxy `id` on the handler's delivery socket:
+/// the id and a space, so that no proxy's subscription is a prefix of
+/// another's (`proxy` and `proxy-2`).
+pub fn topic(id: &str) -> Vec<u8> {
+    format!("{id} ").into_bytes()
+}
+
 /// Topic of edge-cache purges on the handler's delivery socket, which
 /// every proxy subscribes to besides its own id (ids never start with `*`).
 pub const PURGE_TOPIC: &str = "*purge";

@@ -150,7 +150,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     if let Some(spec) = &config.handler_ws_control_out_spec {
         let sub = holdfast_protocol::zmq::new_socket(&ctx, zmq::SUB)?;
-        sub.set_subscribe(id.as_bytes())?;
+        sub.set_subscribe(&holdfast_protocol::wscontrol::topic(&id))?;
         sub.set_subscribe(holdfast_protocol::wscontrol::PURGE_TOPIC.as_bytes())?;
         holdfast_protocol::zmq::apply_specs(&sub, spec, false)?;
         let mut handle = holdfast_protocol::zmq::spawn(sub, "handler-ws-deliveries")?;

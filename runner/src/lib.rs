@@ -76,7 +76,7 @@ pub fn metrics_spec(settings: &Settings) -> String {
 pub fn check_ipc_paths(settings: &Settings) -> Result<(), String> {
     let longest = settings
         .rundir
-        .join(format!("{}connmgr-out-stream", settings.ipc_prefix));
+        .join(format!("{}connmgr-16-out-stream", settings.ipc_prefix));
     let len = longest.as_os_str().len();
     if len > IPC_PATH_MAX {
         return Err(format!(
@@ -87,19 +87,36 @@ pub fn check_ipc_paths(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// The three services with the arguments derived from `settings`.
+/// Name (and ZeroMQ id) of the `n`th process of a kind: `connmgr`,
+/// `connmgr-2`, ... Ids stay the same across restarts.
+fn nth(kind: &str, n: usize) -> String {
+    if n == 1 {
+        kind.to_owned()
+    } else {
+        format!("{kind}-{n}")
+    }
+}
+
+/// The services with the arguments derived from `settings`: the handler,
+/// `proxy_count` proxies and `connmgr_count` connection managers.
 pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
-    let base = connmgr_base(settings);
+    // Every connmgr has its own sockets; proxies and the handler link to all.
+    let bases: Vec<String> = (1..=settings.connmgr_count)
+        .map(|n| format!("{}{}", connmgr_base(settings), &nth("", n)))
+        .collect();
+    let base = bases.join(",");
     let level = |name| settings.log_levels.for_process(name).to_string();
     let mut connmgr = vec![
-        "--id".into(),
-        "connmgr".into(),
         "--zclient-stream".into(),
-        base.clone(),
+        String::new(),
         "--buffer-size".into(),
         settings.client_buffer_size.to_string(),
         "--maxconn".into(),
-        settings.client_maxconn.to_string(),
+        // client_maxconn is the instance's total.
+        settings
+            .client_maxconn
+            .div_ceil(settings.connmgr_count.max(1))
+            .to_string(),
         "--max-body-size".into(),
         settings.client_max_body_size.to_string(),
         "--idle-timeout".into(),
@@ -126,13 +143,12 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         connmgr.push("--certs".into());
         connmgr.push(settings.certs_dir.display().to_string());
     }
+    if settings.connmgr_count > 1 {
+        // The kernel spreads new connections over the processes.
+        connmgr.push("--reuse-port".into());
+    }
     let p = &settings.proxy;
-    // Stable ids: a restarted proxy or handler takes its predecessor's
-    // identity, so connmgr's sessions owned by the dead process reach the
-    // new one at once (which cancels them) instead of waiting out expiry.
     let mut proxy = vec![
-        "--id".into(),
-        "proxy".into(),
         "--connmgr-stream".into(),
         base.clone(),
         "--handler-accept-spec".into(),
@@ -185,8 +201,6 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
     }
     let mut handler: Vec<String> = vec![
-        "--id".into(),
-        "handler".into(),
         "--connmgr-stream".into(),
         base,
         "--accept-spec".into(),
@@ -250,33 +264,45 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     let bin = |name: &str| -> PathBuf { bin_dir.join(name) };
     let grace = settings.shutdown_grace.to_string();
     let stop_grace = Duration::from_secs(settings.shutdown_grace) + supervisor::STOP_MARGIN;
-    let mut services = vec![
-        Service {
-            name: "handler",
-            program: bin("holdfast-handler"),
-            args: handler,
-            env: handler_env,
-            stop_grace,
-        },
-        Service {
-            name: "proxy",
-            program: bin("holdfast-proxy"),
-            args: proxy,
-            env: proxy_env,
-            stop_grace,
-        },
-        Service {
-            name: "connmgr",
-            program: bin("holdfast-connmgr"),
-            args: connmgr,
-            env: Vec::new(),
-            stop_grace,
-        },
-    ];
-    for service in &mut services {
-        service
-            .args
-            .extend(["--shutdown-grace".to_owned(), grace.clone()]);
+    // Stable ids (`--id` = the service name): a restarted proxy or handler
+    // takes its predecessor's identity, so connmgr's sessions owned by the
+    // dead process reach the new one at once (which cancels them) instead
+    // of waiting out expiry.
+    let service =
+        |name: String, program: &str, mut args: Vec<String>, env: Vec<(String, String)>| {
+            args.splice(0..0, ["--id".to_owned(), name.clone()]);
+            args.extend(["--shutdown-grace".to_owned(), grace.clone()]);
+            Service {
+                name: name.into(),
+                program: bin(program),
+                args,
+                env,
+                stop_grace,
+            }
+        };
+    let mut services = vec![service(
+        "handler".into(),
+        "holdfast-handler",
+        handler,
+        handler_env,
+    )];
+    for n in 1..=settings.proxy_count {
+        services.push(service(
+            nth("proxy", n),
+            "holdfast-proxy",
+            proxy.clone(),
+            proxy_env.clone(),
+        ));
+    }
+    for (n, base) in (1..=settings.connmgr_count).zip(&bases) {
+        let mut args = connmgr.clone();
+        args[1] = base.clone();
+        services.push(service(
+            nth("connmgr", n),
+            "holdfast-connmgr",
+            args,
+            Vec::new(),
+        ));
     }
     services
 }

@@ -4,6 +4,7 @@ use crate::logs::LogSink;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -19,7 +20,7 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Service {
     /// Short name: `connmgr`, `proxy`, `handler`.
-    pub name: &'static str,
+    pub name: Arc<str>,
     /// Program path.
     pub program: PathBuf,
     /// Arguments.
@@ -36,7 +37,7 @@ impl Service {
     pub fn spawn(
         &self,
         sink: &LogSink,
-        events: mpsc::UnboundedSender<(&'static str, Event)>,
+        events: mpsc::UnboundedSender<(Arc<str>, Event)>,
     ) -> std::io::Result<Child> {
         let mut command = Command::new(&self.program);
         command
@@ -58,10 +59,15 @@ impl Service {
         }
         let mut child = command.spawn()?;
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward(out, self.name, sink.clone(), events.clone()));
+            tokio::spawn(forward(
+                out,
+                self.name.clone(),
+                sink.clone(),
+                events.clone(),
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward(err, self.name, sink.clone(), events));
+            tokio::spawn(forward(err, self.name.clone(), sink.clone(), events));
         }
         Ok(child)
     }
@@ -70,16 +76,16 @@ impl Service {
 /// Copies a child's output line by line, watching for its ready phase.
 async fn forward(
     stream: impl AsyncRead + Unpin,
-    name: &'static str,
+    name: Arc<str>,
     sink: LogSink,
-    events: mpsc::UnboundedSender<(&'static str, Event)>,
+    events: mpsc::UnboundedSender<(Arc<str>, Event)>,
 ) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         // The ready line, as text (`phase="ready"`) or JSON (`"phase":"ready"`).
         if line.contains("phase=\"ready\"") || line.contains("\"phase\":\"ready\"") {
-            let _ = events.send((name, Event::Ready));
+            let _ = events.send((name.clone(), Event::Ready));
         }
-        sink.line(name, &line);
+        sink.line(&name, &line);
     }
 }

@@ -87,8 +87,8 @@ pub async fn supervise(
                 }
             }
             Some(()) = reloads.recv() => {
-                if let Some(proxy) = slots.iter().find(|s| s.service.name == "proxy") {
-                    tracing::info!("SIGHUP: asking the proxy to reload routes");
+                tracing::info!("SIGHUP: asking the proxies to reload routes");
+                for proxy in slots.iter().filter(|s| s.service.name.starts_with("proxy")) {
                     signal(&proxy.pid, Signal::SIGHUP);
                 }
             }
@@ -121,11 +121,11 @@ fn signal(pid: &AtomicU32, signal: Signal) {
 async fn run_service(
     slot: Arc<Slot>,
     sink: LogSink,
-    events: mpsc::UnboundedSender<(&'static str, Event)>,
+    events: mpsc::UnboundedSender<(Arc<str>, Event)>,
     token: CancellationToken,
     failures: mpsc::Sender<String>,
 ) {
-    let name = slot.service.name;
+    let name = slot.service.name.clone();
     let mut backoff = BACKOFF_START;
     loop {
         let mut child = match slot.service.spawn(&sink, events.clone()) {
@@ -166,7 +166,7 @@ async fn run_service(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             _ = token.cancelled() => {
-                stop(&mut child, name, slot.service.stop_grace).await;
+                stop(&mut child, &name, slot.service.stop_grace).await;
                 slot.pid.store(0, Ordering::SeqCst);
                 return;
             }

@@ -9,6 +9,10 @@
 //! and ROUTER drops messages for a peer not yet connected, so the owner takes
 //! no session until both links are up: XPUB reports connmgr's subscription,
 //! and connmgr's ROUTER probes us when our connection is accepted.
+//!
+//! Several connmgr processes (comma-separated bases) are linked the same
+//! way: each socket connects to every one, and the link is ready once each
+//! has subscribed and probed.
 
 use super::{apply_specs, spawn, stream_specs, Multipart, SessionTable};
 use crate::format;
@@ -54,10 +58,13 @@ pub struct Inputs {
     pub requests: Option<mpsc::Receiver<Multipart>>,
     router: mpsc::Receiver<Multipart>,
     xpub: mpsc::Receiver<Multipart>,
+    /// How many connmgr processes must subscribe and probe.
+    connmgrs: usize,
 }
 
 impl Link {
-    /// Connects to connmgr's spec base; `take_requests` adds the PULL socket.
+    /// Connects to connmgr's spec base (or several, comma-separated: one
+    /// per connmgr process); `take_requests` adds the PULL socket.
     pub fn start(
         ctx: &zmq::Context,
         id: &str,
@@ -66,7 +73,21 @@ impl Link {
         take_requests: bool,
         catch_all: Option<mpsc::Sender<Packet>>,
     ) -> Result<(Arc<Link>, Inputs), LinkError> {
-        let [out_spec, stream_spec, in_spec] = stream_specs(base).map_err(LinkError::Spec)?;
+        let bases: Vec<&str> = base
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .collect();
+        let mut specs: [Vec<String>; 3] = Default::default();
+        for base in &bases {
+            for (list, spec) in specs
+                .iter_mut()
+                .zip(stream_specs(base).map_err(LinkError::Spec)?)
+            {
+                list.push(spec);
+            }
+        }
+        let [out_spec, stream_spec, in_spec] = specs.map(|list| list.join(","));
         let requests = if take_requests {
             let pull = super::new_socket(ctx, zmq::PULL)?;
             apply_specs(&pull, &out_spec, false)?;
@@ -98,6 +119,7 @@ impl Link {
                 requests,
                 router: router.rx,
                 xpub: xpub.rx,
+                connmgrs: bases.len().max(1),
             },
         ))
     }
@@ -122,16 +144,24 @@ impl Inputs {
     /// then keeps both links serviced in the background: later packets are
     /// delivered to sessions, further subscription messages are discarded.
     pub async fn wait_ready(&mut self, sockets: Arc<Link>, token: CancellationToken) -> bool {
-        let (mut subscribed, mut probed) = (false, false);
-        while !(subscribed && probed) {
+        // Distinct subscriptions ("<connmgr-id> ") and probing identities.
+        let mut subscribed = std::collections::HashSet::new();
+        let mut probed = std::collections::HashSet::new();
+        while subscribed.len() < self.connmgrs || probed.len() < self.connmgrs {
             tokio::select! {
                 msg = self.xpub.recv() => match msg {
-                    Some(msg) => subscribed |= msg.first().is_some_and(|f| f.first() == Some(&1)),
+                    Some(msg) => {
+                        if let Some(topic) = msg.first().filter(|f| f.first() == Some(&1)) {
+                            subscribed.insert(topic[1..].to_vec());
+                        }
+                    }
                     None => return false,
                 },
                 msg = self.router.recv() => match msg {
                     Some(msg) => {
-                        probed = true;
+                        if let Some(identity) = msg.first() {
+                            probed.insert(identity.clone());
+                        }
                         handle_router(&sockets, msg).await;
                     }
                     None => return false,

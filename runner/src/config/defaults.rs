@@ -26,6 +26,11 @@ client_max_message_size=1048576
 # Holdfast addition: seconds each process drains after SIGTERM (held
 # clients get a clean end at once; requests in flight may finish this long)
 shutdown_grace=5
+# Holdfast additions: how many connection manager and proxy processes to run
+# (connections are spread over the connmgrs by the kernel, SO_REUSEPORT;
+# requests over the proxies; client_maxconn is shared among the connmgrs)
+connmgr_count=1
+proxy_count=1
 
 [proxy]
 routesfile=routes

@@ -26,6 +26,8 @@ const USED: &[(&str, &[&str])] = &[
             "allow_compression",
             "client_max_message_size",
             "shutdown_grace",
+            "connmgr_count",
+            "proxy_count",
             "rundir",
         ],
     ),
@@ -134,6 +136,10 @@ pub struct Settings {
     /// `shutdown_grace` in seconds (Holdfast addition): how long each
     /// process drains after SIGTERM.
     pub shutdown_grace: u64,
+    /// `connmgr_count` (Holdfast addition): connection manager processes.
+    pub connmgr_count: usize,
+    /// `proxy_count` (Holdfast addition): proxy processes.
+    pub proxy_count: usize,
     /// Routes file, when routes come from a file.
     pub routes_file: Option<PathBuf>,
     /// Route lines given with `--route` (they replace the file).
@@ -331,6 +337,22 @@ fn number<T: std::str::FromStr>(ini: &Ini, section: &str, key: &str) -> Result<T
         .map_err(|_| bad(section, key, value, "expected a non-negative whole number"))
 }
 
+/// Most processes of one kind: each takes memory and a core's share.
+pub const MAX_PROCESSES: usize = 16;
+
+fn process_count(ini: &Ini, key: &str) -> Result<usize, ConfigError> {
+    let value = get(ini, "runner", key);
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_PROCESSES).contains(&n) => Ok(n),
+        _ => Err(bad(
+            "runner",
+            key,
+            value,
+            "expected a whole number from 1 to 16",
+        )),
+    }
+}
+
 fn boolean(ini: &Ini, section: &str, key: &str) -> Result<bool, ConfigError> {
     match get(ini, section, key) {
         "true" | "1" | "yes" => Ok(true),
@@ -501,6 +523,8 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         client_idle_timeout: number(ini, "runner", "client_idle_timeout")?,
         allow_compression: boolean(ini, "runner", "allow_compression")?,
         shutdown_grace: number(ini, "runner", "shutdown_grace")?,
+        connmgr_count: process_count(ini, "connmgr_count")?,
+        proxy_count: process_count(ini, "proxy_count")?,
         client_max_message_size: number(ini, "runner", "client_max_message_size")?,
         routes_file,
         routes: o.routes.clone(),
@@ -562,6 +586,38 @@ mod tests {
         assert_eq!(s.http_addrs, vec!["0.0.0.0:7999".parse().unwrap()]);
         assert_eq!(s.command_spec, "tcp://127.0.0.1:5563");
         assert_eq!(s.shutdown_grace, 5);
+        assert_eq!((s.connmgr_count, s.proxy_count), (1, 1));
+        let text = "[runner]\nconnmgr_count=2\nproxy_count=3\nclient_maxconn=1001\n";
+        let (many, _) = load_text(text, Overrides::default()).unwrap();
+        let services = crate::services(&many, std::path::Path::new("/bin"));
+        let names: Vec<&str> = services.iter().map(|s| &*s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "handler",
+                "proxy",
+                "proxy-2",
+                "proxy-3",
+                "connmgr",
+                "connmgr-2"
+            ]
+        );
+        let arg = |service: &crate::service::Service, flag: &str| {
+            let at = service.args.iter().position(|a| a == flag)?;
+            service.args.get(at + 1).cloned()
+        };
+        let connmgr2 = &services[5];
+        assert_eq!(arg(connmgr2, "--id").as_deref(), Some("connmgr-2"));
+        assert!(arg(connmgr2, "--zclient-stream")
+            .unwrap()
+            .ends_with("connmgr-2"));
+        assert_eq!(arg(connmgr2, "--maxconn").as_deref(), Some("501"));
+        assert!(connmgr2.args.iter().any(|a| a == "--reuse-port"));
+        // Proxies and the handler link to both connmgrs.
+        for service in &services[..4] {
+            let bases = arg(service, "--connmgr-stream").unwrap();
+            assert_eq!(bases.split(',').count(), 2, "{bases}");
+        }
         assert_eq!(s.push_in_http, "127.0.0.1:5561");
         assert_eq!(s.proxy.sig_key, "changeme");
         assert_eq!(s.routes_file, None);
@@ -626,6 +682,11 @@ mod tests {
             err.to_string(),
             "[runner] shutdown_grace=\"-1\": expected a non-negative whole number"
         );
+        for bad_count in ["0", "17", "two"] {
+            let text = format!("[runner]\nconnmgr_count={bad_count}\n");
+            let err = load_text(&text, Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("from 1 to 16"), "{err}");
+        }
         let err = load_text("[proxy]\ndebug=maybe\n", Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("expected true or false"));
         let err = load_text("[global\n", Overrides::default()).unwrap_err();

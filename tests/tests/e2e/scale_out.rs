@@ -131,3 +131,71 @@ async fn one_publish_reaches_every_instance_once_through_the_broker() {
     assert_eq!(received, 3 * PER_INSTANCE);
     let _ = broker.start_kill();
 }
+
+/// The value of `name{process="<process>",...}` in a metrics text, if any.
+fn metric(text: &str, name: &str, process: &str) -> Option<f64> {
+    let prefix = format!("{name}{{process=\"{process}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .reduce(|a, b| a + b)
+}
+
+/// `connmgr_count=2`, `proxy_count=2`: both connection managers accept
+/// connections on the one port, both proxies take requests, and a publish
+/// reaches held streams whichever connmgr holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connmgrs_and_two_proxies_share_the_work() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin)
+        .set("runner", "connmgr_count", "2")
+        .set("runner", "proxy_count", "2")
+        .run()
+        .await;
+    let names: Vec<String> = hf.children().into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "holdfast-connmgr").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "holdfast-proxy").count(),
+        2,
+        "{names:?}"
+    );
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(hold(&hf.addr()).await);
+    }
+    let client = holdfast_tests::Client::new();
+    for _ in 0..50 {
+        assert_eq!(client.get(&hf.url("/")).await.status, 200);
+    }
+    let item = serde_json::json!({"items": [{"channel": "test",
+        "formats": {"http-stream": {"content": "to all\n"}}}]});
+    assert_eq!(hf.publish(&item.to_string()).await.0, 200);
+    for stream in &mut streams {
+        let mut seen = Vec::new();
+        read_until(stream, &mut seen, b"to all\n").await;
+    }
+    // Every process reports each second: both connmgrs hold streams, both
+    // proxies answered requests.
+    let shared = tokio::time::timeout(WAIT, async {
+        loop {
+            let text = client.get(&hf.publish_url("/metrics")).await.text();
+            let open = |p| metric(&text, "holdfast_connections_open", p).unwrap_or(0.0);
+            let requests = |p| metric(&text, "holdfast_proxy_requests_total", p).unwrap_or(0.0);
+            if open("connmgr") > 0.0
+                && open("connmgr-2") > 0.0
+                && requests("proxy") > 0.0
+                && requests("proxy-2") > 0.0
+                && open("connmgr") + open("connmgr-2") >= 200.0
+            {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(shared.is_ok(), "{}", hf.logs());
+}

@@ -8,7 +8,8 @@
 # one (message_rate raised; it paces deliveries at 2500/s by default).
 #
 # Usage: scripts/bench-fanout.sh [connections, default 10000] [messages, default 5]
-# PROXIES="holdfast pushpin-default pushpin-tuned" (the default) selects runs.
+# PROXIES="holdfast pushpin-default pushpin-tuned" (the default) selects runs;
+# holdfast-2connmgr is Holdfast with connmgr_count=2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${1:-10000}
@@ -41,6 +42,9 @@ for name in $PROXIES; do
     holdfast)
       start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
       run_bench holdfast $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
+    holdfast-2connmgr)  # connmgr_count=2: what a second connmgr buys
+      HOLDFAST_RUNNER=connmgr_count=2 start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
+      run_bench holdfast-2connmgr $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
     pushpin-default)
       start_pushpin; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
       run_bench pushpin-default $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;

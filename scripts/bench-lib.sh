@@ -93,6 +93,7 @@ rundir=$work/holdfast/run
 [runner]
 http_port=127.0.0.1:$HOLDFAST
 log_level=1
+${HOLDFAST_RUNNER:-}
 [proxy]
 routesfile=routes
 [handler]

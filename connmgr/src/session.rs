@@ -253,7 +253,7 @@ enum Step {
 struct Session {
     shared: Arc<Shared>,
     id: String,
-    inbox: mpsc::Receiver<Packet>,
+    inbox: mpsc::Receiver<Box<Packet>>,
     /// Sequence number of our next packet to the proxy.
     out_seq: u32,
     /// Sequence number expected on the proxy's next packet (shared with
@@ -350,7 +350,7 @@ impl Session {
                 packet = self.inbox.recv() => match packet {
                     Some(packet) => {
                         last_heard = Instant::now();
-                        self.on_packet(packet).await
+                        self.on_packet(*packet).await
                     }
                     None => Step::End("shutdown"),
                 },

@@ -299,7 +299,7 @@ fn copy_headers(packet: &Packet, out: &mut http::HeaderMap, skip: &[&str]) {
 async fn bridge<S>(
     ws: WebSocketStream<S>,
     owner: &mut Owner,
-    inbox: &mut mpsc::Receiver<Packet>,
+    inbox: &mut mpsc::Receiver<Box<Packet>>,
     mut credits: usize,
 ) -> &'static str
 where

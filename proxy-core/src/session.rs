@@ -144,7 +144,7 @@ struct Session {
     in_seq: u32,
     /// Response body bytes connmgr lets us send.
     credits: usize,
-    inbox: mpsc::Receiver<Packet>,
+    inbox: mpsc::Receiver<Box<Packet>>,
     /// Request body toward the origin, while it is still arriving.
     body_tx: Option<mpsc::Sender<Chunk>>,
     /// Request body bytes the origin has taken (become credits for connmgr).
@@ -477,7 +477,7 @@ impl Session {
                 packet = self.inbox.recv() => {
                     let Some(packet) = packet else { return (status, "shutdown") };
                     expiry.as_mut().reset(Instant::now() + SESSION_EXPIRY);
-                    if let Some(outcome) = self.on_packet(packet).await {
+                    if let Some(outcome) = self.on_packet(*packet).await {
                         return (status, outcome);
                     }
                 }
@@ -590,7 +590,7 @@ impl Session {
         while self.body_open && self.request.is_some() {
             match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
                 Ok(Some(packet)) => {
-                    if let Some(outcome) = self.on_packet(packet).await {
+                    if let Some(outcome) = self.on_packet(*packet).await {
                         return Err(outcome);
                     }
                 }

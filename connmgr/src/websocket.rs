@@ -310,6 +310,7 @@ where
         tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
     let mut heard_owner = Instant::now();
     let mut active = Instant::now();
+    let mut reconnects = owner.shared.sockets.reconnects();
     // A message from the owner arriving in fragments.
     let mut fragments = ws::Assembler::default();
     loop {
@@ -407,6 +408,14 @@ where
                         return "ended by owner";
                     }
                     _ => {}
+                }
+            }
+            Ok(peer) = reconnects.recv() => {
+                // Our owner (re)connected: a restarted proxy does not know
+                // this session and answers the keep-alive with cancel.
+                if owner.to.as_deref() == Some(peer.as_slice()) {
+                    let packet = owner.packet(PacketType::KeepAlive);
+                    owner.send(packet).await;
                 }
             }
             _ = keep_alive.tick() => {

@@ -189,3 +189,43 @@ async fn sse_clients_recover_every_event_across_a_handler_restart() {
     assert_eq!(numbers, expected, "{}\n{}", second.text(), hf.logs());
     eprintln!("{refused} publishes refused while the handler restarted");
 }
+
+/// A WebSocket belongs to its proxy: when the proxy dies, the client gets a
+/// close as soon as the restarted proxy is up, not after connmgr's 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_proxy_closes_its_websockets_at_once() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let origin = holdfast_tests::WsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let tcp = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/echo", hf.addr()), tcp)
+        .await
+        .expect("WebSocket opened");
+    ws.send(Message::text("hello")).await.unwrap();
+    let echoed = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("an echo");
+    assert!(matches!(echoed, Some(Ok(Message::Text(_)))), "{echoed:?}");
+    let proxy = hf.child_pid("holdfast-proxy").expect("proxy running");
+    let killed = Instant::now();
+    kill(Pid::from_raw(proxy), Signal::SIGKILL).unwrap();
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "WebSocket still open {:?} after its proxy died\n{}",
+        killed.elapsed(),
+        hf.logs()
+    );
+}

@@ -37,7 +37,7 @@ pub fn chromium() -> PathBuf {
 /// Headless Chromium showing `url`; stopped when dropped.
 pub struct Browser {
     child: tokio::process::Child,
-    _profile: PathBuf,
+    profile: PathBuf,
 }
 
 impl Browser {
@@ -59,10 +59,7 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .expect("chromium started");
-        Browser {
-            child,
-            _profile: profile,
-        }
+        Browser { child, profile }
     }
 }
 
@@ -72,6 +69,14 @@ impl Drop for Browser {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
+        // Its profile (several MiB) goes once it has stopped writing to it.
+        for _ in 0..50 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 

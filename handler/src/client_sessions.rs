@@ -48,6 +48,11 @@ impl ClientSessions {
         }
     }
 
+    /// Whether no session is known (then publishes have nothing to record).
+    pub fn is_empty(&self) -> bool {
+        self.last_ids.is_empty()
+    }
+
     /// Applies what a held response said: new rules, and the session
     /// created or its last ids updated.
     pub fn apply(&mut self, update: &SessionUpdate) {

@@ -946,6 +946,11 @@ impl Engine {
             return;
         };
         let Ok(mut store) = store.lock() else { return };
+        // The common case (no `session` route in use) costs no walk over
+        // the subscribers.
+        if store.is_empty() {
+            return;
+        }
         for key in keys {
             let sid = match self.sessions.get(key) {
                 Some(session) => session.sid.as_deref(),

@@ -132,6 +132,37 @@ pub(crate) fn messages(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The second half of the reconnect scenario: events 4-6 are sent while
+/// the client is away, it reconnects with `last_id` and gets them, then 7-9
+/// arrive live. Checks that events 1-9 arrived once each, in order, over
+/// both connections; returns their `(id, data)`.
+pub(crate) async fn resume(
+    hf: &Holdfast,
+    django: &Django,
+    last_id: &str,
+    seen_first: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    for n in 4..=6 {
+        django.send(n).await;
+    }
+    let mut second = Client::new()
+        .open_with(&hf.url("/events/"), &[("Last-Event-ID", last_id)])
+        .await;
+    read_event(&mut second, 6).await;
+    for n in 7..=9 {
+        django.send(n).await;
+    }
+    read_event(&mut second, 9).await;
+    let all: Vec<(String, String)> = seen_first
+        .into_iter()
+        .chain(messages(&second.text()))
+        .collect();
+    let numbers: Vec<&str> = all.iter().map(|(_, data)| data.as_str()).collect();
+    let expected: Vec<String> = (1..=9).map(|n| format!("{{\"n\": {n}}}")).collect();
+    assert_eq!(numbers, expected, "{}\n{}", second.text(), hf.logs());
+    all
+}
+
 pub(crate) async fn read_event(stream: &mut OpenStream, n: u32) {
     let needle = format!("{{\"n\": {n}}}");
     assert!(
@@ -179,26 +210,7 @@ async fn django_eventstream_reconnect_with_last_event_id_gets_every_event_once()
     );
     drop(first);
 
-    // Missed while disconnected.
-    for n in 4..=6 {
-        django.send(n).await;
-    }
-    let mut second = client
-        .open_with(&hf.url("/events/"), &[("Last-Event-ID", &last_id)])
-        .await;
-    read_event(&mut second, 6).await;
-    for n in 7..=9 {
-        django.send(n).await;
-    }
-    read_event(&mut second, 9).await;
-
-    let all: Vec<(String, String)> = seen_first
-        .into_iter()
-        .chain(messages(&second.text()))
-        .collect();
-    let numbers: Vec<String> = all.iter().map(|(_, data)| data.clone()).collect();
-    let expected: Vec<String> = (1..=9).map(|n| format!("{{\"n\": {n}}}")).collect();
-    assert_eq!(numbers, expected, "{}\n{}", second.text(), hf.logs());
+    let all = resume(&hf, &django, &last_id, seen_first).await;
     let ids: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
     let expected_ids: Vec<String> = (1..=9).map(|n| format!("test:{n}")).collect();
     assert_eq!(ids, expected_ids);

@@ -117,7 +117,7 @@ async fn try_publish(hf: &Holdfast, body: &str) -> Option<u16> {
 /// `Last-Event-ID` after the restart gets every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_clients_recover_every_event_across_a_handler_restart() {
-    use crate::eventstream::{messages, read_event, Django};
+    use crate::eventstream::{messages, read_event, resume, Django};
     let port = holdfast_tests::free_port();
     let hf = Holdfast::builder()
         .route(format!("* 127.0.0.1:{port}"))
@@ -169,24 +169,7 @@ async fn sse_clients_recover_every_event_across_a_handler_restart() {
 
     // Sent while the client is away, then live after it reconnects.
     assert!(hf.wait_log("handler restarted and ready", WAIT).await);
-    for n in 4..=6 {
-        django.send(n).await;
-    }
-    let mut second = client
-        .open_with(&hf.url("/events/"), &[("Last-Event-ID", &last_id)])
-        .await;
-    read_event(&mut second, 6).await;
-    for n in 7..=9 {
-        django.send(n).await;
-    }
-    read_event(&mut second, 9).await;
-    let numbers: Vec<String> = seen_first
-        .into_iter()
-        .chain(messages(&second.text()))
-        .map(|(_, data)| data)
-        .collect();
-    let expected: Vec<String> = (1..=9).map(|n| format!("{{\"n\": {n}}}")).collect();
-    assert_eq!(numbers, expected, "{}\n{}", second.text(), hf.logs());
+    resume(&hf, &django, &last_id, seen_first).await;
     eprintln!("{refused} publishes refused while the handler restarted");
 }
 

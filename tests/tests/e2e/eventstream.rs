@@ -22,11 +22,17 @@ fn python() -> PathBuf {
 }
 
 /// The Django app of `tests/python/eventstream_app`, on `port`, publishing
-/// to `grip_url`. Killed when dropped.
+/// to `grip_url`. Killed when dropped, its folder (the event store) removed.
 pub(crate) struct Django {
     _server: tokio::process::Child,
-    _dir: PathBuf,
+    dir: PathBuf,
     port: u16,
+}
+
+impl Drop for Django {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Django {
@@ -103,7 +109,7 @@ impl Django {
         );
         Django {
             _server: server,
-            _dir: dir,
+            dir,
             port,
         }
     }

@@ -106,9 +106,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         .collect();
     let base = bases.join(",");
     let level = |name| settings.log_levels.for_process(name).to_string();
+    // Shared by every connmgr; each adds its own `--zclient-stream`.
     let mut connmgr = vec![
-        "--zclient-stream".into(),
-        String::new(),
         "--buffer-size".into(),
         settings.client_buffer_size.to_string(),
         "--maxconn".into(),
@@ -295,8 +294,8 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         ));
     }
     for (n, base) in (1..=settings.connmgr_count).zip(&bases) {
-        let mut args = connmgr.clone();
-        args[1] = base.clone();
+        let mut args = vec!["--zclient-stream".to_owned(), base.clone()];
+        args.extend(connmgr.iter().cloned());
         services.push(service(
             nth("connmgr", n),
             "holdfast-connmgr",

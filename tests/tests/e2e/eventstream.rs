@@ -169,6 +169,17 @@ pub(crate) async fn resume(
     all
 }
 
+/// Holdfast routing everything to a fresh Django app that publishes to it.
+pub(crate) async fn behind_holdfast() -> (Holdfast, Django) {
+    let port = free_port();
+    let hf = Holdfast::builder()
+        .route(format!("* 127.0.0.1:{port}"))
+        .run()
+        .await;
+    let django = Django::start(port, &hf.publish_url("")).await;
+    (hf, django)
+}
+
 pub(crate) async fn read_event(stream: &mut OpenStream, n: u32) {
     let needle = format!("{{\"n\": {n}}}");
     assert!(
@@ -180,12 +191,7 @@ pub(crate) async fn read_event(stream: &mut OpenStream, n: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn django_eventstream_reconnect_with_last_event_id_gets_every_event_once() {
-    let port = free_port();
-    let hf = Holdfast::builder()
-        .route(format!("* 127.0.0.1:{port}"))
-        .run()
-        .await;
-    let django = Django::start(port, &hf.publish_url("")).await;
+    let (hf, django) = behind_holdfast().await;
     let client = Client::new();
 
     let mut first = client.open(&hf.url("/events/")).await;

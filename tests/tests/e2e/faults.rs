@@ -117,13 +117,8 @@ async fn try_publish(hf: &Holdfast, body: &str) -> Option<u16> {
 /// `Last-Event-ID` after the restart gets every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_clients_recover_every_event_across_a_handler_restart() {
-    use crate::eventstream::{messages, read_event, resume, Django};
-    let port = holdfast_tests::free_port();
-    let hf = Holdfast::builder()
-        .route(format!("* 127.0.0.1:{port}"))
-        .run()
-        .await;
-    let django = Django::start(port, &hf.publish_url("")).await;
+    use crate::eventstream::{behind_holdfast, messages, read_event, resume};
+    let (hf, django) = behind_holdfast().await;
     let client = Client::new();
     let mut first = client.open(&hf.url("/events/")).await;
     assert!(first.read_until("event: stream-open", WAIT).await);

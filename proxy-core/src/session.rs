@@ -378,10 +378,7 @@ impl Session {
                     self.credits -= n;
                     let done =
                         pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream());
-                    let mut packet = head
-                        .take()
-                        .map(|h| *h)
-                        .unwrap_or_else(|| self.packet(PacketType::Data));
+                    let mut packet = self.head_or_packet(head, PacketType::Data);
                     packet.body = Some(chunk);
                     packet.more = !done;
                     self.send(packet).await;
@@ -416,13 +413,16 @@ impl Session {
                         }
                     };
                     status = code;
-                    let mut head = self.packet(PacketType::Data);
+                    // Numbered as it leaves: a head held back for its body
+                    // must not be overtaken by credits or keep-alives.
+                    let mut head = self.unnumbered(PacketType::Data);
                     head.code = Some(code);
                     head.reason = reason;
                     head.headers = Some(headers);
                     let finished = body.as_ref().is_none_or(|b| b.is_end_stream());
                     if finished && pending.is_empty() {
                         head.body = Some(Bytes::new());
+                        self.number(&mut head);
                         self.send(head).await;
                         return (status, "ok");
                     }
@@ -436,6 +436,7 @@ impl Session {
                         Some(Box::new(head))
                     } else {
                         head.more = true;
+                        self.number(&mut head);
                         self.send(head).await;
                         None
                     };
@@ -448,7 +449,7 @@ impl Session {
                             if let Ok(data) = frame.into_data() {
                                 *pending = data;
                                 if pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream()) {
-                                    let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
+                                    let mut packet = self.head_or_packet(head, PacketType::Data);
                                     packet.body = Some(Bytes::new());
                                     packet.more = false;
                                     self.send(packet).await;
@@ -458,14 +459,14 @@ impl Session {
                         }
                         Some(Err(err)) => {
                             tracing::warn!(session = %self.id, error = %err, "origin response body failed");
-                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Error));
+                            let mut packet = self.head_or_packet(head, PacketType::Error);
                             packet.kind = PacketType::Error;
                             packet.condition = Some("remote-connection-failed".into());
                             self.send(packet).await;
                             return (status, "origin body error");
                         }
                         None => {
-                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
+                            let mut packet = self.head_or_packet(head, PacketType::Data);
                             packet.body = Some(Bytes::new());
                             packet.more = false;
                             self.send(packet).await;
@@ -684,9 +685,32 @@ impl Session {
     }
 
     fn packet(&mut self, kind: PacketType) -> Packet {
-        let packet = Packet::new(kind, &self.shared.sockets.id, &self.id, self.out_seq);
-        self.out_seq = self.out_seq.wrapping_add(1);
+        let mut packet = self.unnumbered(kind);
+        self.number(&mut packet);
         packet
+    }
+
+    /// A packet whose sequence number is given when it is sent.
+    fn unnumbered(&self, kind: PacketType) -> Packet {
+        Packet::new(kind, &self.shared.sockets.id, &self.id, 0)
+    }
+
+    fn number(&mut self, packet: &mut Packet) {
+        packet.seq = Some(self.out_seq);
+        self.out_seq = self.out_seq.wrapping_add(1);
+    }
+
+    /// The head held back for its body (numbered now, as it leaves), or
+    /// a new packet.
+    fn head_or_packet(&mut self, head: &mut Option<Box<Packet>>, kind: PacketType) -> Packet {
+        match head.take() {
+            Some(held) => {
+                let mut held = *held;
+                self.number(&mut held);
+                held
+            }
+            None => self.packet(kind),
+        }
     }
 
     async fn send(&self, packet: Packet) {

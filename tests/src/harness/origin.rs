@@ -234,6 +234,21 @@ async fn respond(
             .collect();
         return Ok(streamed(chunks, &[("Content-Type", "text/plain")]));
     }
+    if path == "/late-body" {
+        // The head at once; its short, known-length body only once the
+        // request body has been read to its end.
+        let mut request_body = req.into_body();
+        let body = futures_util::stream::once(async move {
+            while let Some(Ok(_)) = request_body.frame().await {}
+            Ok(Frame::data(Bytes::from_static(b"ok\n")))
+        });
+        return Ok(http::Response::builder()
+            .status(200)
+            .header("Content-Type", "text/plain")
+            .header("Content-Length", "3")
+            .body(StreamBody::new(body).boxed())
+            .expect("valid response"));
+    }
     if path == "/grip" {
         return Ok(full(
             200,

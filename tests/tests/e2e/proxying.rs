@@ -87,6 +87,31 @@ async fn five_megabytes_streamed_both_ways() {
     );
 }
 
+/// The proxy holds a response head back to send it with a short body in
+/// one packet; credits for the request body sent meanwhile must not
+/// overtake it (connmgr ended such requests with 502 "Protocol error").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_credits_do_not_overtake_a_held_back_head() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let (tx, rx) = mpsc::channel(1);
+    let feed = async {
+        tx.send(Bytes::from(vec![b'a'; 1000])).await.unwrap();
+        // The rest of the body once the origin has the request (and has
+        // answered its head): the proxy now holds that head back.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while origin.requests() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(Bytes::from(vec![b'b'; 1000])).await.unwrap();
+        drop(tx);
+    };
+    let (client, url) = (Client::new(), hf.url("/late-body"));
+    let (reply, ()) = tokio::join!(client.send_streamed("POST", &url, rx), feed);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), hf.logs());
+    assert_eq!(reply.text(), "ok\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_responses_stay_chunked() {
     let origin = Origin::start().await;

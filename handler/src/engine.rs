@@ -39,10 +39,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
-/// Sessions addressed by one delivery packet. Large enough that a publish
-/// to 10,000 subscribers of one connmgr is a handful of packets, small
-/// enough that connmgr's per-packet work stays short.
-pub const BATCH: usize = 4096;
+/// Sessions looked at, and at most addressed by one delivery packet, at a
+/// time. Large enough that a publish to 10,000 subscribers is ten packets,
+/// small enough that connmgr starts writing to clients within a
+/// millisecond or two while the handler works through the rest.
+pub const BATCH: usize = 1024;
 
 /// ZHTTP liveness: a keep-alive every 45 s, and a session is dropped when
 /// connmgr has been silent for 60 s (Pushpin's values).
@@ -61,6 +62,55 @@ const UPDATE_INTERVAL: Duration = Duration::from_millis(100);
 /// Attempts at a next link before the stream is ended; the wait doubles
 /// from one second between them.
 const LINK_ATTEMPTS: u32 = 5;
+
+/// One chunk's deliveries: per connmgr and distinct content, the sessions
+/// that take it now, sent as one packet.
+#[derive(Default)]
+struct Ready {
+    groups: Vec<ReadyGroup>,
+    /// Groups by content, for items whose content filters render it per
+    /// session.
+    by_content: HashMap<Bytes, Vec<usize>>,
+    /// The group the last session joined: without content filters every
+    /// session shares the item's own buffer, so this is nearly always it.
+    last: usize,
+}
+
+struct ReadyGroup {
+    connmgr: String,
+    content: Bytes,
+    ids: Vec<IdSeq>,
+}
+
+impl Ready {
+    fn add(&mut self, connmgr: &str, content: Bytes, id: IdSeq) {
+        let same_as_last = self.groups.get(self.last).is_some_and(|g| {
+            g.content.as_ptr() == content.as_ptr()
+                && g.content.len() == content.len()
+                && g.connmgr == connmgr
+        });
+        if !same_as_last {
+            let candidates = self.by_content.entry(content.clone()).or_default();
+            self.last = match candidates
+                .iter()
+                .copied()
+                .find(|&i| self.groups[i].connmgr == connmgr)
+            {
+                Some(i) => i,
+                None => {
+                    self.groups.push(ReadyGroup {
+                        connmgr: connmgr.to_owned(),
+                        content,
+                        ids: Vec::new(),
+                    });
+                    candidates.push(self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+        }
+        self.groups[self.last].ids.push(id);
+    }
+}
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -834,86 +884,106 @@ impl Engine {
     }
 
     async fn publish(&mut self, item: Item) {
-        let Some(subscribers) = self.channels.get(&item.channel) else {
+        // The subscribers are taken out while the item is handed out
+        // (nothing here subscribes or unsubscribes) and walked without
+        // copying their keys; they go back before anything else happens.
+        let Some(subscribers) = self.channels.get_mut(&item.channel).map(std::mem::take) else {
             return;
         };
-        let keys: Vec<String> = subscribers.iter().cloned().collect();
-        self.note_sent(&item, &keys);
-        let ws_keys: Vec<String> = keys
-            .iter()
-            .filter(|k| self.ws.contains(k))
-            .cloned()
-            .collect();
-        if !ws_keys.is_empty() {
-            let deliveries = self.ws.deliveries(&item, &ws_keys);
-            let sessions: usize = deliveries.iter().map(|(_, d)| d.ids.len()).sum();
-            self.count(|m| &m.deliveries, sessions);
-            self.send_ws(deliveries).await;
+        self.note_sent(&item, &subscribers);
+        if !self.ws.is_empty() {
+            let ws_keys: Vec<String> = subscribers
+                .iter()
+                .filter(|k| self.ws.contains(k))
+                .cloned()
+                .collect();
+            if !ws_keys.is_empty() {
+                let deliveries = self.ws.deliveries(&item, &ws_keys);
+                let sessions: usize = deliveries.iter().map(|(_, d)| d.ids.len()).sum();
+                self.count(|m| &m.deliveries, sessions);
+                self.send_ws(deliveries).await;
+            }
         }
         let from = self.link.id.clone();
-        // (connmgr, content) → sessions that take it now, in one packet.
-        let mut ready: HashMap<(String, Bytes), Vec<IdSeq>> = HashMap::new();
         let mut to_flush = Vec::new();
         let mut to_drop = Vec::new();
         let mut to_recover = Vec::new();
         let mut responses: Vec<(String, Response)> = Vec::new();
-        for key in &keys {
-            let Some(session) = self.sessions.get_mut(key) else {
-                continue;
-            };
-            match Engine::decide(session, &item) {
-                Decision::Skip => {}
-                Decision::Recover => to_recover.push(key.clone()),
-                Decision::Respond(response) => responses.push((key.clone(), response)),
-                Decision::Close => {
-                    session.closing = true;
-                    to_flush.push(key.clone());
-                }
-                Decision::Deliver(content) => {
-                    if session.queue.is_empty()
-                        && !session.closing
-                        && session.credits >= content.len()
-                    {
-                        session.credits -= content.len();
-                        ready
-                            .entry((session.connmgr.clone(), content))
-                            .or_default()
-                            .push(IdSeq {
+        let mut sent = 0;
+        // A chunk of sessions at a time, each chunk's packets sent before
+        // the next is looked at: connmgr starts writing to clients while
+        // the rest of a large channel is still being decided.
+        let mut keys = subscribers.iter();
+        loop {
+            let mut ready = Ready::default();
+            let mut looked_at = 0;
+            for key in keys.by_ref().take(BATCH) {
+                looked_at += 1;
+                let Some(session) = self.sessions.get_mut(key) else {
+                    continue;
+                };
+                match Engine::decide(session, &item) {
+                    Decision::Skip => {}
+                    Decision::Recover => to_recover.push(key.clone()),
+                    Decision::Respond(response) => responses.push((key.clone(), response)),
+                    Decision::Close => {
+                        session.closing = true;
+                        to_flush.push(key.clone());
+                    }
+                    Decision::Deliver(content) => {
+                        if session.queue.is_empty()
+                            && !session.closing
+                            && session.credits >= content.len()
+                        {
+                            session.credits -= content.len();
+                            let id = IdSeq {
                                 id: session.id.clone(),
                                 seq: Some(session.out_seq),
-                            });
-                        session.out_seq = session.out_seq.wrapping_add(1);
-                        if let (Some(ka), Some(timer)) = (&session.keep_alive, &session.hold_timer)
-                        {
-                            if ka.idle {
-                                self.timers
-                                    .reset(timer, Duration::from_secs(ka.timeout.into()));
+                            };
+                            ready.add(&session.connmgr, content, id);
+                            session.out_seq = session.out_seq.wrapping_add(1);
+                            if let (Some(ka), Some(timer)) =
+                                (&session.keep_alive, &session.hold_timer)
+                            {
+                                if ka.idle {
+                                    self.timers
+                                        .reset(timer, Duration::from_secs(ka.timeout.into()));
+                                }
                             }
+                        } else if session.queue.len() >= QUEUE_MAX {
+                            tracing::info!(session = %key, "client too slow: {QUEUE_MAX} items queued; disconnecting");
+                            to_drop.push(key.clone());
+                        } else {
+                            session.queue.push_back(content);
+                            to_flush.push(key.clone());
                         }
-                    } else if session.queue.len() >= QUEUE_MAX {
-                        tracing::info!(session = %key, "client too slow: {QUEUE_MAX} items queued; disconnecting");
-                        to_drop.push(key.clone());
-                    } else {
-                        session.queue.push_back(content);
-                        to_flush.push(key.clone());
                     }
                 }
             }
+            if looked_at == 0 {
+                break;
+            }
+            for group in ready.groups {
+                sent += group.ids.len();
+                let mut packet = Packet::new(PacketType::Data, &from, "", 0);
+                packet.id = Some(Ids::Many(group.ids));
+                packet.seq = None;
+                packet.body = Some(group.content);
+                packet.more = true;
+                self.send(&group.connmgr, &packet).await;
+            }
+            // The socket task was woken into this worker's LIFO slot, where
+            // the other worker cannot steal it: without a yield the packets
+            // leave only once the whole channel is decided.
+            tokio::task::yield_now().await;
         }
-        let sent: usize = ready.values().map(Vec::len).sum::<usize>() + responses.len();
+        if let Some(slot) = self.channels.get_mut(&item.channel) {
+            *slot = subscribers;
+        }
+        sent += responses.len();
         self.count(|m| &m.deliveries, sent);
         self.message_stat(&item, sent);
         self.count(|m| &m.dropped, to_drop.len());
-        for ((connmgr, content), ids) in ready {
-            for batch in ids.chunks(BATCH) {
-                let mut packet = Packet::new(PacketType::Data, &from, "", 0);
-                packet.id = Some(Ids::Many(batch.to_vec()));
-                packet.seq = None;
-                packet.body = Some(content.clone());
-                packet.more = true;
-                self.send(&connmgr, &packet).await;
-            }
-        }
         for (key, response) in responses {
             self.respond(&key, response).await;
         }
@@ -941,7 +1011,7 @@ impl Engine {
     /// Records `item`'s id as the last one sent to the client sessions of
     /// its subscribers (Pushpin does this for every subscriber, whatever
     /// its filters decide).
-    fn note_sent(&self, item: &Item, keys: &[String]) {
+    fn note_sent(&self, item: &Item, keys: &HashSet<String>) {
         let (Some(id), Some(store)) = (&item.id, &self.client_sessions) else {
             return;
         };
@@ -1315,4 +1385,45 @@ fn jitter() -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     Duration::from_millis(u64::from(nanos % 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> IdSeq {
+        IdSeq {
+            id: format!("s{n}"),
+            seq: Some(n),
+        }
+    }
+
+    #[test]
+    fn deliveries_are_grouped_by_connmgr_and_content() {
+        let shared = Bytes::from_static(b"hello\n");
+        let mut ready = Ready::default();
+        ready.add("connmgr", shared.clone(), id(1));
+        ready.add("connmgr", shared.clone(), id(2));
+        // Equal content in another buffer (a filter's rendering) joins it.
+        ready.add("connmgr", Bytes::from(b"hello\n".to_vec()), id(3));
+        ready.add("connmgr-2", shared.clone(), id(4));
+        ready.add("connmgr", Bytes::from_static(b"other\n"), id(5));
+        ready.add("connmgr", shared, id(6));
+        let groups: Vec<(&str, &[u8], Vec<u32>)> = ready
+            .groups
+            .iter()
+            .map(|g| {
+                let seqs = g.ids.iter().filter_map(|i| i.seq).collect();
+                (g.connmgr.as_str(), &g.content[..], seqs)
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                ("connmgr", &b"hello\n"[..], vec![1, 2, 3, 6]),
+                ("connmgr-2", &b"hello\n"[..], vec![4]),
+                ("connmgr", &b"other\n"[..], vec![5]),
+            ]
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! Routing of incoming ZHTTP packets to the task that owns each session.
 
 use crate::rt::body::Chunk;
-use crate::zhttp::{Ids, Packet, PacketType};
+use crate::zhttp::{IdSeq, Ids, Packet, PacketType};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,17 @@ pub const SESSION_QUEUE: usize = 64;
 /// across an `.await`: every use is one lookup, insert or remove.
 #[derive(Default)]
 pub struct SessionTable {
-    inboxes: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    inboxes: HashMap<String, Entry>,
+    /// Every fast path's owner, each name once: a batch's `from` is looked
+    /// up here once, and each of its sessions compares a pointer instead of
+    /// reading its own copy of the name (a cache miss per delivery). Peers
+    /// keep their names across restarts, so this stays a handful.
+    owners: Vec<Arc<str>>,
 }
 
 struct Entry {
@@ -26,7 +37,14 @@ struct Entry {
     /// block whose pages fill in one keep-alive at a time (RSS grew 440
     /// bytes per session per 45 s in the soak).
     inbox: mpsc::Sender<Box<Packet>>,
-    fast: Option<FastPath>,
+    fast: Option<Installed>,
+}
+
+/// A [`FastPath`] in the table, its owner's name interned.
+struct Installed {
+    body: mpsc::Sender<Chunk>,
+    owner: Arc<str>,
+    state: Arc<SessionState>,
 }
 
 /// A streaming session's shortcut: body packets that arrive in sequence
@@ -54,21 +72,29 @@ pub struct SessionState {
     pub heard: AtomicBool,
 }
 
-impl FastPath {
-    /// Puts `packet`'s body in the response if it qualifies (`None`);
-    /// gives the packet back otherwise.
-    fn take(&self, packet: Packet) -> Option<Packet> {
-        let qualifies = packet.kind() == &PacketType::Data
+impl Installed {
+    /// Whether `packet`'s kind allows the fast path at all (the same for
+    /// every session of a batch, so checked once).
+    fn suits(packet: &Packet) -> bool {
+        packet.kind() == &PacketType::Data
             && packet.more
             && packet.code.is_none()
             && packet.headers.is_none()
             && packet.credits.is_none()
-            && packet.from.as_deref() == Some(self.owner.as_str());
-        let (true, Some(seq)) = (qualifies, packet.seq) else {
-            return Some(packet);
+    }
+
+    /// Puts `body` in the response if the packet (one that [`suits`]) is
+    /// from the owner (`from`, interned) and has the expected `seq`;
+    /// returns whether it did.
+    ///
+    /// [`suits`]: Installed::suits
+    fn take(&self, from: Option<&Arc<str>>, seq: Option<u32>, body: Option<&Bytes>) -> bool {
+        let from_owner = from.is_some_and(|from| Arc::ptr_eq(from, &self.owner));
+        let (true, Some(seq)) = (from_owner, seq) else {
+            return false;
         };
         let Ok(permit) = self.body.try_reserve() else {
-            return Some(packet);
+            return false;
         };
         if self
             .state
@@ -81,17 +107,26 @@ impl FastPath {
             )
             .is_err()
         {
-            return Some(packet);
+            return false;
         }
-        let body = packet.body.unwrap_or_default();
-        self.state
-            .bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let len = body.map_or(0, Bytes::len);
+        self.state.bytes.fetch_add(len as u64, Ordering::Relaxed);
         self.state.heard.store(true, Ordering::Relaxed);
-        if !body.is_empty() {
-            permit.send(Ok(body));
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
+            permit.send(Ok(body.clone()));
         }
-        None
+        true
+    }
+}
+
+impl Inner {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.owners.iter().find(|o| ***o == *name) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.owners.push(name.clone());
+        name
     }
 }
 
@@ -108,8 +143,8 @@ impl SessionTable {
     /// Registers a session; packets for `key` go to the returned inbox.
     pub fn register(&self, key: String) -> mpsc::Receiver<Box<Packet>> {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        if let Ok(mut map) = self.inboxes.lock() {
-            map.insert(
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.inboxes.insert(
                 key,
                 Entry {
                     inbox: tx,
@@ -122,23 +157,29 @@ impl SessionTable {
 
     /// Opens (or closes, with `None`) a session's fast path.
     pub fn set_fast_path(&self, key: &str, fast: Option<FastPath>) {
-        if let Ok(mut map) = self.inboxes.lock() {
-            if let Some(entry) = map.get_mut(key) {
-                entry.fast = fast;
-            }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let installed = fast.map(|fast| Installed {
+            owner: inner.intern(&fast.owner),
+            body: fast.body,
+            state: fast.state,
+        });
+        if let Some(entry) = inner.inboxes.get_mut(key) {
+            entry.fast = installed;
         }
     }
 
     /// Forgets a session.
     pub fn unregister(&self, key: &str) {
-        if let Ok(mut map) = self.inboxes.lock() {
-            map.remove(key);
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.inboxes.remove(key);
         }
     }
 
     /// Number of live sessions.
     pub fn len(&self) -> usize {
-        self.inboxes.lock().map(|m| m.len()).unwrap_or(0)
+        self.inner.lock().map(|i| i.inboxes.len()).unwrap_or(0)
     }
 
     /// Whether no session is live.
@@ -150,52 +191,53 @@ impl SessionTable {
     /// packet per id. Returns the packets whose session is unknown, so the
     /// caller can answer them (Pushpin answers `cancel`).
     pub fn deliver(&self, mut packet: Packet, qualify_by_from: bool) -> Vec<Packet> {
-        let parts: Vec<Packet> = match packet.id.take() {
+        let parts: Vec<IdSeq> = match packet.id.take() {
             None => return Vec::new(),
-            Some(Ids::One(id)) => vec![Packet {
-                id: Some(Ids::One(id)),
-                ..packet
+            Some(Ids::One(id)) => vec![IdSeq {
+                id,
+                seq: packet.seq,
             }],
-            // The list is taken out first, so each copy is of the packet
-            // without it: a batch of n ids costs n small copies, not n².
-            Some(Ids::Many(list)) => list
-                .into_iter()
-                .map(|entry| Packet {
-                    id: Some(Ids::One(entry.id)),
-                    seq: entry.seq,
-                    ..packet.clone()
-                })
-                .collect(),
+            Some(Ids::Many(list)) => list,
         };
+        // A batch's parts differ only in id and seq: each is copied out
+        // of the packet (without its id list) only when it takes an inbox.
+        let part_of = |entry: IdSeq| Packet {
+            id: Some(Ids::One(entry.id)),
+            seq: entry.seq,
+            ..packet.clone()
+        };
+        let suits_fast_path = Installed::suits(&packet);
         let mut unknown = Vec::new();
         // One lock for the whole batch; no key is built when ids are the
         // keys (connmgr's side).
-        let Ok(inboxes) = self.inboxes.lock() else {
+        let Ok(inner) = self.inner.lock() else {
             return unknown;
         };
-        for part in parts {
-            let Some(id) = part.single_id() else { continue };
-            let qualified = match (qualify_by_from, part.from.as_deref()) {
-                (true, peer) => Some(session_key(peer, id)),
+        // The sender among the fast paths' owners (none: it owns none).
+        let owner = packet
+            .from
+            .as_deref()
+            .and_then(|from| inner.owners.iter().find(|o| ***o == *from));
+        let inboxes = &inner.inboxes;
+        for entry in parts {
+            let qualified = match (qualify_by_from, packet.from.as_deref()) {
+                (true, peer) => Some(session_key(peer, &entry.id)),
                 (false, _) => None,
             };
-            let key = qualified.as_deref().unwrap_or(id);
-            match inboxes.get(key) {
-                Some(entry) => {
-                    let part = match &entry.fast {
-                        Some(fast) => match fast.take(part) {
-                            None => continue,
-                            Some(part) => part,
-                        },
-                        None => part,
-                    };
-                    if let Err(err) = entry.inbox.try_send(Box::new(part)) {
-                        let packet = err.into_inner();
-                        let session = packet.single_id().unwrap_or("");
-                        tracing::warn!(%session, "session inbox full or closed; packet dropped");
-                    }
+            let key = qualified.as_deref().unwrap_or(&entry.id);
+            let Some(session) = inboxes.get(key) else {
+                unknown.push(part_of(entry));
+                continue;
+            };
+            if let Some(fast) = session.fast.as_ref().filter(|_| suits_fast_path) {
+                if fast.take(owner, entry.seq, packet.body.as_ref()) {
+                    continue;
                 }
-                None => unknown.push(part),
+            }
+            if let Err(err) = session.inbox.try_send(Box::new(part_of(entry))) {
+                let packet = err.into_inner();
+                let session = packet.single_id().unwrap_or("");
+                tracing::warn!(%session, "session inbox full or closed; packet dropped");
             }
         }
         unknown
@@ -205,7 +247,7 @@ impl SessionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zhttp::{IdSeq, PacketType};
+    use crate::zhttp::PacketType;
 
     #[tokio::test]
     async fn delivers_batches_and_reports_unknown() {

@@ -9,7 +9,9 @@
 #
 # Usage: scripts/bench-fanout.sh [connections, default 10000] [messages, default 5]
 # PROXIES="holdfast pushpin-default pushpin-tuned" (the default) selects runs;
-# holdfast-2connmgr is Holdfast with connmgr_count=2.
+# holdfast-2connmgr is Holdfast with connmgr_count=2; holdfast-alt is the
+# build in $HOLDFAST_ALT_BIN (A/B-compare a change in one run). A name may
+# be repeated (runs alternate, each gets its row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${1:-10000}
@@ -32,12 +34,14 @@ run_bench() { # name target-port publish-port pid
   echo "== $1"
   target/release/holdfast-bench --target "127.0.0.1:$2" --path "$BENCH_PATH" \
     --connections "$CONNECTIONS" --messages "$MESSAGES" \
-    --publish "http://127.0.0.1:$3" --pids "$4" $BENCH_ARGS | tee "$work/$1.json"
+    --publish "http://127.0.0.1:$3" --pids "$4" $BENCH_ARGS | tee "$work/$run-$1.json"
 }
 
 BENCH_ARGS=${BENCH_ARGS:-}  # more holdfast-bench options, e.g. --interval-ms 500
 PROXIES=${PROXIES:-holdfast pushpin-default pushpin-tuned}
+run=0
 for name in $PROXIES; do
+  run=$((run + 1))
   case $name in
     holdfast)
       start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
@@ -45,6 +49,10 @@ for name in $PROXIES; do
     holdfast-2connmgr)  # connmgr_count=2: what a second connmgr buys
       HOLDFAST_RUNNER=connmgr_count=2 start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
       run_bench holdfast-2connmgr $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
+    holdfast-alt)
+      HOLDFAST_BIN=${HOLDFAST_ALT_BIN:?holdfast-alt needs HOLDFAST_ALT_BIN} start_holdfast
+      wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
+      run_bench holdfast-alt $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
     pushpin-default)
       start_pushpin; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
       run_bench pushpin-default $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;
@@ -60,8 +68,10 @@ echo
 echo "holdfast-bench --connections $CONNECTIONS --messages $MESSAGES, $MODE (latencies in ms)"
 echo "| proxy | connected | connect/s | RSS KiB/conn | first p50 | first p99 | last p50 | last p99 | last max | deliveries/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+run=0
 for name in $PROXIES; do
-  python3 - "$work/$name.json" "$name" <<'PY'
+  run=$((run + 1))
+  python3 - "$work/$run-$name.json" "$name" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 f, l = r["latency_first_subscriber"], r["latency_last_subscriber"]

@@ -84,7 +84,8 @@ NGINX
   pids+=($!)
 }
 
-# Holdfast with built-in defaults, ports moved off the standard ones.
+# Holdfast with built-in defaults, ports moved off the standard ones
+# (HOLDFAST_BIN: the folder of another build's binaries).
 start_holdfast() {
   mkdir -p "$work/holdfast"
   cat > "$work/holdfast/holdfast.conf" <<CONF
@@ -106,7 +107,7 @@ CONF
   if [ -n "${HOLDFAST_HANDLER:-}" ]; then
     printf '%s\n' "$HOLDFAST_HANDLER" >> "$work/holdfast/holdfast.conf"
   fi
-  target/release/holdfast --config "$work/holdfast/holdfast.conf" > "$work/holdfast/log" 2>&1 &
+  "${HOLDFAST_BIN:-target/release}/holdfast" --config "$work/holdfast/holdfast.conf" > "$work/holdfast/log" 2>&1 &
   pids+=($!)
   HOLDFAST_PID=$!
 }

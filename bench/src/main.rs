@@ -202,8 +202,12 @@ async fn connection(
         "HTTP/1.1 200"
     };
     stream.write_all(request.as_bytes()).await?;
-    let mut buf = vec![0u8; 4096];
-    let mut seen = String::new();
+    // Small: 10,000 connections' buffers should not crowd the proxy out of
+    // the CPU caches it shares with this process.
+    let mut buf = [0u8; 512];
+    // Bytes not yet consumed: the head until it is complete, then at most
+    // a partial marker line.
+    let mut seen: Vec<u8> = Vec::new();
     let mut head_done = false;
     let mut next = 0;
     loop {
@@ -211,11 +215,12 @@ async fn connection(
         if n == 0 {
             anyhow::bail!("connection closed by the proxy");
         }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.extend_from_slice(&buf[..n]);
         if !head_done {
-            if let Some(end) = seen.find("\r\n\r\n") {
-                if !seen.starts_with(expected) {
-                    anyhow::bail!("unexpected answer: {}", seen.lines().next().unwrap_or(""));
+            if let Some(end) = find(&seen, b"\r\n\r\n") {
+                if !seen.starts_with(expected.as_bytes()) {
+                    let line = String::from_utf8_lossy(&seen);
+                    anyhow::bail!("unexpected answer: {}", line.lines().next().unwrap_or(""));
                 }
                 head_done = true;
                 // Connecting is done: let the next connection start.
@@ -230,17 +235,10 @@ async fn connection(
             // A storm: count markers, note the last item's arrival.
             let mut received = 0;
             let mut last_at = None;
-            while let Some(end) = seen.find('\n') {
-                let line: String = seen.drain(..=end).collect();
-                if let Some(k) = line
-                    .trim()
-                    .strip_prefix('m')
-                    .and_then(|k| k.parse::<usize>().ok())
-                {
-                    received += 1;
-                    if k + 1 == args.messages {
-                        last_at = Some(Instant::now());
-                    }
+            for k in take_markers(&mut seen) {
+                received += 1;
+                if k + 1 == args.messages {
+                    last_at = Some(Instant::now());
                 }
             }
             if received > 0 {
@@ -254,9 +252,10 @@ async fn connection(
             continue;
         }
         // Items arrive in order; note each marker as it appears.
-        while next < args.messages {
-            let marker = format!("m{next}\n");
-            let Some(at) = seen.find(&marker) else { break };
+        for k in take_markers(&mut seen) {
+            if k != next || next >= args.messages {
+                continue;
+            }
             let now = Instant::now();
             let published = shared.published.lock().map(|p| p[next]).unwrap_or(None);
             if let (Some(published), Ok(mut latencies)) = (published, shared.latencies.lock()) {
@@ -267,7 +266,6 @@ async fn connection(
             if delivered >= shared.ready.load(Ordering::SeqCst) {
                 shared.notify.notify_waiters();
             }
-            seen.drain(..at + marker.len());
             next += 1;
         }
         if next == args.messages {
@@ -275,16 +273,39 @@ async fn connection(
             // proxy while other subscribers still wait for this item.
             std::future::pending::<()>().await;
         }
-        // Keep only a tail that could hold the start of a marker.
-        if seen.len() > 64 {
-            let cut = seen.len() - 32;
-            let cut = (0..=cut)
-                .rev()
-                .find(|i| seen.is_char_boundary(*i))
-                .unwrap_or(0);
-            seen.drain(..cut);
-        }
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Takes the complete lines out of `seen` and returns the item numbers of
+/// those that are markers (`m<k>`, whatever framing surrounds them: chunk
+/// sizes, SSE fields, WebSocket frame headers); a partial last line stays.
+fn take_markers(seen: &mut Vec<u8>) -> Vec<usize> {
+    let Some(last_newline) = seen.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    let markers = seen[..=last_newline]
+        .split(|&b| b == b'\n')
+        .filter_map(marker)
+        .collect();
+    seen.drain(..=last_newline);
+    markers
+}
+
+/// `k` if `line` ends with `m<k>` (a trailing `\r` aside).
+fn marker(line: &[u8]) -> Option<usize> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || line.len() <= digits || line[line.len() - digits - 1] != b'm' {
+        return None;
+    }
+    std::str::from_utf8(&line[line.len() - digits..])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Publishes `--messages` items at `--rate` per second, then waits for the
@@ -569,4 +590,31 @@ async fn main() -> anyhow::Result<()> {
         task.abort();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_found_whatever_frames_them() {
+        // HTTP chunks, a WebSocket text frame header, a partial line.
+        let mut seen = b"3\r\nm0\n\r\n4\r\nm12\n\r\n\x81\x03m7\nm1".to_vec();
+        assert_eq!(take_markers(&mut seen), vec![0, 12, 7]);
+        assert_eq!(seen, b"m1");
+        seen.extend_from_slice(b"3\n");
+        assert_eq!(take_markers(&mut seen), vec![13]);
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn lines_that_are_not_markers_are_skipped() {
+        for line in [&b""[..], b"m", b"12", b"mx1", b"stream open", b"m1x"] {
+            assert_eq!(marker(line), None, "{:?}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(marker(b"m99999999999999999999999"), None);
+        let mut seen = b"no newline yet".to_vec();
+        assert!(take_markers(&mut seen).is_empty());
+        assert_eq!(seen, b"no newline yet");
+    }
 }

@@ -48,7 +48,7 @@ pub fn pattern(i: usize) -> u8 {
 pub struct Origin {
     /// Its address.
     pub addr: SocketAddr,
-    requests: Arc<AtomicUsize>,
+    requests: Arc<(AtomicUsize, Notify)>,
     cancelled: Arc<(AtomicUsize, Notify)>,
     task: JoinHandle<()>,
 }
@@ -74,7 +74,7 @@ impl Origin {
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
-        let requests = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new((AtomicUsize::new(0), Notify::new()));
         let cancelled = Arc::new((AtomicUsize::new(0), Notify::new()));
         let (counter, cancels) = (requests.clone(), cancelled.clone());
         let task = tokio::spawn(async move {
@@ -85,7 +85,8 @@ impl Origin {
                 let (counter, cancels, tls) = (counter.clone(), cancels.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
+                        counter.0.fetch_add(1, Ordering::SeqCst);
+                        counter.1.notify_waiters();
                         respond(req, cancels.clone())
                     });
                     let builder = http1::Builder::new();
@@ -122,26 +123,40 @@ impl Origin {
 
     /// Waits until `/forever` responses were dropped `n` times in all.
     pub async fn wait_cancelled(&self, n: usize, timeout: std::time::Duration) -> bool {
-        let (count, notify) = &*self.cancelled;
-        tokio::time::timeout(timeout, async {
-            loop {
-                let notified = notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if count.load(Ordering::SeqCst) >= n {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await
-        .is_ok()
+        wait_count(&self.cancelled, n, timeout).await
+    }
+
+    /// Waits until `n` requests were received in all.
+    pub async fn wait_requests(&self, n: usize, timeout: std::time::Duration) -> bool {
+        wait_count(&self.requests, n, timeout).await
     }
 
     /// Requests received so far.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.requests.0.load(Ordering::SeqCst)
     }
+}
+
+/// Waits until `counter` reaches `n`; false once `timeout` passed.
+async fn wait_count(
+    counter: &(AtomicUsize, Notify),
+    n: usize,
+    timeout: std::time::Duration,
+) -> bool {
+    let (count, notify) = counter;
+    tokio::time::timeout(timeout, async {
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if count.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// A TLS acceptor with a freshly generated self-signed certificate for

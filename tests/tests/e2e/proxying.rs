@@ -99,10 +99,7 @@ async fn request_body_credits_do_not_overtake_a_held_back_head() {
         tx.send(Bytes::from(vec![b'a'; 1000])).await.unwrap();
         // The rest of the body once the origin has the request (and has
         // answered its head): the proxy now holds that head back.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while origin.requests() == 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert!(origin.wait_requests(1, Duration::from_secs(10)).await);
         tx.send(Bytes::from(vec![b'b'; 1000])).await.unwrap();
         drop(tx);
     };

@@ -282,9 +282,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Takes the complete lines out of `seen` and returns the item numbers of
 /// those that are markers (`m<k>`, whatever framing surrounds them: chunk
-/// sizes, SSE fields, WebSocket frame headers); a partial last line stays.
+/// sizes, SSE fields, WebSocket frame headers); a partial last line stays
+/// (its last 64 bytes, enough for any marker, if it grows long).
 fn take_markers(seen: &mut Vec<u8>) -> Vec<usize> {
     let Some(last_newline) = seen.iter().rposition(|&b| b == b'\n') else {
+        if seen.len() > 1024 {
+            seen.drain(..seen.len() - 64);
+        }
         return Vec::new();
     };
     let markers = seen[..=last_newline]
@@ -616,5 +620,12 @@ mod tests {
         let mut seen = b"no newline yet".to_vec();
         assert!(take_markers(&mut seen).is_empty());
         assert_eq!(seen, b"no newline yet");
+        // Content without newlines does not pile up.
+        let mut seen = vec![b'x'; 5000];
+        seen.extend_from_slice(b"m42");
+        assert!(take_markers(&mut seen).is_empty());
+        assert_eq!(seen.len(), 64);
+        seen.push(b'\n');
+        assert_eq!(take_markers(&mut seen), vec![42]);
     }
 }

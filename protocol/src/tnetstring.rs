@@ -216,7 +216,7 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
         Value::Null => out.extend_from_slice(b"0:~"),
         Value::Bool(true) => out.extend_from_slice(b"4:true!"),
         Value::Bool(false) => out.extend_from_slice(b"5:false!"),
-        Value::Int(n) => write_scalar(n.to_string().as_bytes(), b'#', out),
+        Value::Int(n) => write_scalar(itoa::Buffer::new().format(*n).as_bytes(), b'#', out),
         Value::Float(f) => write_scalar(format_float(*f).as_bytes(), b'^', out),
         Value::Bytes(b) => write_scalar(b, b',', out),
         Value::List(items) => write_container(out, b']', |out| {
@@ -240,8 +240,10 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
     out
 }
 
+// Lengths and integers are formatted on the stack: a packet of 1,024
+// session ids has thousands of them.
 fn write_scalar(payload: &[u8], marker: u8, out: &mut Vec<u8>) {
-    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(payload.len()).as_bytes());
     out.push(b':');
     out.extend_from_slice(payload);
     out.push(marker);
@@ -253,8 +255,9 @@ fn write_container(out: &mut Vec<u8>, marker: u8, body: impl FnOnce(&mut Vec<u8>
     let start = out.len();
     body(out);
     let len = out.len() - start;
-    let prefix = format!("{len}:");
-    out.splice(start..start, prefix.bytes());
+    let mut digits = itoa::Buffer::new();
+    let prefix = digits.format(len).as_bytes().iter().copied();
+    out.splice(start..start, prefix.chain([b':']));
     out.push(marker);
 }
 

@@ -378,7 +378,10 @@ impl Session {
                     self.credits -= n;
                     let done =
                         pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream());
-                    let mut packet = self.head_or_packet(head, PacketType::Data);
+                    let mut packet = head
+                        .take()
+                        .map(|h| *h)
+                        .unwrap_or_else(|| self.packet(PacketType::Data));
                     packet.body = Some(chunk);
                     packet.more = !done;
                     self.send(packet).await;
@@ -413,16 +416,13 @@ impl Session {
                         }
                     };
                     status = code;
-                    // Numbered as it leaves: a head held back for its body
-                    // must not be overtaken by credits or keep-alives.
-                    let mut head = self.unnumbered(PacketType::Data);
+                    let mut head = self.packet(PacketType::Data);
                     head.code = Some(code);
                     head.reason = reason;
                     head.headers = Some(headers);
                     let finished = body.as_ref().is_none_or(|b| b.is_end_stream());
                     if finished && pending.is_empty() {
                         head.body = Some(Bytes::new());
-                        self.number(&mut head);
                         self.send(head).await;
                         return (status, "ok");
                     }
@@ -436,7 +436,6 @@ impl Session {
                         Some(Box::new(head))
                     } else {
                         head.more = true;
-                        self.number(&mut head);
                         self.send(head).await;
                         None
                     };
@@ -449,7 +448,7 @@ impl Session {
                             if let Ok(data) = frame.into_data() {
                                 *pending = data;
                                 if pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream()) {
-                                    let mut packet = self.head_or_packet(head, PacketType::Data);
+                                    let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
                                     packet.body = Some(Bytes::new());
                                     packet.more = false;
                                     self.send(packet).await;
@@ -459,14 +458,14 @@ impl Session {
                         }
                         Some(Err(err)) => {
                             tracing::warn!(session = %self.id, error = %err, "origin response body failed");
-                            let mut packet = self.head_or_packet(head, PacketType::Error);
+                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Error));
                             packet.kind = PacketType::Error;
                             packet.condition = Some("remote-connection-failed".into());
                             self.send(packet).await;
                             return (status, "origin body error");
                         }
                         None => {
-                            let mut packet = self.head_or_packet(head, PacketType::Data);
+                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
                             packet.body = Some(Bytes::new());
                             packet.more = false;
                             self.send(packet).await;
@@ -684,36 +683,18 @@ impl Session {
         true
     }
 
-    fn packet(&mut self, kind: PacketType) -> Packet {
-        let mut packet = self.unnumbered(kind);
-        self.number(&mut packet);
-        packet
-    }
-
-    /// A packet whose sequence number is given when it is sent.
-    fn unnumbered(&self, kind: PacketType) -> Packet {
+    /// A packet of this session; [`Session::send`] numbers it.
+    fn packet(&self, kind: PacketType) -> Packet {
         Packet::new(kind, &self.shared.sockets.id, &self.id, 0)
     }
 
-    fn number(&mut self, packet: &mut Packet) {
+    /// Numbers `packet` as it leaves: a packet made earlier and held back
+    /// (a response head waiting for its short body) cannot be overtaken by
+    /// one made later (a credit, a keep-alive), and a packet made but not
+    /// sent leaves no gap.
+    async fn send(&mut self, mut packet: Packet) {
         packet.seq = Some(self.out_seq);
         self.out_seq = self.out_seq.wrapping_add(1);
-    }
-
-    /// The head held back for its body (numbered now, as it leaves), or
-    /// a new packet.
-    fn head_or_packet(&mut self, head: &mut Option<Box<Packet>>, kind: PacketType) -> Packet {
-        match head.take() {
-            Some(held) => {
-                let mut held = *held;
-                self.number(&mut held);
-                held
-            }
-            None => self.packet(kind),
-        }
-    }
-
-    async fn send(&self, packet: Packet) {
         if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
             tracing::warn!(session = %self.id, error = %err, "packet to connmgr not encoded");
         }

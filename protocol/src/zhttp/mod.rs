@@ -1,9 +1,17 @@
 //! ZHTTP: HTTP and WebSocket sessions carried as packets over ZeroMQ, with
 //! Pushpin's field names so Holdfast's processes can talk to Pushpin's.
+//!
+//! - `packet`, `ids`: the packet model and its `id` field.
+//! - [`endpoint`] (feature `zmq`): one side of a session (sequence numbers,
+//!   credits, keep-alive and expiry, hand-over), used by every process.
 
+#[cfg(feature = "zmq")]
+pub mod endpoint;
 mod ids;
 mod packet;
 
+#[cfg(feature = "zmq")]
+pub use endpoint::{Endpoint, SessionError, KEEP_ALIVE_INTERVAL, SESSION_EXPIRY, STALL_TIMEOUT};
 pub use ids::{IdSeq, Ids};
 pub use packet::{Ext, Header, Packet, PacketType};
 

@@ -8,14 +8,15 @@
 //! keep-alives, and cancels the proxy's side when the client goes away.
 
 use crate::config::Config;
-use crate::limits::{
-    BODY_QUEUE, DRAIN_MAX_BYTES, DRAIN_MAX_TIME, KEEP_ALIVE_INTERVAL, MAX_HEADERS, MAX_URI_LEN,
-    SESSION_EXPIRY,
-};
+use crate::limits::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME, MAX_HEADERS, MAX_URI_LEN};
 use crate::sockets::Sockets;
 use bytes::Bytes;
-use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody as ResponseBody};
-use holdfast_protocol::zhttp::{is_hop_by_hop, Ext, Header, Packet, PacketType};
+use holdfast_protocol::rt::body::{
+    body_channel, BodySender, Drained, HttpBody as ResponseBody, QueueError,
+};
+use holdfast_protocol::zhttp::{
+    is_hop_by_hop, Endpoint, Ext, Header, Packet, PacketType, SessionError,
+};
 use holdfast_protocol::zmq::{FastPath, SessionState};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -26,13 +27,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 /// State every connection shares.
 pub struct Shared {
     /// Sockets toward the proxies.
     pub sockets: Arc<Sockets>,
+    /// Our id, the `from` of every packet (shared by every session).
+    pub from: Arc<str>,
     /// Settings.
     pub config: Arc<Config>,
     /// Session tasks, so shutdown can wait for them.
@@ -46,6 +49,7 @@ impl Shared {
     /// Shared state over started sockets.
     pub fn new(sockets: Arc<Sockets>, config: Arc<Config>, tracker: TaskTracker) -> Shared {
         Shared {
+            from: Arc::from(sockets.id.as_str()),
             sockets,
             config: config.clone(),
             tracker,
@@ -58,6 +62,27 @@ impl Shared {
     /// `<worker>-<slot>-<counter>` shape.
     fn new_id(&self) -> String {
         format!("0-0-{:x}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Sends a packet of a session to its peer, numbered now; nothing
+    /// when the endpoint has nobody to send it to (not yet, or paused).
+    pub async fn send(&self, endpoint: &mut Endpoint, mut packet: Packet) {
+        let Some(peer) = endpoint.stamp(&mut packet, Instant::now()) else {
+            return;
+        };
+        if let Err(err) = self.sockets.send_to(peer.as_bytes(), &packet).await {
+            tracing::debug!(session = %endpoint.id(), error = %err, "packet to the owner not sent");
+        }
+    }
+
+    /// Sends a session's first packet (to whichever proxy takes it).
+    pub async fn send_first(
+        &self,
+        endpoint: &mut Endpoint,
+        mut packet: Packet,
+    ) -> Result<(), crate::sockets::SendError> {
+        endpoint.stamp_first(&mut packet, Instant::now());
+        self.sockets.send_first(&packet).await
     }
 }
 
@@ -123,7 +148,7 @@ pub async fn handle(
         access_log(&line, peer, resp.status().as_u16(), 0, started, "refused");
         return Ok(resp);
     }
-    let id = shared.new_id();
+    let mut endpoint = Endpoint::new(shared.from.clone(), shared.new_id(), started);
     let websocket = crate::websocket::is_upgrade(&req);
     let scheme = match (websocket, tls) {
         (true, true) => "wss",
@@ -131,31 +156,22 @@ pub async fn handle(
         (false, true) => "https",
         (false, false) => "http",
     };
-    let first = first_packet(
-        &req,
-        &id,
-        &shared.sockets.id,
-        shared.config.buffer_size,
-        peer,
-        scheme,
-    );
+    let credits = endpoint.offer(shared.config.buffer_size);
+    let first = first_packet(&req, &endpoint, credits, peer, scheme);
     if websocket {
-        return Ok(crate::websocket::handle(req, shared, peer, first).await);
+        return Ok(crate::websocket::handle(req, shared, peer, endpoint, first).await);
     }
-    let inbox = shared.sockets.sessions().register(id.clone());
+    let inbox = shared.sockets.sessions().register(endpoint.id().to_owned());
     let (parts, body) = req.into_parts();
     let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
     drop(parts);
     let (head_tx, head_rx) = oneshot::channel();
     let session = Session {
         shared: shared.clone(),
-        id,
+        endpoint,
         inbox,
-        out_seq: 0,
         state: Arc::new(SessionState::default()),
-        proxy: None,
-        credits: 0,
-        paused: false,
+        fast_bytes: 0,
         body_total: 0,
         reply: Reply::Waiting(head_tx),
         drained: Arc::new(Drained::default()),
@@ -192,11 +208,12 @@ fn access_log(
     );
 }
 
+/// The first packet of a session: the request's head, `credits` of
+/// response window, the client's address.
 fn first_packet(
     req: &Request<Incoming>,
-    id: &str,
-    from: &str,
-    credits: usize,
+    endpoint: &Endpoint,
+    credits: u32,
     peer: SocketAddr,
     scheme: &str,
 ) -> Packet {
@@ -221,13 +238,13 @@ fn first_packet(
         method: Some(req.method().as_str().to_owned()),
         uri: Some(format!("{scheme}://{host}{path}")),
         headers: Some(headers),
-        credits: Some(u32::try_from(credits).unwrap_or(u32::MAX)),
+        credits: Some(credits),
         more: !http_body::Body::is_end_stream(req.body()),
         stream: true,
         peer_address: Some(peer.ip().to_string()),
         peer_port: Some(peer.port()),
         ext: Some(Ext { multi: true }),
-        ..Packet::new(PacketType::Data, from, id, 0)
+        ..endpoint.packet(PacketType::Data)
     }
 }
 
@@ -236,7 +253,7 @@ enum Reply {
     /// Nothing sent yet; the head goes through here.
     Waiting(oneshot::Sender<Response<ResponseBody>>),
     /// Head sent; body chunks go through here.
-    Streaming(mpsc::Sender<Chunk>),
+    Streaming(BodySender),
     /// Complete, or abandoned.
     Done,
 }
@@ -252,19 +269,14 @@ enum Step {
 
 struct Session {
     shared: Arc<Shared>,
-    id: String,
+    /// Ids, sequence numbers, credits and liveness toward the owner.
+    endpoint: Endpoint,
     inbox: mpsc::Receiver<Box<Packet>>,
-    /// Sequence number of our next packet to the proxy.
-    out_seq: u32,
-    /// Sequence number expected on the proxy's next packet (shared with
-    /// the fast path, which takes in-sequence body packets directly).
+    /// Shared with the fast path, which takes in-sequence body packets
+    /// straight into the response (and moves the inbound sequence).
     state: Arc<SessionState>,
-    /// The proxy that owns the session (its `from`), once it has spoken.
-    proxy: Option<Vec<u8>>,
-    /// Request body bytes the proxy lets us send.
-    credits: usize,
-    /// After `handoff-proceed`: say nothing until the new owner speaks.
-    paused: bool,
+    /// Fast-path body bytes already counted in the endpoint.
+    fast_bytes: u64,
     /// Request body bytes received from the client so far.
     body_total: u64,
     reply: Reply,
@@ -308,50 +320,50 @@ async fn client_gone(reply: &mut Reply) {
 impl Session {
     async fn run(mut self, first: Packet, mut body: Option<Incoming>) -> (Session, Outcome) {
         let outcome = self.drive(first, &mut body).await;
-        self.shared.sockets.sessions().unregister(&self.id);
+        self.shared
+            .sockets
+            .sessions()
+            .unregister(self.endpoint.id());
         (self, outcome)
     }
 
     async fn drive(&mut self, first: Packet, body: &mut Option<Incoming>) -> Outcome {
-        self.out_seq = 1;
-        if self.shared.sockets.send_first(&first).await.is_err() {
+        if self
+            .shared
+            .send_first(&mut self.endpoint, first)
+            .await
+            .is_err()
+        {
             self.fail(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down.");
             return "shutdown";
         }
         let mut pending = Bytes::new();
-        // The expiry timer is moved only when it fires: a packet just notes
-        // the time (resetting a timer per packet costs a timer-wheel update
-        // on every delivery of a fan-out).
-        let expiry = sleep(SESSION_EXPIRY);
-        tokio::pin!(expiry);
-        let mut last_heard = Instant::now();
-        let mut keep_alive =
-            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        // One timer for keep-alive and expiry, moved only when it fires: a
+        // packet just notes the time (resetting a timer per packet costs a
+        // timer-wheel update on every delivery of a fan-out).
+        let timer = sleep_until(self.endpoint.next_deadline());
+        tokio::pin!(timer);
         let mut reconnects = self.shared.sockets.reconnects();
         let drained = self.drained.clone();
         loop {
-            if !pending.is_empty() && self.credits > 0 && !self.paused {
-                let n = pending.len().min(self.credits);
-                let chunk = pending.split_to(n);
-                self.credits -= n;
-                let mut packet = self.packet(PacketType::Data);
+            let paused = self.endpoint.is_paused();
+            let known = self.endpoint.peer().is_some();
+            if !pending.is_empty() && known && !paused && self.endpoint.can_send() {
+                let chunk = pending.split_to(self.endpoint.take_credits(pending.len()));
+                let mut packet = self.endpoint.packet(PacketType::Data);
                 packet.body = Some(chunk);
                 packet.more = true;
-                self.send(packet).await;
+                self.shared.send(&mut self.endpoint, packet).await;
                 continue;
             }
-            let paused = self.paused;
             let can_read_body = body.is_some()
                 && pending.is_empty()
-                && self.credits > 0
-                && self.proxy.is_some()
-                && !paused;
+                && known
+                && !paused
+                && self.endpoint.can_send();
             let step = tokio::select! {
                 packet = self.inbox.recv() => match packet {
-                    Some(packet) => {
-                        last_heard = Instant::now();
-                        self.on_packet(*packet).await
-                    }
+                    Some(packet) => self.on_packet(*packet).await,
                     None => Step::End("shutdown"),
                 },
                 frame = next_frame(body), if can_read_body => match frame {
@@ -361,7 +373,7 @@ impl Session {
                             if self.body_total > self.shared.config.max_body_size {
                                 let text = format!("Request body exceeds the limit of {} bytes.", self.shared.config.max_body_size);
                                 self.fail(StatusCode::PAYLOAD_TOO_LARGE, &text);
-                                self.cancel_proxy().await;
+                                self.cancel_owner().await;
                                 if let Some(body) = body.take() {
                                     tokio::spawn(drain(body));
                                 }
@@ -374,56 +386,38 @@ impl Session {
                         Err(_trailers) => Step::Continue,
                     },
                     Some(Err(err)) => {
-                        tracing::debug!(session = %self.id, error = %err, "client request body failed");
-                        self.cancel_proxy().await;
+                        tracing::debug!(session = %self.endpoint.id(), error = %err, "client request body failed");
+                        self.cancel_owner().await;
                         Step::End("client aborted")
                     }
                     None => {
                         *body = None;
-                        let mut packet = self.packet(PacketType::Data);
+                        let mut packet = self.endpoint.packet(PacketType::Data);
                         packet.body = Some(Bytes::new());
-                        self.send(packet).await;
+                        self.shared.send(&mut self.endpoint, packet).await;
                         Step::Continue
                     }
                 },
                 // Credits go back in half-window batches, not per write.
                 n = drained.take_at_least(self.shared.config.buffer_size / 2), if !paused => {
-                    let mut packet = self.packet(PacketType::Credit);
-                    packet.credits = Some(u32::try_from(n).unwrap_or(u32::MAX));
-                    self.send(packet).await;
-                    Step::Continue
-                }
-                _ = keep_alive.tick(), if !paused => {
-                    let packet = self.packet(PacketType::KeepAlive);
-                    self.send(packet).await;
+                    if let Some(credit) = self.endpoint.grant(n) {
+                        self.shared.send(&mut self.endpoint, credit).await;
+                    }
                     Step::Continue
                 }
                 Ok(peer) = reconnects.recv(), if !paused => {
                     // Our owner (re)connected: if it restarted, it does not
                     // know us and answers this with cancel.
-                    if self.proxy.as_deref() == Some(peer.as_slice()) {
-                        let packet = self.packet(PacketType::KeepAlive);
-                        self.send(packet).await;
+                    if self.endpoint.peer().map(str::as_bytes) == Some(peer.as_slice()) {
+                        let packet = self.endpoint.packet(PacketType::KeepAlive);
+                        self.shared.send(&mut self.endpoint, packet).await;
                     }
                     Step::Continue
                 }
-                _ = &mut expiry => {
-                    if self.state.heard.swap(false, Ordering::Relaxed) {
-                        last_heard = Instant::now();
-                    }
-                    if last_heard.elapsed() < SESSION_EXPIRY {
-                        expiry.as_mut().reset(last_heard + SESSION_EXPIRY);
-                        Step::Continue
-                    } else {
-                        tracing::warn!(session = %self.id, "proxy silent for {}s: session expired", SESSION_EXPIRY.as_secs());
-                        self.fail(StatusCode::BAD_GATEWAY, "The proxy did not answer in time.");
-                        self.cancel_proxy().await;
-                        Step::End("expired")
-                    }
-                }
+                _ = &mut timer => self.on_timer(timer.as_mut()).await,
                 _ = client_gone(&mut self.reply) => {
                     self.reply = Reply::Done;
-                    self.cancel_proxy().await;
+                    self.cancel_owner().await;
                     Step::End("client disconnected")
                 }
             };
@@ -433,40 +427,51 @@ impl Session {
         }
     }
 
+    /// Keep-alive and expiry; re-arms the timer.
+    async fn on_timer(&mut self, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> Step {
+        let now = Instant::now();
+        if self.state.heard.swap(false, Ordering::Relaxed) {
+            self.endpoint.heard(now);
+        }
+        if self.endpoint.expired(now) {
+            tracing::warn!(session = %self.endpoint.id(), "owner silent for {}s: session expired", holdfast_protocol::zhttp::SESSION_EXPIRY.as_secs());
+            self.fail(StatusCode::BAD_GATEWAY, "The proxy did not answer in time.");
+            self.cancel_owner().await;
+            return Step::End("expired");
+        }
+        if self.endpoint.keep_alive_due(now) {
+            let packet = self.endpoint.packet(PacketType::KeepAlive);
+            self.shared.send(&mut self.endpoint, packet).await;
+        }
+        timer.reset(self.endpoint.next_deadline());
+        Step::Continue
+    }
+
     async fn on_packet(&mut self, packet: Packet) -> Step {
-        if let Some(seq) = packet.seq {
-            let expected = self.state.in_seq.load(Ordering::Acquire);
-            if seq != expected {
-                tracing::warn!(session = %self.id, expected, got = seq, "out-of-order packet from proxy");
-                self.fail(
-                    StatusCode::BAD_GATEWAY,
-                    "Protocol error between connmgr and proxy.",
-                );
-                self.cancel_proxy().await;
-                return Step::End("bad seq");
-            }
-            self.state
-                .in_seq
-                .store(seq.wrapping_add(1), Ordering::Release);
-        }
-        // Whoever speaks after a handoff is the new owner.
-        self.paused = false;
-        if let Some(from) = &packet.from {
-            if self.proxy.as_deref() != Some(from.as_bytes()) {
-                self.proxy = Some(from.as_bytes().to_vec());
-            }
-        }
-        if let Some(credits) = packet.credits {
-            self.credits = self.credits.saturating_add(credits as usize);
+        // The fast path may have taken packets before this one.
+        self.endpoint
+            .sync_in_seq(self.state.in_seq.load(Ordering::Acquire));
+        let fast = self.state.bytes.load(Ordering::Relaxed);
+        self.endpoint.received_elsewhere(fast - self.fast_bytes);
+        self.fast_bytes = fast;
+        let received = self.endpoint.receive(&packet, Instant::now());
+        self.state
+            .in_seq
+            .store(self.endpoint.seqs().0, Ordering::Release);
+        if let Err(err) = received {
+            return self.protocol_error(&err).await;
         }
         match packet.kind() {
             PacketType::Data => self.on_data(packet),
             PacketType::Credit | PacketType::KeepAlive => Step::Continue,
             PacketType::HandoffStart => {
-                self.shared.sockets.sessions().set_fast_path(&self.id, None);
-                let proceed = self.packet(PacketType::HandoffProceed);
-                self.send(proceed).await;
-                self.paused = true;
+                self.shared
+                    .sockets
+                    .sessions()
+                    .set_fast_path(self.endpoint.id(), None);
+                let proceed = self.endpoint.packet(PacketType::HandoffProceed);
+                self.shared.send(&mut self.endpoint, proceed).await;
+                self.endpoint.pause();
                 Step::Continue
             }
             PacketType::Cancel => {
@@ -475,7 +480,7 @@ impl Session {
             }
             PacketType::Error => {
                 let condition = packet.condition.as_deref().unwrap_or("undefined-condition");
-                tracing::debug!(session = %self.id, condition, "proxy ended the session with an error");
+                tracing::debug!(session = %self.endpoint.id(), condition, "proxy ended the session with an error");
                 self.fail(
                     StatusCode::BAD_GATEWAY,
                     &format!("Error while proxying: {condition}."),
@@ -483,10 +488,22 @@ impl Session {
                 Step::End("error from proxy")
             }
             other => {
-                tracing::debug!(session = %self.id, kind = ?other, "packet type not used on HTTP sessions; ignored");
+                tracing::debug!(session = %self.endpoint.id(), kind = ?other, "packet type not used on HTTP sessions; ignored");
                 Step::Continue
             }
         }
+    }
+
+    /// The owner broke the protocol (a packet out of order, body past its
+    /// credits): the client gets a 502 (or a cut body), the owner a cancel.
+    async fn protocol_error(&mut self, err: &SessionError) -> Step {
+        tracing::warn!(session = %self.endpoint.id(), "{err}");
+        self.fail(
+            StatusCode::BAD_GATEWAY,
+            "Protocol error between connmgr and proxy.",
+        );
+        self.cancel_owner().await;
+        Step::End("protocol error")
     }
 
     fn on_data(&mut self, packet: Packet) -> Step {
@@ -494,7 +511,7 @@ impl Session {
         match std::mem::replace(&mut self.reply, Reply::Done) {
             Reply::Waiting(head_tx) => {
                 let Some(code) = packet.code else {
-                    tracing::warn!(session = %self.id, "first response packet has no code");
+                    tracing::warn!(session = %self.endpoint.id(), "first response packet has no code");
                     self.reply = Reply::Waiting(head_tx);
                     self.fail(
                         StatusCode::BAD_GATEWAY,
@@ -513,7 +530,7 @@ impl Session {
                     ) {
                         (Ok(name), Ok(value)) => builder = builder.header(name, value),
                         _ => {
-                            tracing::debug!(session = %self.id, header = %name, "invalid response header dropped")
+                            tracing::debug!(session = %self.endpoint.id(), header = %name, "invalid response header dropped")
                         }
                     }
                 }
@@ -535,32 +552,35 @@ impl Session {
                     let resp = builder.body(ResponseBody::Full(Some(body)));
                     return self.send_head(head_tx, resp, Reply::Done);
                 }
-                let (tx, rx) = mpsc::channel(BODY_QUEUE);
-                if !body.is_empty() && tx.try_send(Ok(body)).is_err() {
-                    return Step::End("body queue");
+                // What waits in the body is bounded by the window we offered.
+                let (tx, rx) = body_channel(self.shared.config.buffer_size, self.drained.clone());
+                if tx.push(body).is_err() {
+                    tracing::warn!(session = %self.endpoint.id(), "proxy sent beyond its credits");
+                    return Step::End("protocol error");
                 }
-                let resp = builder.body(ResponseBody::Stream(ChannelBody::new(
-                    rx,
-                    self.drained.clone(),
-                )));
-                if let Some(owner) = &self.proxy {
+                let resp = builder.body(ResponseBody::Stream(rx));
+                if let Some(owner) = self.endpoint.peer() {
                     let fast = FastPath {
                         body: tx.clone(),
-                        owner: String::from_utf8_lossy(owner).into_owned(),
+                        owner: owner.to_owned(),
                         state: self.state.clone(),
                     };
                     self.shared
                         .sockets
                         .sessions()
-                        .set_fast_path(&self.id, Some(fast));
+                        .set_fast_path(self.endpoint.id(), Some(fast));
                 }
                 self.send_head(head_tx, resp, Reply::Streaming(tx))
             }
             Reply::Streaming(tx) => {
                 self.bytes_out += body.len() as u64;
-                if !body.is_empty() && tx.try_send(Ok(body)).is_err() {
-                    tracing::warn!(session = %self.id, "proxy sent beyond its credits");
-                    return Step::End("protocol error");
+                match tx.push(body) {
+                    Ok(()) => {}
+                    Err(QueueError::Full) => {
+                        tracing::warn!(session = %self.endpoint.id(), "proxy sent beyond its credits");
+                        return Step::End("protocol error");
+                    }
+                    Err(QueueError::Closed) => return Step::End("client disconnected"),
                 }
                 if packet.more {
                     self.reply = Reply::Streaming(tx);
@@ -580,7 +600,7 @@ impl Session {
         next: Reply,
     ) -> Step {
         let resp = resp.unwrap_or_else(|err| {
-            tracing::warn!(session = %self.id, error = %err, "unusable response head from proxy");
+            tracing::warn!(session = %self.endpoint.id(), error = %err, "unusable response head from proxy");
             self.status = 502;
             plain(StatusCode::BAD_GATEWAY, "Invalid response from the proxy.")
         });
@@ -604,31 +624,14 @@ impl Session {
                 self.status = status.as_u16();
                 let _ = tx.send(plain(status, text));
             }
-            Reply::Streaming(tx) => {
-                let _ = tx.try_send(Err(io::Error::other(text.to_owned())));
-            }
+            Reply::Streaming(tx) => tx.fail(io::Error::other(text.to_owned())),
             Reply::Done => {}
         }
     }
 
-    fn packet(&mut self, kind: PacketType) -> Packet {
-        let packet = Packet::new(kind, &self.shared.sockets.id, &self.id, self.out_seq);
-        self.out_seq = self.out_seq.wrapping_add(1);
-        packet
-    }
-
-    async fn send(&mut self, packet: Packet) {
-        if let Some(proxy) = &self.proxy {
-            if let Err(err) = self.shared.sockets.send_to(proxy, &packet).await {
-                tracing::debug!(session = %self.id, error = %err, "packet to proxy not sent");
-            }
-        }
-    }
-
-    async fn cancel_proxy(&mut self) {
-        if self.proxy.is_some() && !self.paused {
-            let packet = self.packet(PacketType::Cancel);
-            self.send(packet).await;
+    async fn cancel_owner(&mut self) {
+        if let Some(cancel) = self.endpoint.cancel() {
+            self.shared.send(&mut self.endpoint, cancel).await;
         }
     }
 }

@@ -122,7 +122,7 @@ impl Sockets {
     /// Hands a decoded packet to its session(s); answers `cancel` for ids we
     /// do not know, so the peer stops sending.
     async fn dispatch(&self, packet: Packet) {
-        for unknown in self.sessions.deliver(packet, false) {
+        for unknown in self.sessions.deliver(packet, false).await {
             let Some(id) = unknown.single_id() else {
                 continue;
             };

@@ -11,18 +11,24 @@
 //!
 //! Flow control: client messages go to the owner while it has granted
 //! credits (the 101 may carry none: then a full buffer is assumed, as
-//! Pushpin does); messages to the client are written as they come and their
-//! size is given back as credits once written. Messages over
-//! `--max-message-size` close the connection with 1009, invalid UTF-8 in a
-//! text message with 1007. With `--allow-compression`, clients offering
-//! permessage-deflate get it ([`holdfast_protocol::rt::deflate`]).
+//! Pushpin does); when it has none, the client is not read. Messages from
+//! the owner wait in an [`Outbox`] (within the credits connmgr granted)
+//! while the client reads, and their size goes back as credits once
+//! written; a client that reads nothing for
+//! [`holdfast_protocol::zhttp::STALL_TIMEOUT`] is closed. Pings are
+//! answered where they arrive (tungstenite answers the client's; the
+//! owner's reach the client, whose pongs go back), so each is answered
+//! once. Messages over `--max-message-size` close the connection with
+//! 1009, invalid UTF-8 in a text message with 1007. With
+//! `--allow-compression`, clients offering permessage-deflate get it
+//! ([`holdfast_protocol::rt::deflate`]).
 
 use crate::session::{plain, Shared};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use holdfast_protocol::rt::body::HttpBody as ResponseBody;
-use holdfast_protocol::rt::ws;
-use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType};
+use holdfast_protocol::rt::ws::{self, Outbox};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Endpoint, Header, Packet, PacketType};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -30,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -42,9 +48,8 @@ const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// closed (Pushpin's stream timeout).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// Keep-alive toward the owner, and the owner's expiry (as for HTTP).
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45);
-const OWNER_EXPIRY: Duration = Duration::from_secs(60);
+/// How long the closing handshake may take once a close went out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers of the owner's 101 that connmgr writes itself.
 const OWN_HEADERS: &[&str] = &[
@@ -93,55 +98,13 @@ fn handshake_error(req: &Request<Incoming>) -> Option<&'static str> {
     None
 }
 
-/// One WebSocket session's link to its owner.
-struct Owner {
-    shared: Arc<Shared>,
-    id: String,
-    to: Option<Vec<u8>>,
-    out_seq: u32,
-    in_seq: u32,
-}
-
-impl Owner {
-    fn packet(&mut self, kind: PacketType) -> Packet {
-        let packet = Packet::new(kind, &self.shared.sockets.id, &self.id, self.out_seq);
-        self.out_seq = self.out_seq.wrapping_add(1);
-        packet
-    }
-
-    async fn send(&mut self, packet: Packet) {
-        if let Some(to) = &self.to {
-            if let Err(err) = self.shared.sockets.send_to(to, &packet).await {
-                tracing::debug!(session = %self.id, error = %err, "packet to owner not sent");
-            }
-        }
-    }
-
-    /// Checks a packet's sequence number and notes its sender; false when
-    /// the sequence is broken.
-    fn accept(&mut self, packet: &Packet) -> bool {
-        if let Some(seq) = packet.seq {
-            if seq != self.in_seq {
-                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from owner");
-                return false;
-            }
-            self.in_seq = seq.wrapping_add(1);
-        }
-        if let Some(from) = &packet.from {
-            if self.to.as_deref() != Some(from.as_bytes()) {
-                self.to = Some(from.as_bytes().to_vec());
-            }
-        }
-        true
-    }
-}
-
 /// Serves a WebSocket handshake: a ZHTTP session whose owner accepts or
 /// refuses; on acceptance, the connection is upgraded and bridged.
 pub async fn handle(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    mut endpoint: Endpoint,
     first: Packet,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
@@ -165,22 +128,18 @@ pub async fn handle(
         .get("sec-websocket-key")
         .map(|k| k.as_bytes().to_vec())
         .unwrap_or_default();
-    let id = first.single_id().unwrap_or_default().to_owned();
+    let id = endpoint.id().to_owned();
     let mut inbox = shared.sockets.sessions().register(id.clone());
-    let mut owner = Owner {
-        shared: shared.clone(),
-        id: id.clone(),
-        to: None,
-        out_seq: 1,
-        in_seq: 0,
-    };
-    if shared.sockets.send_first(&first).await.is_err() {
+    // A message from the owner may go past the window by one message.
+    endpoint.set_overshoot(shared.config.max_message_size);
+    if shared.send_first(&mut endpoint, first).await.is_err() {
         shared.sockets.sessions().unregister(&id);
         return plain(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down.");
     }
     let answer = tokio::time::timeout(ACCEPT_TIMEOUT, async {
         while let Some(packet) = inbox.recv().await {
-            if !owner.accept(&packet) {
+            if let Err(err) = endpoint.receive(&packet, Instant::now()) {
+                tracing::warn!(session = %id, "{err}");
                 return None;
             }
             match packet.kind() {
@@ -220,9 +179,10 @@ pub async fn handle(
         tracing::info!(%peer, "{line} -> {} WebSocket refused", status.as_u16());
         return resp;
     }
-    let credits = answer
-        .credits
-        .map_or(shared.config.buffer_size, |c| c as usize);
+    if answer.credits.is_none() {
+        // Pushpin's quirk, kept: a 101 without credits means a full buffer.
+        endpoint.add_credits(shared.config.buffer_size);
+    }
     let mut resp = Response::new(ResponseBody::full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     copy_headers(&answer, resp.headers_mut(), OWN_HEADERS);
@@ -246,32 +206,44 @@ pub async fn handle(
     let upgrade = hyper::upgrade::on(&mut req);
     let tracker = shared.tracker.clone();
     tracker.spawn(async move {
+        let mut bridge = Bridge {
+            shared,
+            endpoint,
+            inbox,
+            outbox: Outbox::default(),
+            fragments: ws::Assembler::default(),
+            to_grant: 0,
+            active: Instant::now(),
+        };
         let outcome = match upgrade.await {
             Ok(upgraded) => {
-                let _open = owner
+                let _open = bridge
                     .shared
                     .metrics
                     .open(crate::metrics::Transport::WebSocket);
-                let max = owner.shared.config.max_message_size;
+                let max = bridge.shared.config.max_message_size;
                 let config = Some(ws::config(max));
                 let io = TokioIo::new(upgraded);
                 if compress {
                     let io = holdfast_protocol::rt::deflate::Deflated::new(io, max);
                     let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-                    bridge(ws, &mut owner, &mut inbox, credits).await
+                    bridge.run(ws).await
                 } else {
                     let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-                    bridge(ws, &mut owner, &mut inbox, credits).await
+                    bridge.run(ws).await
                 }
             }
             Err(err) => {
-                tracing::debug!(session = %owner.id, error = %err, "upgrade failed");
-                let cancel = owner.packet(PacketType::Cancel);
-                owner.send(cancel).await;
+                tracing::debug!(session = %bridge.endpoint.id(), error = %err, "upgrade failed");
+                bridge.cancel_owner().await;
                 "upgrade failed"
             }
         };
-        owner.shared.sockets.sessions().unregister(&owner.id);
+        bridge
+            .shared
+            .sockets
+            .sessions()
+            .unregister(bridge.endpoint.id());
         tracing::info!(
             "{line} -> 101 {}ms peer={peer} {outcome}",
             started.elapsed().as_millis()
@@ -295,143 +267,274 @@ fn copy_headers(packet: &Packet, out: &mut http::HeaderMap, skip: &[&str]) {
     }
 }
 
-/// Moves messages between the client and the owner until either ends.
-async fn bridge<S>(
-    ws: WebSocketStream<S>,
-    owner: &mut Owner,
-    inbox: &mut mpsc::Receiver<Box<Packet>>,
-    mut credits: usize,
-) -> &'static str
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let (mut sink, mut stream) = ws.split();
-    let mut keep_alive =
-        tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
-    let mut heard_owner = Instant::now();
-    let mut active = Instant::now();
-    let mut reconnects = owner.shared.sockets.reconnects();
-    // A message from the owner arriving in fragments.
-    let mut fragments = ws::Assembler::default();
-    loop {
-        tokio::select! {
-            message = stream.next(), if credits > 0 => {
-                active = Instant::now();
-                let packet = match message {
-                    Some(Ok(Message::Frame(_))) => continue,
-                    Some(Ok(message)) => {
-                        let closing = matches!(message, Message::Close(_));
-                        let size = if message.is_text() || message.is_binary() { message.len() } else { 0 };
-                        let mut p = owner.packet(PacketType::Data);
-                        ws::fill_packet(&mut p, message);
-                        credits = credits.saturating_sub(size);
-                        if closing {
-                            owner.send(p).await;
-                            // tungstenite answers the close; let it go out.
-                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                                while let Some(Ok(_)) = stream.next().await {}
-                            }).await;
-                            return "closed by client";
+/// One upgraded WebSocket and its ZHTTP session with the owner.
+struct Bridge {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    inbox: mpsc::Receiver<Box<Packet>>,
+    /// Messages from the owner on their way to the client.
+    outbox: Outbox,
+    /// A message from the owner arriving in fragments.
+    fragments: ws::Assembler,
+    /// Bytes written to the client and not yet given back as credits.
+    to_grant: usize,
+    /// When either side last said something (for the idle timeout).
+    active: Instant,
+}
+
+/// Where the closing handshake stands.
+enum Closing {
+    Open,
+    /// A close went (or is going) to the client; its answer, or
+    /// [`CLOSE_TIMEOUT`], ends the session.
+    Sent {
+        since: Instant,
+        /// Who closed, for the log.
+        by: &'static str,
+    },
+}
+
+/// What a step of the bridge leads to.
+enum Next {
+    Continue,
+    /// The closing handshake started (by whom): let the close go out, then
+    /// wait for the client's.
+    Closing(&'static str),
+    End(&'static str),
+}
+
+impl Bridge {
+    /// Moves messages between the client and the owner until either ends.
+    async fn run<S>(&mut self, ws: WebSocketStream<S>) -> &'static str
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let (mut sink, mut stream) = ws.split();
+        let mut reconnects = self.shared.sockets.reconnects();
+        let mut closing = Closing::Open;
+        let timer = sleep_until(self.deadline(&closing));
+        tokio::pin!(timer);
+        loop {
+            let open = matches!(closing, Closing::Open);
+            // The client is read while the owner has room (and always once
+            // closing, for the client's answering close).
+            let read_client = !open || self.endpoint.can_send();
+            let next = tokio::select! {
+                message = stream.next(), if read_client => {
+                    self.active = Instant::now();
+                    match (message, &closing) {
+                        (Some(Ok(message)), Closing::Open) => self.on_client_message(message).await,
+                        (Some(Err(err)), Closing::Open) => self.client_error(err).await,
+                        (None, Closing::Open) => {
+                            self.cancel_owner().await;
+                            Next::End("client gone")
                         }
-                        p
+                        // The client's answering close, or the end after it.
+                        (Some(Ok(Message::Close(_))) | Some(Err(_)) | None, Closing::Sent { by, .. }) => {
+                            Next::End(by)
+                        }
+                        (Some(Ok(_)), Closing::Sent { .. }) => Next::Continue,
                     }
-                    Some(Err(err)) => {
-                        let (code, reason, outcome) = match &err {
-                            WsError::Capacity(_) => (1009, "message too big", "message too big"),
-                            WsError::Utf8(_) => (1007, "invalid UTF-8", "invalid UTF-8"),
-                            WsError::Protocol(_) => (1002, "protocol error", "protocol error"),
-                            _ => {
-                                let cancel = owner.packet(PacketType::Cancel);
-                                owner.send(cancel).await;
-                                return "client gone";
-                            }
+                }
+                packet = self.inbox.recv() => match packet {
+                    Some(packet) if open => self.on_owner_packet(*packet).await,
+                    Some(_) => Next::Continue,
+                    None => Next::End("shutdown"),
+                },
+                written = self.outbox.write(&mut sink), if !self.outbox.is_idle() => match written {
+                    Ok(bytes) => {
+                        self.active = Instant::now();
+                        self.give_back(bytes).await;
+                        Next::Continue
+                    }
+                    Err(err) => {
+                        tracing::debug!(session = %self.endpoint.id(), error = %err, "write to the client failed");
+                        self.cancel_owner().await;
+                        Next::End("client gone")
+                    }
+                },
+                Ok(peer) = reconnects.recv() => {
+                    // Our owner (re)connected: a restarted proxy does not
+                    // know this session and answers the keep-alive with cancel.
+                    if self.endpoint.peer().map(str::as_bytes) == Some(peer.as_slice()) {
+                        self.keep_alive().await;
+                    }
+                    Next::Continue
+                }
+                _ = &mut timer => self.on_timer(&closing).await,
+            };
+            match next {
+                Next::Continue => {}
+                Next::Closing(by) => {
+                    if open {
+                        closing = Closing::Sent {
+                            since: Instant::now(),
+                            by,
                         };
-                        tracing::info!(session = %owner.id, error = %err, "closing the WebSocket with {code}");
-                        let _ = sink.send(ws::close(code, reason)).await;
-                        let mut p = owner.packet(PacketType::Close);
-                        p.code = Some(code);
-                        p.body = Some(Bytes::from_static(reason.as_bytes()));
-                        owner.send(p).await;
-                        return outcome;
                     }
-                    None => {
-                        let cancel = owner.packet(PacketType::Cancel);
-                        owner.send(cancel).await;
-                        return "client gone";
-                    }
+                }
+                Next::End(outcome) => {
+                    // Whatever is queued for the client (a close) goes out
+                    // if it can, briefly.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        while !self.outbox.is_idle() {
+                            if self.outbox.write(&mut sink).await.is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .await;
+                    return outcome;
+                }
+            }
+            timer.as_mut().reset(self.deadline(&closing));
+        }
+    }
+
+    /// The next time the timer has something to check.
+    fn deadline(&self, closing: &Closing) -> Instant {
+        let mut at = self
+            .endpoint
+            .next_deadline()
+            .min(self.active + IDLE_TIMEOUT);
+        if let Some(stall) = self.outbox.stall_deadline() {
+            at = at.min(stall);
+        }
+        if let Closing::Sent { since, .. } = closing {
+            at = at.min(*since + CLOSE_TIMEOUT);
+        }
+        at
+    }
+
+    /// A message from the client, for the owner.
+    async fn on_client_message(&mut self, message: Message) -> Next {
+        match message {
+            // Answered here by tungstenite; the owner's pongs would be a
+            // second answer.
+            Message::Ping(_) | Message::Frame(_) => return Next::Continue,
+            Message::Close(_) => {
+                let mut p = self.endpoint.packet(PacketType::Data);
+                ws::fill_packet(&mut p, message);
+                self.shared.send(&mut self.endpoint, p).await;
+                // tungstenite answers the close; the read side sees the end.
+                return Next::Closing("closed by client");
+            }
+            _ => {}
+        }
+        self.endpoint.spend(ws::credit_of(&message));
+        let mut p = self.endpoint.packet(PacketType::Data);
+        ws::fill_packet(&mut p, message);
+        self.shared.send(&mut self.endpoint, p).await;
+        Next::Continue
+    }
+
+    /// The client broke the protocol (or went away).
+    async fn client_error(&mut self, err: WsError) -> Next {
+        let (code, reason, outcome) = match &err {
+            WsError::Capacity(_) => (1009, "message too big", "message too big"),
+            WsError::Utf8(_) => (1007, "invalid UTF-8", "invalid UTF-8"),
+            WsError::Protocol(_) => (1002, "protocol error", "protocol error"),
+            _ => {
+                tracing::debug!(session = %self.endpoint.id(), error = %err, "client connection ended");
+                self.cancel_owner().await;
+                return Next::End("client gone");
+            }
+        };
+        tracing::info!(session = %self.endpoint.id(), error = %err, "closing the WebSocket with {code}");
+        self.outbox.push(ws::close(code, reason));
+        let mut p = self.endpoint.packet(PacketType::Close);
+        p.code = Some(code);
+        p.body = Some(Bytes::from_static(reason.as_bytes()));
+        self.shared.send(&mut self.endpoint, p).await;
+        Next::End(outcome)
+    }
+
+    /// A packet from the owner.
+    async fn on_owner_packet(&mut self, packet: Packet) -> Next {
+        if let Err(err) = self.endpoint.receive(&packet, Instant::now()) {
+            tracing::warn!(session = %self.endpoint.id(), "{err}");
+            self.outbox.push(ws::close(1011, "internal error"));
+            self.cancel_owner().await;
+            return Next::End("protocol error");
+        }
+        match packet.kind() {
+            PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
+                self.active = Instant::now();
+                let Some(message) = self.fragments.message_of(&packet) else {
+                    return Next::Continue;
                 };
-                owner.send(packet).await;
-            }
-            packet = inbox.recv() => {
-                let Some(packet) = packet else { return "shutdown" };
-                if !owner.accept(&packet) {
-                    let _ = sink.send(ws::close(1011, "internal error")).await;
-                    return "bad seq";
-                }
-                heard_owner = Instant::now();
-                if let Some(more) = packet.credits {
-                    credits = credits.saturating_add(more as usize);
-                }
-                match packet.kind() {
-                    PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
-                        active = Instant::now();
-                        let Some(message) = fragments.message_of(&packet) else { continue };
-                        let closing = matches!(message, Message::Close(_));
-                        let size = if packet.kind() == &PacketType::Data { message.len() } else { 0 };
-                        if sink.send(message).await.is_err() {
-                            let cancel = owner.packet(PacketType::Cancel);
-                            owner.send(cancel).await;
-                            return "client gone";
-                        }
-                        if !closing {
-                            if size > 0 {
-                                let mut credit = owner.packet(PacketType::Credit);
-                                credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
-                                owner.send(credit).await;
-                            }
-                            continue;
-                        }
-                        // Wait for the client's close (or give up).
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            while let Some(Ok(message)) = stream.next().await {
-                                if matches!(message, Message::Close(_)) {
-                                    break;
-                                }
-                            }
-                        }).await;
-                        return "closed by owner";
-                    }
-                    PacketType::Cancel | PacketType::Error => {
-                        let condition = packet.condition.as_deref().unwrap_or("cancelled");
-                        tracing::info!(session = %owner.id, condition, "owner ended the WebSocket");
-                        let _ = sink.send(ws::close(1011, "upstream error")).await;
-                        return "ended by owner";
-                    }
-                    _ => {}
+                let closing = matches!(message, Message::Close(_));
+                self.outbox.push(message);
+                if closing {
+                    Next::Closing("closed by owner")
+                } else {
+                    Next::Continue
                 }
             }
-            Ok(peer) = reconnects.recv() => {
-                // Our owner (re)connected: a restarted proxy does not know
-                // this session and answers the keep-alive with cancel.
-                if owner.to.as_deref() == Some(peer.as_slice()) {
-                    let packet = owner.packet(PacketType::KeepAlive);
-                    owner.send(packet).await;
-                }
+            PacketType::Cancel | PacketType::Error => {
+                let condition = packet.condition.as_deref().unwrap_or("cancelled");
+                tracing::info!(session = %self.endpoint.id(), condition, "owner ended the WebSocket");
+                self.outbox.push(ws::close(1011, "upstream error"));
+                Next::End("ended by owner")
             }
-            _ = keep_alive.tick() => {
-                if heard_owner.elapsed() > OWNER_EXPIRY {
-                    let _ = sink.send(ws::close(1011, "upstream gone")).await;
-                    return "owner expired";
-                }
-                if active.elapsed() > IDLE_TIMEOUT {
-                    let _ = sink.send(ws::close(1001, "idle")).await;
-                    let cancel = owner.packet(PacketType::Cancel);
-                    owner.send(cancel).await;
-                    return "idle";
-                }
-                let packet = owner.packet(PacketType::KeepAlive);
-                owner.send(packet).await;
+            _ => Next::Continue,
+        }
+    }
+
+    /// Gives written bytes back to the owner, in half-window batches (or
+    /// at once when nothing more waits), not a packet per message.
+    async fn give_back(&mut self, bytes: usize) {
+        self.to_grant += bytes;
+        let batch = (self.shared.config.buffer_size / 2).max(1);
+        if self.to_grant >= batch || (self.outbox.is_empty() && self.to_grant > 0) {
+            let n = std::mem::take(&mut self.to_grant);
+            if let Some(credit) = self.endpoint.grant(n) {
+                self.shared.send(&mut self.endpoint, credit).await;
             }
+        }
+    }
+
+    async fn on_timer(&mut self, closing: &Closing) -> Next {
+        let now = Instant::now();
+        if let Closing::Sent { since, by } = closing {
+            if now >= *since + CLOSE_TIMEOUT {
+                return Next::End(by);
+            }
+        }
+        if self.endpoint.expired(now) {
+            tracing::info!(session = %self.endpoint.id(), "owner silent for {}s", holdfast_protocol::zhttp::SESSION_EXPIRY.as_secs());
+            self.outbox.push(ws::close(1011, "upstream gone"));
+            return Next::End("owner expired");
+        }
+        if self.outbox.stall_deadline().is_some_and(|at| now >= at) {
+            tracing::info!(
+                session = %self.endpoint.id(),
+                queued = self.outbox.len(),
+                "client read nothing for {}s: closing",
+                holdfast_protocol::zhttp::STALL_TIMEOUT.as_secs()
+            );
+            self.cancel_owner().await;
+            return Next::End("client stalled");
+        }
+        if now >= self.active + IDLE_TIMEOUT {
+            self.outbox.push(ws::close(1001, "idle"));
+            self.cancel_owner().await;
+            return Next::End("idle");
+        }
+        if self.endpoint.keep_alive_due(now) {
+            self.keep_alive().await;
+        }
+        Next::Continue
+    }
+
+    async fn keep_alive(&mut self) {
+        let packet = self.endpoint.packet(PacketType::KeepAlive);
+        self.shared.send(&mut self.endpoint, packet).await;
+    }
+
+    async fn cancel_owner(&mut self) {
+        if let Some(cancel) = self.endpoint.cancel() {
+            self.shared.send(&mut self.endpoint, cancel).await;
         }
     }
 }

@@ -45,11 +45,6 @@ use tokio_util::time::DelayQueue;
 /// millisecond or two while the handler works through the rest.
 pub const BATCH: usize = 1024;
 
-/// ZHTTP liveness: a keep-alive every 45 s, and a session is dropped when
-/// connmgr has been silent for 60 s (Pushpin's values).
-const LINK_KEEP_ALIVE: Duration = Duration::from_secs(45);
-const LINK_EXPIRY: Duration = Duration::from_secs(60);
-
 /// Delay between a channel's first subscription and the update of its
 /// sessions.
 const FIRST_SUBSCRIPTION_DELAY: Duration = Duration::from_secs(1);
@@ -160,13 +155,13 @@ pub struct Options {
 /// Owner of all held sessions.
 pub struct Engine {
     link: Arc<Link>,
+    /// Our id, the `from` of every session's packets.
+    from: Arc<str>,
     options: Options,
     sessions: HashMap<String, Session>,
     /// Channel → keys of subscribed sessions.
     channels: HashMap<String, HashSet<String>>,
     timers: DelayQueue<(String, Timer)>,
-    /// When each session last heard from connmgr.
-    heard: HashMap<String, Instant>,
     /// The SUB publish input's subscriptions, following local interest.
     sub_control: Option<mpsc::Sender<Multipart>>,
     /// Subscription changes not yet sent to it.
@@ -231,12 +226,12 @@ impl Engine {
     ) -> Engine {
         let (fetcher, fetched) = Fetcher::new();
         Engine {
+            from: Arc::from(link.id.as_str()),
             link,
             options,
             sessions: HashMap::new(),
             channels: HashMap::new(),
             timers: DelayQueue::new(),
-            heard: HashMap::new(),
             sub_control,
             sub_changes: Vec::new(),
             sequencer: Sequencer::default(),
@@ -431,6 +426,39 @@ impl Engine {
         }
     }
 
+    /// Numbers a session's packets as they leave (see
+    /// `holdfast_protocol::zhttp::Endpoint::stamp`) and sends them.
+    async fn send_session(&mut self, key: &str, packets: Vec<Packet>) {
+        let now = Instant::now();
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(packets.len());
+        for mut packet in packets {
+            if let Some(to) = session.endpoint.stamp(&mut packet, now) {
+                out.push((to.to_owned(), packet));
+            }
+        }
+        for (to, packet) in out {
+            self.send(&to, &packet).await;
+        }
+    }
+
+    /// (Re)arms a session's ZHTTP liveness timer at its endpoint's next
+    /// deadline.
+    fn arm_link_timer(&mut self, key: &str) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let Some(timer) = session.link_timer.take() {
+            self.timers.try_remove(&timer);
+        }
+        session.link_timer = Some(self.timers.insert_at(
+            (key.to_owned(), Timer::Session(SessionTimer::Link)),
+            session.endpoint.next_deadline(),
+        ));
+    }
+
     async fn accept_frame(&mut self, msg: &Multipart) {
         let Some(frame) = msg.first() else { return };
         match format::decode::<Accept>(frame) {
@@ -445,19 +473,15 @@ impl Engine {
             tracing::warn!(session = %key, "hand-over of a session already held; ignored");
             return;
         }
-        let mut session = Session::from_accept(&accept);
+        let mut session = Session::from_accept(&accept, self.from.clone(), Instant::now());
         if let Some(update) = accept.hold.session.take() {
             if let Some(Ok(mut store)) = self.client_sessions.as_ref().map(|s| s.lock()) {
                 store.apply(&update);
             }
             session.sid = update.sid;
         }
-        session.link_timer = Some(self.timers.insert(
-            (key.clone(), Timer::Session(SessionTimer::Link)),
-            LINK_KEEP_ALIVE,
-        ));
-        self.heard.insert(key.clone(), Instant::now());
         self.sessions.insert(key.clone(), session);
+        self.arm_link_timer(&key);
         self.stat(
             "conn",
             serde_json::json!({"id": format!("{}:{}", accept.connmgr, accept.id),
@@ -472,7 +496,6 @@ impl Engine {
     /// appended). Channels are diffed: left ones unsubscribed, new ones
     /// subscribed.
     async fn install(&mut self, key: &str, hold: Hold, response: Response, source: Source) {
-        let from = self.link.id.clone();
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
@@ -516,13 +539,12 @@ impl Engine {
             HoldMode::Stream if !session.started => {
                 let mut response = response;
                 let body = std::mem::take(&mut response.body);
-                let now = body.len().min(session.credits);
+                let now = session.endpoint.take_credits(body.len());
                 response.body = body.slice(..now);
-                session.credits -= now;
                 if now < body.len() {
                     session.queue.push_back(body.slice(now..));
                 }
-                packets.push(session.response_packet(&from, &response, true));
+                packets.push(session.response_packet(&response, true));
                 session.started = true;
             }
             HoldMode::Stream => {
@@ -533,7 +555,7 @@ impl Engine {
             HoldMode::Response => {
                 if source == Source::Accept {
                     // Our first packet tells connmgr the session moved here.
-                    packets.push(session.packet(&from, PacketType::KeepAlive));
+                    packets.push(session.packet(PacketType::KeepAlive));
                 }
                 session.timeout_response = response;
             }
@@ -569,11 +591,8 @@ impl Engine {
             })
             .map(|c| c.name.clone())
             .collect();
-        let to = session.connmgr.clone();
         tracing::debug!(session = %key, mode = ?session.mode, channels = ?new, ?source, "session held");
-        for packet in &packets {
-            self.send(&to, packet).await;
-        }
+        self.send_session(key, packets).await;
         for channel in old.iter().filter(|c| !new.contains(c)) {
             self.unsubscribe_channel(key, channel);
         }
@@ -668,20 +687,12 @@ impl Engine {
             }
             return;
         };
-        if let Some(seq) = packet.seq {
-            if seq != session.in_seq {
-                tracing::warn!(session = %key, expected = session.in_seq, got = seq, "out-of-order packet from connmgr");
-                let cancel = session.packet(&self.link.id, PacketType::Cancel);
-                let to = session.connmgr.clone();
-                self.send(&to, &cancel).await;
-                self.remove(&key);
-                return;
-            }
-            session.in_seq = seq.wrapping_add(1);
-        }
-        self.heard.insert(key.clone(), Instant::now());
-        if let Some(credits) = packet.credits {
-            session.credits = session.credits.saturating_add(credits as usize);
+        if let Err(err) = session.endpoint.receive(&packet, Instant::now()) {
+            tracing::warn!(session = %key, "packet from connmgr refused: {err}");
+            let cancel = session.endpoint.cancel();
+            self.send_session(&key, cancel.into_iter().collect()).await;
+            self.remove(&key);
+            return;
         }
         match packet.kind() {
             PacketType::Cancel | PacketType::Error => {
@@ -695,36 +706,30 @@ impl Engine {
     /// Sends queued content that now fits the credits; ends the session when
     /// it was closing and the queue is empty.
     async fn flush(&mut self, key: &str) {
-        let from = self.link.id.clone();
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
         let mut packets = Vec::new();
-        while session.credits > 0 {
+        while session.endpoint.can_send() {
             let Some(front) = session.queue.front_mut() else {
                 break;
             };
-            let n = front.len().min(session.credits);
-            let chunk = front.split_to(n);
+            let chunk = front.split_to(session.endpoint.take_credits(front.len()));
             if front.is_empty() {
                 session.queue.pop_front();
             }
-            session.credits -= n;
-            let mut packet = session.packet(&from, PacketType::Data);
+            let mut packet = session.packet(PacketType::Data);
             packet.body = Some(chunk);
             packet.more = true;
             packets.push(packet);
         }
         let end = session.closing && session.queue.is_empty();
         if end {
-            let mut last = session.packet(&from, PacketType::Data);
+            let mut last = session.packet(PacketType::Data);
             last.body = Some(Bytes::new());
             packets.push(last);
         }
-        let to = session.connmgr.clone();
-        for packet in &packets {
-            self.send(&to, packet).await;
-        }
+        self.send_session(key, packets).await;
         if end {
             self.remove(key);
         }
@@ -905,6 +910,7 @@ impl Engine {
             }
         }
         let from = self.link.id.clone();
+        let now = Instant::now();
         let mut to_flush = Vec::new();
         let mut to_drop = Vec::new();
         let mut to_recover = Vec::new();
@@ -933,15 +939,15 @@ impl Engine {
                     Decision::Deliver(content) => {
                         if session.queue.is_empty()
                             && !session.closing
-                            && session.credits >= content.len()
+                            && session.endpoint.credits() >= content.len()
                         {
-                            session.credits -= content.len();
+                            session.endpoint.spend(content.len());
                             let id = IdSeq {
-                                id: session.id.clone(),
-                                seq: Some(session.out_seq),
+                                id: session.id().to_owned(),
+                                // Sent with this chunk, just below.
+                                seq: session.endpoint.next_seq(now),
                             };
-                            ready.add(&session.connmgr, content, id);
-                            session.out_seq = session.out_seq.wrapping_add(1);
+                            ready.add(session.connmgr(), content, id);
                             if let (Some(ka), Some(timer)) =
                                 (&session.keep_alive, &session.hold_timer)
                             {
@@ -991,11 +997,8 @@ impl Engine {
             self.flush(&key).await;
         }
         for key in to_drop {
-            if let Some(session) = self.sessions.get_mut(&key) {
-                let cancel = session.packet(&from, PacketType::Cancel);
-                let to = session.connmgr.clone();
-                self.send(&to, &cancel).await;
-            }
+            let cancel = self.sessions.get(&key).and_then(|s| s.endpoint.cancel());
+            self.send_session(&key, cancel.into_iter().collect()).await;
             self.remove(&key);
         }
         if !to_recover.is_empty() {
@@ -1155,24 +1158,21 @@ impl Engine {
     /// Sends a whole response (long-poll answer) and ends the session once
     /// it is out.
     async fn respond(&mut self, key: &str, mut response: Response) {
-        let from = self.link.id.clone();
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
         let body = std::mem::take(&mut response.body);
-        let now = body.len().min(session.credits);
+        let now = session.endpoint.take_credits(body.len());
         response.body = body.slice(..now);
-        session.credits -= now;
         let rest = body.slice(now..);
         let more = !rest.is_empty();
-        let packet = session.response_packet(&from, &response, more);
-        let to = session.connmgr.clone();
+        let packet = session.response_packet(&response, more);
         if more {
             session.queue.push_back(rest);
             session.closing = true;
         }
         self.unsubscribe(key);
-        self.send(&to, &packet).await;
+        self.send_session(key, vec![packet]).await;
         if !more {
             self.remove(key);
         }
@@ -1238,7 +1238,6 @@ impl Engine {
     }
 
     async fn on_session_timer(&mut self, key: String, timer: SessionTimer) {
-        let from = self.link.id.clone();
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -1254,13 +1253,12 @@ impl Engine {
                         let Some(ka) = session.keep_alive.clone() else {
                             return;
                         };
-                        if session.queue.is_empty() && session.credits >= ka.data.len() {
-                            session.credits -= ka.data.len();
-                            let mut packet = session.packet(&from, PacketType::Data);
+                        if session.queue.is_empty() && session.endpoint.credits() >= ka.data.len() {
+                            session.endpoint.spend(ka.data.len());
+                            let mut packet = session.packet(PacketType::Data);
                             packet.body = Some(ka.data.clone());
                             packet.more = true;
-                            let to = session.connmgr.clone();
-                            self.send(&to, &packet).await;
+                            self.send_session(&key, vec![packet]).await;
                         }
                         if let Some(session) = self.sessions.get_mut(&key) {
                             session.hold_timer = Some(self.timers.insert(
@@ -1291,22 +1289,17 @@ impl Engine {
             }
             SessionTimer::Link => {
                 session.link_timer = None;
-                let silent = self
-                    .heard
-                    .get(&key)
-                    .is_none_or(|t| t.elapsed() > LINK_EXPIRY);
-                if silent {
-                    tracing::info!(session = %key, "connmgr silent for {}s: session dropped", LINK_EXPIRY.as_secs());
+                let now = Instant::now();
+                if session.endpoint.expired(now) {
+                    tracing::info!(session = %key, "connmgr silent for {}s: session dropped", holdfast_protocol::zhttp::SESSION_EXPIRY.as_secs());
                     self.remove(&key);
                     return;
                 }
-                let packet = session.packet(&from, PacketType::KeepAlive);
-                let to = session.connmgr.clone();
-                session.link_timer = Some(self.timers.insert(
-                    (key.clone(), Timer::Session(SessionTimer::Link)),
-                    LINK_KEEP_ALIVE,
-                ));
-                self.send(&to, &packet).await;
+                if session.endpoint.keep_alive_due(now) {
+                    let packet = session.packet(PacketType::KeepAlive);
+                    self.send_session(&key, vec![packet]).await;
+                }
+                self.arm_link_timer(&key);
             }
         }
     }
@@ -1347,7 +1340,7 @@ impl Engine {
         if let Some(session) = self.sessions.remove(key) {
             self.stat(
                 "conn",
-                serde_json::json!({"id": format!("{}:{}", session.connmgr, session.id),
+                serde_json::json!({"id": format!("{}:{}", session.connmgr(), session.id()),
                     "unavailable": true}),
             );
             for timer in [session.hold_timer, session.link_timer, session.next_timer]
@@ -1360,7 +1353,6 @@ impl Engine {
                 self.fetcher.gone(origin, gone);
             }
         }
-        self.heard.remove(key);
     }
 }
 

@@ -1,10 +1,13 @@
-//! A held session: where it lives in connmgr, its sequence numbers and
-//! credits, and what it is waiting for. Pure state; the engine drives it.
+//! A held session: its ZHTTP endpoint with connmgr (sequence numbers,
+//! credits, liveness), and what it is waiting for. Pure state; the engine
+//! drives it.
 
 use bytes::Bytes;
 use holdfast_protocol::handoff::{Accept, HoldMode, KeepAlive, Origin, Request, Response};
-use holdfast_protocol::zhttp::{Header, Packet, PacketType};
+use holdfast_protocol::zhttp::{Endpoint, Header, Packet, PacketType};
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::time::Instant;
 use tokio_util::time::delay_queue;
 use url::Url;
 
@@ -14,16 +17,9 @@ pub const QUEUE_MAX: usize = 100;
 
 /// One held client connection.
 pub struct Session {
-    /// connmgr's id.
-    pub connmgr: String,
-    /// Session id.
-    pub id: String,
-    /// Our next packet's sequence number.
-    pub out_seq: u32,
-    /// Expected sequence number of connmgr's next packet.
-    pub in_seq: u32,
-    /// Body bytes connmgr accepts now.
-    pub credits: usize,
+    /// The ZHTTP session with connmgr (its id and connmgr's, sequence
+    /// numbers, credits, liveness), taken over from the proxy.
+    pub endpoint: Endpoint,
     /// Long-poll or stream.
     pub mode: HoldMode,
     /// Subscriptions.
@@ -58,26 +54,28 @@ pub struct Session {
     pub closing: bool,
     /// Timers: hold timeout or stream keep-alive, and ZHTTP keep-alive/expiry.
     pub hold_timer: Option<delay_queue::Key>,
-    /// ZHTTP liveness timer.
+    /// ZHTTP liveness timer (keep-alive and expiry).
     pub link_timer: Option<delay_queue::Key>,
     /// Next-link timer (timeout, or back-off after a failure).
     pub next_timer: Option<delay_queue::Key>,
-    /// Packets received since the last liveness check.
-    pub heard: bool,
     /// Client session id (Pushpin's session feature), when the origin named one.
     pub sid: Option<String>,
 }
 
 impl Session {
     /// A session from a hand-over, before its instructions are applied
-    /// (the engine does that, as it does for a retry or a link page).
-    pub fn from_accept(accept: &Accept) -> Session {
+    /// (the engine does that, as it does for a retry or a link page);
+    /// `from` is our id.
+    pub fn from_accept(accept: &Accept, from: Arc<str>, now: Instant) -> Session {
         Session {
-            connmgr: accept.connmgr.clone(),
-            id: accept.id.clone(),
-            out_seq: accept.out_seq,
-            in_seq: accept.in_seq,
-            credits: accept.credits as usize,
+            endpoint: Endpoint::resume(
+                from,
+                accept.id.clone(),
+                accept.connmgr.clone(),
+                (accept.in_seq, accept.out_seq),
+                accept.credits,
+                now,
+            ),
             mode: accept.hold.mode,
             channels: Vec::new(),
             meta: Vec::new(),
@@ -97,7 +95,6 @@ impl Session {
             hold_timer: None,
             link_timer: None,
             next_timer: None,
-            heard: true,
             sid: None,
         }
     }
@@ -126,16 +123,24 @@ impl Session {
             .collect()
     }
 
-    /// A packet of `kind` with the next sequence number.
-    pub fn packet(&mut self, from: &str, kind: PacketType) -> Packet {
-        let packet = Packet::new(kind, from, &self.id, self.out_seq);
-        self.out_seq = self.out_seq.wrapping_add(1);
-        packet
+    /// connmgr's id: where the session's packets go.
+    pub fn connmgr(&self) -> &str {
+        self.endpoint.peer().unwrap_or_default()
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        self.endpoint.id()
+    }
+
+    /// A packet of `kind`, numbered when it is sent.
+    pub fn packet(&self, kind: PacketType) -> Packet {
+        self.endpoint.packet(kind)
     }
 
     /// The first packet of a response: status, headers, body, `more`.
-    pub fn response_packet(&mut self, from: &str, response: &Response, more: bool) -> Packet {
-        let mut packet = self.packet(from, PacketType::Data);
+    pub fn response_packet(&self, response: &Response, more: bool) -> Packet {
+        let mut packet = self.packet(PacketType::Data);
         packet.code = Some(response.code);
         packet.reason = Some(response.reason.clone());
         packet.headers = Some(response.headers.clone());

@@ -96,6 +96,12 @@ pub struct Config {
     #[arg(long = "cache-size", default_value_t = 64 * 1024 * 1024)]
     pub cache_size: usize,
 
+    /// Largest WebSocket message taken from an origin, in bytes (the same
+    /// limit connmgr applies to clients, `client_max_message_size`); a
+    /// larger one closes the client with 1009.
+    #[arg(long = "max-message-size", default_value_t = 1024 * 1024)]
+    pub max_message_size: usize,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,

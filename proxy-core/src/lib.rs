@@ -101,6 +101,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("request socket missing"))?;
     let cache = cache::Cache::new(config.cache_size);
     let shared = Arc::new(session::Shared {
+        from: Arc::from(id.as_str()),
+        max_message_size: config.max_message_size,
         sockets: sockets.clone(),
         routes: RwLock::new(Arc::new(routes)),
         client: origin::client::OriginClient::new(),

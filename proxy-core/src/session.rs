@@ -18,17 +18,18 @@ use futures_util::future::BoxFuture;
 use holdfast_protocol::format;
 use holdfast_protocol::handoff;
 use holdfast_protocol::inspect::Inspected;
-use holdfast_protocol::rt::body::{ChannelBody, Chunk, Drained, HttpBody};
-use holdfast_protocol::zhttp::{Header, Packet, PacketType, MAX_FROM_LEN};
+use holdfast_protocol::rt::body::{body_channel, BodySender, ChannelBody, Drained, HttpBody};
+use holdfast_protocol::zhttp::{Endpoint, Header, Packet, PacketType, MAX_FROM_LEN, STALL_TIMEOUT};
 use holdfast_protocol::zmq::link::Link as Sockets;
 use holdfast_protocol::zmq::session_key;
 use holdfast_protocol::zmq::Multipart;
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 mod cached;
@@ -42,21 +43,24 @@ pub use grip_ws::WsRoutes;
 /// keep an upload flowing across one round trip of credit packets.
 pub const REQUEST_WINDOW: u32 = 128 * 1024;
 
-/// Request body chunks queued toward the origin (bytes are bounded by
-/// [`REQUEST_WINDOW`]; this bounds the count).
-const REQUEST_QUEUE: usize = 256;
-
-/// Keep-alive and expiry, as in connmgr (Pushpin's 45 s and 60 s).
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(45);
-const SESSION_EXPIRY: Duration = Duration::from_secs(60);
-
 /// How long connmgr may take to answer `handoff-start`.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a WebSocket's closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a WebSocket session with GRIP tells the handler it still
+/// exists (the handler forgets sessions not heard of for 2 minutes).
+const VOUCH_INTERVAL: Duration = Duration::from_secs(45);
 
 /// State shared by every session.
 pub struct Shared {
     /// Sockets toward connmgr.
     pub sockets: Arc<Sockets>,
+    /// Our id, the `from` of every packet (shared by every session).
+    pub from: Arc<str>,
+    /// Largest WebSocket message taken from an origin.
+    pub max_message_size: usize,
     /// Current routes; replaced whole on reload. The lock is held only to
     /// clone the `Arc`.
     pub routes: RwLock<Arc<RouteTable>>,
@@ -114,39 +118,39 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         .metrics
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut endpoint = Endpoint::new(shared.from.clone(), id, Instant::now());
+    if let Err(err) = endpoint.receive(&first, Instant::now()) {
+        tracing::warn!(%from, "request packet refused: {err}");
+        return;
+    }
     let inbox = shared.sockets.sessions().register(key.clone());
     let session = Session {
         shared: shared.clone(),
         connmgr: from,
-        id,
+        endpoint,
         key,
-        out_seq: 0,
-        in_seq: first.seq.unwrap_or(0).wrapping_add(1),
-        credits: first.credits.unwrap_or(0) as usize,
         inbox,
         body_tx: None,
         drained: Arc::new(Drained::default()),
         request: None,
         body_open: false,
         peer: first.peer_address.clone(),
+        to_client: VecDeque::new(),
     };
     shared.tracker.spawn(session.run(first));
 }
 
 struct Session {
     shared: Arc<Shared>,
-    /// connmgr's id: where our packets go.
+    /// connmgr's id: where our packets go (the session table's key
+    /// qualifies ids by it).
     connmgr: String,
-    id: String,
+    /// Ids, sequence numbers, credits and liveness toward connmgr.
+    endpoint: Endpoint,
     key: String,
-    out_seq: u32,
-    /// Sequence number expected on connmgr's next packet.
-    in_seq: u32,
-    /// Response body bytes connmgr lets us send.
-    credits: usize,
     inbox: mpsc::Receiver<Box<Packet>>,
     /// Request body toward the origin, while it is still arriving.
-    body_tx: Option<mpsc::Sender<Chunk>>,
+    body_tx: Option<BodySender>,
     /// Request body bytes the origin has taken (become credits for connmgr).
     drained: Arc<Drained>,
     /// The request as received, for a hand-over to the handler (which may
@@ -156,6 +160,10 @@ struct Session {
     body_open: bool,
     /// The client's address.
     peer: Option<String>,
+    /// WebSocket: messages for the client waiting for connmgr's credits
+    /// (whatever produced them, origin, publishes or timers, waits while
+    /// this is not empty).
+    to_client: VecDeque<Packet>,
 }
 
 /// Everything needed to send the request, owned so the future is `'static`.
@@ -303,15 +311,18 @@ impl Session {
         });
         self.body_open = first.more;
         let streaming_body = if first.more {
-            let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+            // What waits for the origin is bounded by the window we grant
+            // (and the first packet's body, sent unasked).
+            let first_len = body.as_ref().map_or(0, Bytes::len);
+            let (tx, rx) = body_channel(REQUEST_WINDOW as usize + first_len, self.drained.clone());
             if let Some(body) = &body {
-                let _ = tx.try_send(Ok(body.clone()));
+                let _ = tx.push(body.clone());
             }
             self.body_tx = Some(tx);
-            let mut credit = self.packet(PacketType::Credit);
-            credit.credits = Some(REQUEST_WINDOW);
-            self.send(credit).await;
-            Some(ChannelBody::new(rx, self.drained.clone()))
+            if let Some(credit) = self.endpoint.grant(REQUEST_WINDOW as usize) {
+                self.send(credit).await;
+            }
+            Some(rx)
         } else {
             None
         };
@@ -344,7 +355,7 @@ impl Session {
                     .inspect(&prepared.host, &prepared.path, request.body.clone())
                     .await;
             }
-            tracing::debug!(session = %self.id, sid = ?prepared.session.as_ref().and_then(|s| s.sid.as_deref()), "client session inspected");
+            tracing::debug!(session = %self.endpoint.id(), sid = ?prepared.session.as_ref().and_then(|s| s.sid.as_deref()), "client session inspected");
         }
         let session_host = prepared.route.session.then(|| prepared.host.clone());
         let trusted = prepared.trusted;
@@ -359,10 +370,8 @@ impl Session {
         };
         let mut phase = Phase::Head(fetch);
         let mut status = 0u16;
-        let expiry = sleep(SESSION_EXPIRY);
-        tokio::pin!(expiry);
-        let mut keep_alive =
-            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
+        let timer = sleep_until(self.endpoint.next_deadline());
+        tokio::pin!(timer);
         let drained = self.drained.clone();
         loop {
             // Send what connmgr has room for before waiting on anything.
@@ -372,10 +381,8 @@ impl Session {
                 body,
             } = &mut phase
             {
-                if !pending.is_empty() && (self.credits > 0 || head.is_some()) {
-                    let n = pending.len().min(self.credits);
-                    let chunk = pending.split_to(n);
-                    self.credits -= n;
+                if !pending.is_empty() && (self.endpoint.can_send() || head.is_some()) {
+                    let chunk = pending.split_to(self.endpoint.take_credits(pending.len()));
                     let done =
                         pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream());
                     let mut packet = head
@@ -392,7 +399,8 @@ impl Session {
                 }
             }
             let can_read = matches!(&phase, Phase::Body { pending, .. } if pending.is_empty())
-                && (self.credits > 0 || matches!(&phase, Phase::Body { head: Some(_), .. }));
+                && (self.endpoint.can_send()
+                    || matches!(&phase, Phase::Body { head: Some(_), .. }));
             tokio::select! {
                 event = origin_event(&mut phase, can_read) => match event {
                 OriginEvent::Head(result) => {
@@ -432,7 +440,7 @@ impl Session {
                         Some(body) => body.size_hint().exact(),
                         None => Some(pending.len() as u64),
                     };
-                    let head = if known.is_some_and(|n| n <= self.credits as u64) {
+                    let head = if known.is_some_and(|n| n <= self.endpoint.credits() as u64) {
                         Some(Box::new(head))
                     } else {
                         head.more = true;
@@ -457,7 +465,7 @@ impl Session {
                             }
                         }
                         Some(Err(err)) => {
-                            tracing::warn!(session = %self.id, error = %err, "origin response body failed");
+                            tracing::warn!(session = %self.endpoint.id(), error = %err, "origin response body failed");
                             let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Error));
                             packet.kind = PacketType::Error;
                             packet.condition = Some("remote-connection-failed".into());
@@ -476,23 +484,20 @@ impl Session {
                 },
                 packet = self.inbox.recv() => {
                     let Some(packet) = packet else { return (status, "shutdown") };
-                    expiry.as_mut().reset(Instant::now() + SESSION_EXPIRY);
                     if let Some(outcome) = self.on_packet(*packet).await {
                         return (status, outcome);
                     }
                 }
                 n = drained.take() => {
-                    let mut credit = self.packet(PacketType::Credit);
-                    credit.credits = Some(u32::try_from(n).unwrap_or(u32::MAX));
-                    self.send(credit).await;
+                    if let Some(credit) = self.endpoint.grant(n) {
+                        self.send(credit).await;
+                    }
                 }
-                _ = keep_alive.tick() => {
-                    let packet = self.packet(PacketType::KeepAlive);
-                    self.send(packet).await;
-                }
-                _ = &mut expiry => {
-                    tracing::warn!(session = %self.id, "connmgr silent for {}s: session expired", SESSION_EXPIRY.as_secs());
-                    return (status, "expired");
+                _ = &mut timer => {
+                    if !self.on_timer().await {
+                        return (status, "expired");
+                    }
+                    timer.as_mut().reset(self.endpoint.next_deadline());
                 }
             }
         }
@@ -534,14 +539,8 @@ impl Session {
         self.send(start).await;
         let proceed = tokio::time::timeout(HANDOFF_TIMEOUT, async {
             while let Some(packet) = self.inbox.recv().await {
-                if let Some(seq) = packet.seq {
-                    if seq != self.in_seq {
-                        return false;
-                    }
-                    self.in_seq = seq.wrapping_add(1);
-                }
-                if let Some(credits) = packet.credits {
-                    self.credits = self.credits.saturating_add(credits as usize);
+                if !self.take_in(&packet) {
+                    return false;
                 }
                 match packet.kind() {
                     PacketType::HandoffProceed => return true,
@@ -553,17 +552,18 @@ impl Session {
         })
         .await;
         if proceed != Ok(true) {
-            tracing::warn!(session = %self.id, "connmgr did not proceed with the hand-over; session dropped");
+            tracing::warn!(session = %self.endpoint.id(), "connmgr did not proceed with the hand-over; session dropped");
             return (code, "handoff failed");
         }
         let mut hold = answer::hold_of(instruct, prefix);
         hold.session = session;
+        let (in_seq, out_seq) = self.endpoint.seqs();
         let accept = handoff::Accept {
             connmgr: self.connmgr.clone(),
-            id: self.id.clone(),
-            in_seq: self.in_seq,
-            out_seq: self.out_seq,
-            credits: u32::try_from(self.credits).unwrap_or(u32::MAX),
+            id: self.endpoint.id().to_owned(),
+            in_seq,
+            out_seq,
+            credits: u32::try_from(self.endpoint.credits()).unwrap_or(u32::MAX),
             peer_address: self.peer.clone(),
             request,
             response,
@@ -573,10 +573,12 @@ impl Session {
         match format::encode(&accept, self.shared.sockets.format) {
             Ok(frame) => {
                 if handler.send(vec![frame]).await.is_err() {
-                    tracing::warn!(session = %self.id, "handler socket closed; held session lost");
+                    tracing::warn!(session = %self.endpoint.id(), "handler socket closed; held session lost");
                 }
             }
-            Err(err) => tracing::warn!(session = %self.id, error = %err, "hand-over not encoded"),
+            Err(err) => {
+                tracing::warn!(session = %self.endpoint.id(), error = %err, "hand-over not encoded")
+            }
         }
         (code, "held")
     }
@@ -612,7 +614,10 @@ impl Session {
                 if let Some(tx) = &self.body_tx {
                     if let Some(body) = packet.body.filter(|b| !b.is_empty()) {
                         keep_for_replay(&mut self.request, &body);
-                        if tx.send(Ok(body)).await.is_err() {
+                        // Never waits: the window we granted bounds it
+                        // (connmgr's sending past it already failed the
+                        // endpoint's check).
+                        if tx.push(body).is_err() {
                             // The origin stopped reading the body; its response decides.
                             self.body_tx = None;
                         }
@@ -643,8 +648,10 @@ impl Session {
     /// Answers the client with the error's status and short text.
     async fn fail_with(&mut self, err: &ProxyError, debug: bool) -> u16 {
         match err.source() {
-            crate::error::ErrorSource::Client => tracing::info!(session = %self.id, "{err}"),
-            _ => tracing::warn!(session = %self.id, "{err}"),
+            crate::error::ErrorSource::Client => {
+                tracing::info!(session = %self.endpoint.id(), "{err}")
+            }
+            _ => tracing::warn!(session = %self.endpoint.id(), "{err}"),
         }
         let (code, text) = err.response(debug);
         self.respond_text(code, &text).await;
@@ -667,37 +674,111 @@ impl Session {
         self.send(packet).await;
     }
 
-    /// Checks a packet's sequence number and takes its credits; false
-    /// when it is out of order.
+    /// Checks a packet from connmgr (its sequence number, the body it may
+    /// send) and takes its credits; false when connmgr broke the protocol.
     fn take_in(&mut self, packet: &Packet) -> bool {
-        if let Some(seq) = packet.seq {
-            if seq != self.in_seq {
-                tracing::warn!(session = %self.id, expected = self.in_seq, got = seq, "out-of-order packet from connmgr");
-                return false;
+        match self.endpoint.receive(packet, Instant::now()) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(session = %self.endpoint.id(), "packet from connmgr refused: {err}");
+                false
             }
-            self.in_seq = seq.wrapping_add(1);
         }
-        if let Some(credits) = packet.credits {
-            self.credits = self.credits.saturating_add(credits as usize);
+    }
+
+    /// Keep-alive and expiry; false when connmgr is gone.
+    async fn on_timer(&mut self) -> bool {
+        let now = Instant::now();
+        if self.endpoint.expired(now) {
+            tracing::warn!(session = %self.endpoint.id(), "connmgr silent for {}s: session expired", holdfast_protocol::zhttp::SESSION_EXPIRY.as_secs());
+            return false;
+        }
+        if self.endpoint.keep_alive_due(now) {
+            let packet = self.packet(PacketType::KeepAlive);
+            self.send(packet).await;
         }
         true
     }
 
     /// A packet of this session; [`Session::send`] numbers it.
     fn packet(&self, kind: PacketType) -> Packet {
-        Packet::new(kind, &self.shared.sockets.id, &self.id, 0)
+        self.endpoint.packet(kind)
     }
 
-    /// Numbers `packet` as it leaves: a packet made earlier and held back
-    /// (a response head waiting for its short body) cannot be overtaken by
-    /// one made later (a credit, a keep-alive), and a packet made but not
-    /// sent leaves no gap.
+    /// Numbers `packet` as it leaves (see [`Endpoint::stamp`]) and sends it.
     async fn send(&mut self, mut packet: Packet) {
-        packet.seq = Some(self.out_seq);
-        self.out_seq = self.out_seq.wrapping_add(1);
-        if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
-            tracing::warn!(session = %self.id, error = %err, "packet to connmgr not encoded");
+        if self.endpoint.stamp(&mut packet, Instant::now()).is_none() {
+            return;
         }
+        if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
+            tracing::warn!(session = %self.endpoint.id(), error = %err, "packet to connmgr not encoded");
+        }
+    }
+
+    /// Queues a WebSocket packet for the client (data, ping, pong, close);
+    /// [`Session::flush_to_client`] sends it within connmgr's credits.
+    fn queue_for_client(&mut self, packet: Packet) {
+        self.to_client.push_back(packet);
+    }
+
+    /// Queues a WebSocket close for the client.
+    fn close_client(&mut self, code: u16, reason: &str) {
+        let mut p = self.packet(PacketType::Close);
+        p.code = Some(code);
+        p.body = Some(Bytes::copy_from_slice(reason.as_bytes()));
+        self.queue_for_client(p);
+    }
+
+    /// At a WebSocket's end: sends what still waits for the client (the
+    /// origin's last messages, a close) as connmgr's credits allow, for
+    /// as long as the client keeps reading.
+    async fn drain_to_client(&mut self) {
+        let deadline = Instant::now() + STALL_TIMEOUT;
+        loop {
+            self.flush_to_client().await;
+            if self.to_client.is_empty() {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(packet)) => {
+                    let ended = matches!(packet.kind(), PacketType::Cancel | PacketType::Error);
+                    if !self.take_in(&packet) || ended {
+                        return;
+                    }
+                }
+                _ => {
+                    tracing::debug!(session = %self.endpoint.id(), queued = self.to_client.len(), "client took nothing more; session ends");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends queued packets for the client while connmgr has credit (a
+    /// message may go past what is left, see [`Endpoint::spend`]).
+    async fn flush_to_client(&mut self) {
+        while let Some(front) = self.to_client.front() {
+            let cost = ws_credit(front);
+            if cost > 0 && !self.endpoint.can_send() {
+                return;
+            }
+            let Some(packet) = self.to_client.pop_front() else {
+                return;
+            };
+            self.endpoint.spend(cost);
+            self.send(packet).await;
+        }
+    }
+}
+
+/// The credits a WebSocket packet for connmgr costs: its payload, for data,
+/// pings and pongs.
+fn ws_credit(packet: &Packet) -> usize {
+    match packet.kind() {
+        PacketType::Data | PacketType::Ping | PacketType::Pong => {
+            packet.body.as_ref().map_or(0, Bytes::len)
+        }
+        _ => 0,
     }
 }
 

@@ -179,6 +179,9 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     }
     proxy.push("--cache-size".into());
     proxy.push(p.cache_size.to_string());
+    // One message-size limit, applied on both sides of the proxy.
+    proxy.push("--max-message-size".into());
+    proxy.push(settings.client_max_message_size.to_string());
     match (&settings.routes_file, settings.routes.is_empty()) {
         (Some(file), true) => {
             proxy.push("--routes-file".into());

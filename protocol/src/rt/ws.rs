@@ -2,10 +2,15 @@
 //! fragments (data packets with `more`), `content-type: binary` marks binary
 //! messages, and anything else is text (sent as binary when it is not valid
 //! UTF-8, rather than dropped). Shared by connmgr (toward clients) and the
-//! proxy (toward origins).
+//! proxy (toward origins), as is the [`Outbox`] that writes messages to a
+//! WebSocket peer without holding up the session that feeds it.
 
-use crate::zhttp::{Packet, PacketType};
+use crate::zhttp::{Packet, PacketType, STALL_TIMEOUT};
 use bytes::Bytes;
+use futures_util::{Sink, SinkExt};
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -100,6 +105,112 @@ pub fn message(binary: bool, data: Bytes) -> Message {
     }
 }
 
+/// Messages on their way to a WebSocket peer. The session task queues
+/// what its ZHTTP peer sent (bounded by the credits it granted) and keeps
+/// taking packets while [`Outbox::write`] hands the queue to the socket as
+/// fast as the peer reads; what was handed over is given back as credits,
+/// so a slow reader slows its writer and nothing is dropped.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Message>,
+    /// Something was handed to the sink and not yet flushed.
+    unflushed: bool,
+    /// When the queue last moved (or filled from empty).
+    progress: Option<Instant>,
+}
+
+impl Outbox {
+    /// Queues `message`.
+    pub fn push(&mut self, message: Message) {
+        if self.is_idle() {
+            self.progress = Some(Instant::now());
+        }
+        self.queue.push_back(message);
+    }
+
+    /// Nothing queued and nothing left to flush.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && !self.unflushed
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// When the peer will have taken nothing for [`STALL_TIMEOUT`] while
+    /// something waits for it, if something does.
+    pub fn stall_deadline(&self) -> Option<Instant> {
+        (!self.is_idle())
+            .then_some(self.progress)
+            .flatten()
+            .map(|at| at + STALL_TIMEOUT)
+    }
+
+    /// Hands queued messages to `sink` while it takes them, then flushes;
+    /// waits until something moved. Returns the credit-worthy bytes handed
+    /// over (message, ping and pong payloads). Cancel-safe: a message
+    /// leaves the queue only as the sink takes it.
+    pub async fn write<S>(&mut self, sink: &mut S) -> Result<usize, S::Error>
+    where
+        S: Sink<Message> + Unpin,
+    {
+        std::future::poll_fn(|cx| self.poll_write(sink, cx)).await
+    }
+
+    fn poll_write<S>(&mut self, sink: &mut S, cx: &mut Context<'_>) -> Poll<Result<usize, S::Error>>
+    where
+        S: Sink<Message> + Unpin,
+    {
+        let mut credit = 0;
+        let mut moved = false;
+        while !self.queue.is_empty() {
+            match sink.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => break,
+            }
+            let Some(message) = self.queue.pop_front() else {
+                break;
+            };
+            credit += credit_of(&message);
+            sink.start_send_unpin(message)?;
+            self.unflushed = true;
+            moved = true;
+        }
+        if self.unflushed {
+            match sink.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
+                    moved = true;
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => {}
+            }
+        }
+        if !moved {
+            return Poll::Pending;
+        }
+        self.progress = Some(Instant::now());
+        Poll::Ready(Ok(credit))
+    }
+}
+
+/// The bytes a message costs in ZHTTP credits.
+pub fn credit_of(message: &Message) -> usize {
+    match message {
+        Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_) => {
+            message.len()
+        }
+        Message::Close(_) | Message::Frame(_) => 0,
+    }
+}
+
 /// Read buffer per connection. tungstenite's default (128 KiB, allocated
 /// up front) would make a held WebSocket cost more than 128 KiB.
 const READ_BUFFER: usize = 4096;
@@ -124,6 +235,76 @@ pub fn close(code: u16, reason: &str) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that takes `room` messages, then waits until given more.
+    #[derive(Default)]
+    struct Gate {
+        room: usize,
+        taken: Vec<Message>,
+        waker: Option<std::task::Waker>,
+    }
+
+    impl Sink<Message> for Gate {
+        type Error = std::io::Error;
+        fn poll_ready(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            if self.room == 0 {
+                self.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(
+            mut self: std::pin::Pin<&mut Self>,
+            item: Message,
+        ) -> Result<(), Self::Error> {
+            self.room -= 1;
+            self.taken.push(item);
+            Ok(())
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outbox_moves_as_the_peer_reads_and_knows_when_it_stalls() {
+        let mut outbox = Outbox::default();
+        assert!(outbox.is_idle() && outbox.stall_deadline().is_none());
+        for m in ["one", "two", "three"] {
+            outbox.push(Message::Text(m.into()));
+        }
+        outbox.push(Message::Ping(Bytes::from_static(b"pi")));
+        outbox.push(close(1000, "long reason"));
+        let started = Instant::now();
+        assert_eq!(outbox.stall_deadline(), Some(started + STALL_TIMEOUT));
+        let mut gate = Gate {
+            room: 2,
+            ..Gate::default()
+        };
+        assert_eq!(outbox.write(&mut gate).await.unwrap(), 6);
+        // The peer takes nothing more: no progress, nothing lost.
+        let stuck = tokio::time::timeout(STALL_TIMEOUT, outbox.write(&mut gate)).await;
+        assert!(stuck.is_err());
+        assert_eq!(outbox.len(), 3);
+        assert!(Instant::now() >= outbox.stall_deadline().unwrap());
+        gate.room = 10;
+        assert_eq!(outbox.write(&mut gate).await.unwrap(), 5 + 2);
+        assert!(outbox.is_idle());
+        let texts: Vec<_> = gate.taken.iter().map(|m| m.to_string()).collect();
+        assert_eq!(texts[..3], ["one", "two", "three"]);
+    }
 
     fn data(body: &'static [u8], more: bool, binary: bool) -> Packet {
         let mut p = Packet::new(PacketType::Data, "p", "s", 0);

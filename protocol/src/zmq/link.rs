@@ -201,7 +201,7 @@ async fn handle_router(sockets: &Link, msg: Multipart) {
             return;
         }
     };
-    for unknown in sockets.sessions.deliver(packet, true) {
+    for unknown in sockets.sessions.deliver(packet, true).await {
         if let Some(catch_all) = &sockets.catch_all {
             if catch_all.send(unknown).await.is_err() {
                 return;

@@ -1,17 +1,18 @@
 //! Routing of incoming ZHTTP packets to the task that owns each session.
 
-use crate::rt::body::Chunk;
+use crate::rt::body::BodySender;
 use crate::zhttp::{IdSeq, Ids, Packet, PacketType};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
-/// Packets that may wait for one session's task. Peers send body only within
-/// granted credits, so a handful suffice; a peer that floods past this is
-/// broken, and the packet is dropped (the session then fails on its sequence
-/// check).
+/// Packets that may wait for one session's task. Session tasks take their
+/// packets as they come (what they hold is bounded by the credits they
+/// granted), so this is rarely full; when it is, delivery waits for room,
+/// which stops reading the socket that feeds it: nothing is dropped.
 pub const SESSION_QUEUE: usize = 64;
 
 /// Session key → the inbox of the task that owns it. The lock is never held
@@ -42,7 +43,7 @@ struct Entry {
 
 /// A [`FastPath`] in the table, its owner's name interned.
 struct Installed {
-    body: mpsc::Sender<Chunk>,
+    body: BodySender,
     owner: Arc<str>,
     state: Arc<SessionState>,
 }
@@ -54,7 +55,7 @@ struct Installed {
 /// full body queue) takes the inbox, in order behind what came before.
 pub struct FastPath {
     /// The response body's queue.
-    pub body: mpsc::Sender<Chunk>,
+    pub body: BodySender,
     /// The owner's `from`; packets from anyone else take the inbox.
     pub owner: String,
     /// Shared with the session's task.
@@ -93,9 +94,6 @@ impl Installed {
         let (true, Some(seq)) = (from_owner, seq) else {
             return false;
         };
-        let Ok(permit) = self.body.try_reserve() else {
-            return false;
-        };
         if self
             .state
             .in_seq
@@ -109,12 +107,19 @@ impl Installed {
         {
             return false;
         }
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
+            if self.body.push(body.clone()).is_err() {
+                // Past the credits granted, or the client is gone: the
+                // session's task deals with it. Taking the sequence number
+                // back is safe: the task touches it only for packets that
+                // come after this one, through its inbox.
+                self.state.in_seq.store(seq, Ordering::Release);
+                return false;
+            }
+        }
         let len = body.map_or(0, Bytes::len);
         self.state.bytes.fetch_add(len as u64, Ordering::Relaxed);
         self.state.heard.store(true, Ordering::Relaxed);
-        if let Some(body) = body.filter(|b| !b.is_empty()) {
-            permit.send(Ok(body.clone()));
-        }
         true
     }
 }
@@ -188,9 +193,12 @@ impl SessionTable {
     }
 
     /// Hands `packet` to its session(s), splitting a multi-id packet into one
-    /// packet per id. Returns the packets whose session is unknown, so the
-    /// caller can answer them (Pushpin answers `cancel`).
-    pub fn deliver(&self, mut packet: Packet, qualify_by_from: bool) -> Vec<Packet> {
+    /// packet per id. A session whose inbox is full is waited for (after
+    /// the others have theirs), so the caller stops reading its socket
+    /// meanwhile: backpressure, never a dropped packet. Returns the
+    /// packets whose session is unknown (or just ended), so the caller can
+    /// answer them (Pushpin answers `cancel`).
+    pub async fn deliver(&self, mut packet: Packet, qualify_by_from: bool) -> Vec<Packet> {
         let parts: Vec<IdSeq> = match packet.id.take() {
             None => return Vec::new(),
             Some(Ids::One(id)) => vec![IdSeq {
@@ -208,36 +216,44 @@ impl SessionTable {
         };
         let suits_fast_path = Installed::suits(&packet);
         let mut unknown = Vec::new();
-        // One lock for the whole batch; no key is built when ids are the
-        // keys (connmgr's side).
-        let Ok(inner) = self.inner.lock() else {
-            return unknown;
-        };
-        // The sender among the fast paths' owners (none: it owns none).
-        let owner = packet
-            .from
-            .as_deref()
-            .and_then(|from| inner.owners.iter().find(|o| ***o == *from));
-        let inboxes = &inner.inboxes;
-        for entry in parts {
-            let qualified = match (qualify_by_from, packet.from.as_deref()) {
-                (true, peer) => Some(session_key(peer, &entry.id)),
-                (false, _) => None,
+        let mut full = Vec::new();
+        {
+            // One lock for the whole batch, never held across an await; no
+            // key is built when ids are the keys (connmgr's side).
+            let Ok(inner) = self.inner.lock() else {
+                return unknown;
             };
-            let key = qualified.as_deref().unwrap_or(&entry.id);
-            let Some(session) = inboxes.get(key) else {
-                unknown.push(part_of(entry));
-                continue;
-            };
-            if let Some(fast) = session.fast.as_ref().filter(|_| suits_fast_path) {
-                if fast.take(owner, entry.seq, packet.body.as_ref()) {
+            // The sender among the fast paths' owners (none: it owns none).
+            let owner = packet
+                .from
+                .as_deref()
+                .and_then(|from| inner.owners.iter().find(|o| ***o == *from));
+            let inboxes = &inner.inboxes;
+            for entry in parts {
+                let qualified = match (qualify_by_from, packet.from.as_deref()) {
+                    (true, peer) => Some(session_key(peer, &entry.id)),
+                    (false, _) => None,
+                };
+                let key = qualified.as_deref().unwrap_or(&entry.id);
+                let Some(session) = inboxes.get(key) else {
+                    unknown.push(part_of(entry));
                     continue;
+                };
+                if let Some(fast) = session.fast.as_ref().filter(|_| suits_fast_path) {
+                    if fast.take(owner, entry.seq, packet.body.as_ref()) {
+                        continue;
+                    }
+                }
+                match session.inbox.try_send(Box::new(part_of(entry))) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(part)) => full.push((session.inbox.clone(), part)),
+                    Err(TrySendError::Closed(part)) => unknown.push(*part),
                 }
             }
-            if let Err(err) = session.inbox.try_send(Box::new(part_of(entry))) {
-                let packet = err.into_inner();
-                let session = packet.single_id().unwrap_or("");
-                tracing::warn!(%session, "session inbox full or closed; packet dropped");
+        }
+        for (inbox, part) in full {
+            if let Err(gone) = inbox.send(part).await {
+                unknown.push(*gone.0);
             }
         }
         unknown
@@ -248,6 +264,35 @@ impl SessionTable {
 mod tests {
     use super::*;
     use crate::zhttp::PacketType;
+
+    #[tokio::test]
+    async fn a_full_inbox_is_waited_for_never_dropped() {
+        let table = Arc::new(SessionTable::default());
+        let mut slow = table.register("slow".into());
+        let mut other = table.register("other".into());
+        let packet = |id: &str, seq| Packet::new(PacketType::Data, "peer", id, seq);
+        for seq in 0..SESSION_QUEUE as u32 {
+            table.deliver(packet("slow", seq), false).await;
+        }
+        // The next one waits for the slow session; the socket's reader
+        // (this task) waits with it.
+        let feeder = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                table
+                    .deliver(packet("slow", SESSION_QUEUE as u32), false)
+                    .await;
+                table.deliver(packet("other", 0), false).await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(other.try_recv().is_err(), "the reader is held up");
+        for seq in 0..=SESSION_QUEUE as u32 {
+            assert_eq!(slow.recv().await.unwrap().seq, Some(seq));
+        }
+        feeder.await.unwrap();
+        assert_eq!(other.recv().await.unwrap().seq, Some(0));
+    }
 
     #[tokio::test]
     async fn delivers_batches_and_reports_unknown() {
@@ -267,7 +312,7 @@ mod tests {
             kind: PacketType::KeepAlive,
             ..Packet::default()
         };
-        let unknown = table.deliver(packet, false);
+        let unknown = table.deliver(packet, false).await;
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].single_id(), Some("b"));
         let got = a.recv().await.unwrap();
@@ -280,7 +325,8 @@ mod tests {
     async fn fast_path_takes_in_sequence_body_packets_only() {
         let table = SessionTable::default();
         let mut inbox = table.register("s".into());
-        let (body_tx, mut body_rx) = mpsc::channel(4);
+        let drained = Arc::new(crate::rt::body::Drained::default());
+        let (body_tx, mut body_rx) = crate::rt::body::body_channel(100, drained);
         let state = Arc::new(SessionState::default());
         state.in_seq.store(5, Ordering::Release);
         table.set_fast_path(
@@ -298,20 +344,21 @@ mod tests {
             p
         };
         // In sequence from the owner: straight into the body.
-        assert!(table.deliver(data(5, "handler"), false).is_empty());
-        assert_eq!(body_rx.try_recv().unwrap().unwrap(), &b"x"[..]);
+        assert!(table.deliver(data(5, "handler"), false).await.is_empty());
+        let chunk = http_body_util::BodyExt::frame(&mut body_rx).await;
+        assert_eq!(chunk.unwrap().unwrap().into_data().unwrap(), &b"x"[..]);
         assert_eq!(state.in_seq.load(Ordering::Acquire), 6);
         assert_eq!(state.bytes.load(Ordering::Relaxed), 1);
         // Out of sequence, from someone else, or the last packet: the inbox.
-        table.deliver(data(9, "handler"), false);
-        table.deliver(data(6, "other"), false);
+        table.deliver(data(9, "handler"), false).await;
+        table.deliver(data(6, "other"), false).await;
         let mut last = data(6, "handler");
         last.more = false;
-        table.deliver(last, false);
+        table.deliver(last, false).await;
         for expected in [9, 6, 6] {
             assert_eq!(inbox.recv().await.unwrap().seq, Some(expected));
         }
-        assert!(body_rx.try_recv().is_err());
         assert_eq!(state.in_seq.load(Ordering::Acquire), 6);
+        assert_eq!(state.bytes.load(Ordering::Relaxed), 1);
     }
 }

@@ -22,7 +22,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Deliveries that may wait for one session.
+/// Deliveries that may wait for one session (while the client takes
+/// what it was sent). A session that falls further behind is closed, as
+/// Pushpin closes a stream whose client cannot keep up: its queue is never
+/// cut short while it stays open.
 const DELIVERY_QUEUE: usize = 100;
 
 /// Session id → where its deliveries go.
@@ -34,18 +37,20 @@ pub struct WsRoutes {
 }
 
 impl WsRoutes {
-    /// Hands a delivery to each of its sessions.
+    /// Hands a delivery to each of its sessions. A session whose queue is
+    /// full loses its route: it gets what is queued, then sees the end of
+    /// its deliveries and closes (see [`DELIVERY_QUEUE`]).
     pub fn dispatch(&self, deliver: Deliver) {
         let deliver = Arc::new(deliver);
-        let Ok(routes) = self.routes.lock() else {
+        let Ok(mut routes) = self.routes.lock() else {
             return;
         };
         for id in &deliver.ids {
             tracing::debug!(session = %id, kind = %deliver.kind, known = routes.contains_key(id), "WebSocket delivery");
-            if let Some(tx) = routes.get(id) {
-                if tx.try_send(deliver.clone()).is_err() {
-                    tracing::info!(session = %id, "WebSocket session too slow for publishes; message dropped");
-                }
+            let Some(tx) = routes.get(id) else { continue };
+            if tx.try_send(deliver.clone()).is_err() {
+                tracing::info!(session = %id, queued = DELIVERY_QUEUE, "WebSocket client too slow for its publishes: closing it");
+                routes.remove(id);
             }
         }
     }
@@ -162,7 +167,8 @@ pub(super) fn grip_prefix(headers: &http::HeaderMap) -> Option<String> {
     Some(prefix.unwrap_or_else(|| "m:".to_owned()))
 }
 
-/// The next delivery, or never without GRIP.
+/// The next delivery (`None`: the session fell too far behind and must
+/// close), or never without GRIP.
 pub(super) async fn next_delivery(grip: &mut Option<GripWs>) -> Option<Arc<Deliver>> {
     match grip {
         Some(grip) => grip.deliveries.recv().await,
@@ -176,7 +182,7 @@ impl Session {
         GripWs {
             prefix,
             channel_prefix,
-            deliveries: self.shared.ws_routes.register(&self.id),
+            deliveries: self.shared.ws_routes.register(self.endpoint.id()),
             keep_alive: None,
             delayed: None,
         }
@@ -185,7 +191,7 @@ impl Session {
     /// Reports the session's end to the handler.
     pub(super) async fn grip_end(&self, grip: &Option<GripWs>) {
         if grip.is_some() {
-            self.shared.ws_routes.unregister(&self.id);
+            self.shared.ws_routes.unregister(self.endpoint.id());
             self.ws_control(Control {
                 kind: "end".into(),
                 ..Control::default()
@@ -207,18 +213,20 @@ impl Session {
 
     async fn ws_control(&self, mut control: Control) {
         let Some(tx) = &self.shared.ws_control else {
-            tracing::debug!(session = %self.id, "no handler for WebSocket control");
+            tracing::debug!(session = %self.endpoint.id(), "no handler for WebSocket control");
             return;
         };
         control.proxy = self.shared.sockets.id.clone();
-        control.id = self.id.clone();
+        control.id = self.endpoint.id().to_owned();
         match format::encode(&control, self.shared.sockets.format) {
             Ok(frame) => {
                 if tx.send(vec![frame]).await.is_err() {
-                    tracing::warn!(session = %self.id, "handler control socket closed");
+                    tracing::warn!(session = %self.endpoint.id(), "handler control socket closed");
                 }
             }
-            Err(err) => tracing::warn!(session = %self.id, error = %err, "control not encoded"),
+            Err(err) => {
+                tracing::warn!(session = %self.endpoint.id(), error = %err, "control not encoded")
+            }
         }
     }
 
@@ -230,11 +238,11 @@ impl Session {
         let value: serde_json::Value = match serde_json::from_slice::<serde_json::Value>(json) {
             Ok(value) if value.is_object() => value,
             Ok(_) => {
-                tracing::info!(session = %self.id, "GRIP control message that is not a JSON object ignored");
+                tracing::info!(session = %self.endpoint.id(), "GRIP control message that is not a JSON object ignored");
                 return Controlled::Done;
             }
             Err(err) => {
-                tracing::info!(session = %self.id, "invalid GRIP control message ignored: {err}");
+                tracing::info!(session = %self.endpoint.id(), "invalid GRIP control message ignored: {err}");
                 return Controlled::Done;
             }
         };
@@ -243,7 +251,7 @@ impl Session {
         let control = match kind.as_str() {
             "subscribe" | "unsubscribe" => {
                 let Some(channel) = text("channel").filter(|c| !c.is_empty()) else {
-                    tracing::info!(session = %self.id, "GRIP {kind} without a channel ignored");
+                    tracing::info!(session = %self.endpoint.id(), "GRIP {kind} without a channel ignored");
                     return Controlled::Done;
                 };
                 let filters = value
@@ -265,7 +273,7 @@ impl Session {
             }
             "set-meta" => {
                 let Some(name) = text("name") else {
-                    tracing::info!(session = %self.id, "GRIP set-meta without a name ignored");
+                    tracing::info!(session = %self.endpoint.id(), "GRIP set-meta without a name ignored");
                     return Controlled::Done;
                 };
                 Control {
@@ -285,24 +293,24 @@ impl Session {
                         next: Instant::now() + period,
                     }
                 });
-                tracing::debug!(session = %self.id, on = state.keep_alive.is_some(), "GRIP keep-alive set");
+                tracing::debug!(session = %self.endpoint.id(), on = state.keep_alive.is_some(), "GRIP keep-alive set");
                 return Controlled::Done;
             }
             "send-delayed" => {
                 let Some(message) = outgoing(&value) else {
-                    tracing::info!(session = %self.id, "GRIP send-delayed without content ignored");
+                    tracing::info!(session = %self.endpoint.id(), "GRIP send-delayed without content ignored");
                     return Controlled::Done;
                 };
                 let at = Instant::now() + timeout_of(&value, 1);
                 // A replaced message goes out first.
                 if let Some((previous, _)) = state.delayed.replace((message, at)) {
-                    self.grip_send(grip, &previous).await;
+                    self.grip_send(grip, &previous);
                 }
                 return Controlled::Done;
             }
             "flush-delayed" => {
                 if let Some((message, _)) = state.delayed.take() {
-                    self.grip_send(grip, &message).await;
+                    self.grip_send(grip, &message);
                 }
                 return Controlled::Done;
             }
@@ -315,7 +323,7 @@ impl Session {
                         Some(id.clone()).filter(|id| !id.is_empty())
                     }
                     Some(_) => {
-                        tracing::info!(session = %self.id, "GRIP session with a non-string id ignored");
+                        tracing::info!(session = %self.endpoint.id(), "GRIP session with a non-string id ignored");
                         return Controlled::Done;
                     }
                 };
@@ -327,7 +335,7 @@ impl Session {
             }
             "detach" => return Controlled::Detach,
             other => {
-                tracing::info!(session = %self.id, kind = other, "GRIP control message not supported; ignored");
+                tracing::info!(session = %self.endpoint.id(), kind = other, "GRIP control message not supported; ignored");
                 return Controlled::Done;
             }
         };
@@ -354,7 +362,7 @@ impl Session {
             };
         }
         if !content.starts_with(state.prefix.as_bytes()) {
-            tracing::debug!(session = %self.id, "origin message without the GRIP message prefix dropped");
+            tracing::debug!(session = %self.endpoint.id(), "origin message without the GRIP message prefix dropped");
             return FromOrigin::Skip;
         }
         let content = content.slice(state.prefix.len()..);
@@ -363,7 +371,7 @@ impl Session {
     }
 
     /// Sends what the session's timers hold once due.
-    pub(super) async fn grip_tick(&mut self, grip: &mut Option<GripWs>) {
+    pub(super) fn grip_tick(&mut self, grip: &mut Option<GripWs>) {
         let now = Instant::now();
         let Some(state) = grip.as_mut() else { return };
         let delayed = match &state.delayed {
@@ -383,25 +391,25 @@ impl Session {
             _ => None,
         };
         for message in delayed.iter().chain(keep_alive.iter()) {
-            self.grip_send(grip, message).await;
+            self.grip_send(grip, message);
         }
     }
 
-    /// Sends a message of the origin's to the client.
-    async fn grip_send(&mut self, grip: &mut Option<GripWs>, message: &Outgoing) {
+    /// Queues a message of the origin's for the client.
+    fn grip_send(&mut self, grip: &mut Option<GripWs>, message: &Outgoing) {
         let mut packet = self.packet(message.kind.clone());
         if message.kind == PacketType::Data {
             packet.content_type = Some(if message.text { "text" } else { "binary" }.into());
-            self.credits = self.credits.saturating_sub(message.content.len());
         }
         packet.body = Some(message.content.clone());
-        self.send(packet).await;
+        self.queue_for_client(packet);
         GripWs::sent(grip);
     }
 
-    /// Acts on a delivery: a message for the client, a close, or a refresh
-    /// (for WebSocket-over-HTTP: ask the origin now).
-    pub(super) async fn grip_deliver(&mut self, deliver: Arc<Deliver>) -> Delivered {
+    /// Acts on a delivery: a message for the client (queued within
+    /// connmgr's credits), a close, or a refresh (for
+    /// WebSocket-over-HTTP: ask the origin now).
+    pub(super) fn grip_deliver(&mut self, deliver: Arc<Deliver>) -> Delivered {
         let (kind, content_type) = match deliver.kind.as_str() {
             "text" => (PacketType::Data, Some("text")),
             "binary" => (PacketType::Data, Some("binary")),
@@ -416,9 +424,8 @@ impl Session {
         if kind == PacketType::Close {
             packet.code = Some(deliver.code.unwrap_or(1000));
         }
-        self.credits = self.credits.saturating_sub(deliver.content.len());
         packet.body = Some(Bytes::clone(&deliver.content));
-        self.send(packet).await;
+        self.queue_for_client(packet);
         if kind == PacketType::Close {
             Delivered::Closed
         } else {

@@ -13,13 +13,14 @@
 //! messages (see [`super::grip_ws`]).
 
 use super::grip_ws::{grip_prefix, next_delivery, sleep_until, Delivered, FromOrigin, GripWs};
-use super::{signer_for, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
+use super::{signer_for, Prepared, Session, REQUEST_WINDOW, VOUCH_INTERVAL};
 use crate::error::ProxyError;
-use crate::origin::client::target_base;
+use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
 use crate::origin::sign::Signer;
 use crate::routes::Target;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use holdfast_protocol::rt::body::HttpBody;
 use holdfast_protocol::rt::ws;
 use holdfast_protocol::wsevents::{self, Event, EventKind};
@@ -174,14 +175,20 @@ impl Session {
             target,
             headers,
             signer: signer_for(&self.shared, route, prepared.trusted),
-            connection_id: format!("{}-{}", self.connmgr, self.id),
+            connection_id: format!("{}-{}", self.connmgr, self.endpoint.id()),
             meta: Vec::new(),
             keep_alive: None,
             detached: false,
         };
         // The handshake.
         let open = [Event::new(EventKind::Open, Bytes::new())];
-        let answer = match self.exchange(&gateway, &open, 0).await {
+        let answer = match exchange(
+            self.shared.client.clone(),
+            gateway.target.clone(),
+            gateway.request(&open, 0),
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(err) => return (self.fail_with(&err, debug).await, "origin error"),
         };
@@ -227,7 +234,8 @@ impl Session {
                 "sec-websocket-extensions",
             ],
         ));
-        accept.credits = Some(REQUEST_WINDOW);
+        accept.credits = Some(self.endpoint.offer(REQUEST_WINDOW as usize));
+        self.endpoint.set_overshoot(self.shared.max_message_size);
         self.send(accept).await;
         let outcome = match self
             .deliver_to_client(&mut gateway, &mut grip, events.into_iter().skip(1))
@@ -236,49 +244,13 @@ impl Session {
             Some(outcome) => outcome,
             None => self.gateway_loop(gateway, &mut grip).await,
         };
+        self.drain_to_client().await;
         self.grip_end(&grip).await;
         (101, outcome)
     }
 
-    /// Sends one request; the answer's status, headers and (bounded) body.
-    async fn exchange(
-        &self,
-        gateway: &Gateway,
-        events: &[Event],
-        replayed: usize,
-    ) -> Result<Answer, ProxyError> {
-        let req = gateway.request(events, replayed);
-        let target = format!("{}:{}", gateway.target.host, gateway.target.port);
-        let failed = |reason: String| ProxyError::Origin {
-            target: target.clone(),
-            reason,
-        };
-        let response = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.shared.client.send(&gateway.target, req),
-        )
-        .await
-        .map_err(|_| failed("no answer".into()))?
-        .map_err(|e| failed(e.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(body, MAX_ANSWER).collect())
-            .await
-            .map_err(|_| failed("answer body took too long".into()))?
-            .map_err(|e| {
-                failed(format!(
-                    "answer body unreadable or over {MAX_ANSWER} bytes: {e}"
-                ))
-            })?
-            .to_bytes();
-        Ok(Answer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
-    }
-
-    /// Delivers the origin's events to the client; `Some` when the
-    /// connection ends.
+    /// Queues the origin's events for the client (sent within connmgr's
+    /// credits); `Some` when the connection ends.
     async fn deliver_to_client(
         &mut self,
         gateway: &mut Gateway,
@@ -294,7 +266,7 @@ impl Session {
                         FromOrigin::Skip => continue,
                         FromOrigin::Detach => {
                             if !gateway.detached {
-                                tracing::debug!(session = %self.id, "origin detached");
+                                tracing::debug!(session = %self.endpoint.id(), "origin detached");
                                 gateway.detached = true;
                                 self.tell_origin(gateway, Event::close(1000, ""));
                             }
@@ -303,9 +275,8 @@ impl Session {
                     };
                     let mut p = self.packet(PacketType::Data);
                     p.content_type = Some(if text { "text" } else { "binary" }.into());
-                    self.credits = self.credits.saturating_sub(content.len());
                     p.body = Some(content);
-                    self.send(p).await;
+                    self.queue_for_client(p);
                 }
                 EventKind::Ping | EventKind::Pong => {
                     let kind = if event.kind == EventKind::Ping {
@@ -315,7 +286,7 @@ impl Session {
                     };
                     let mut p = self.packet(kind);
                     p.body = Some(event.content);
-                    self.send(p).await;
+                    self.queue_for_client(p);
                 }
                 EventKind::Close if gateway.detached => {}
                 EventKind::Close => {
@@ -323,13 +294,13 @@ impl Session {
                     let mut p = self.packet(PacketType::Close);
                     p.code = (code != 1005).then_some(code);
                     p.body = Some(Bytes::from(reason));
-                    self.send(p).await;
+                    self.queue_for_client(p);
                     return Some("closed by origin");
                 }
                 EventKind::Disconnect | EventKind::Open => {
                     let mut p = self.packet(PacketType::Error);
                     p.condition = Some("remote-connection-failed".into());
-                    self.send(p).await;
+                    self.queue_for_client(p);
                     return Some("disconnected by origin");
                 }
                 EventKind::Other(_) => {}
@@ -338,7 +309,11 @@ impl Session {
         None
     }
 
-    /// Client events out, origin events back, one request at a time.
+    /// Client events out, origin events back, one request at a time. A
+    /// new request goes only once the client has taken what the last
+    /// answer brought (connmgr's credits), so a slow client slows the
+    /// origin; the client's messages are always taken meanwhile (within
+    /// the window granted) and go in the next request.
     async fn gateway_loop(
         &mut self,
         mut gateway: Gateway,
@@ -350,93 +325,112 @@ impl Session {
         // in `pending`): re-offered, but not a reason for a request alone.
         let mut replay_events = 0usize;
         let mut fragments = ws::Assembler::default();
-        let mut keep_alive =
-            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
-        let mut heard = Instant::now();
+        let mut in_flight: Option<InFlight> = None;
         let mut idle_since = Instant::now();
         let mut closing = false;
         // A publish asked for a request now (`action: refresh`).
         let mut refresh = false;
+        let timer = tokio::time::sleep_until(self.endpoint.next_deadline());
+        tokio::pin!(timer);
+        let mut vouch = tokio::time::interval_at(Instant::now() + VOUCH_INTERVAL, VOUCH_INTERVAL);
         loop {
-            // Send what is waiting, or a keep-alive when the origin asked for one.
-            let due = refresh
-                || gateway
-                    .keep_alive
-                    .is_some_and(|k| idle_since.elapsed() >= k);
+            self.flush_to_client().await;
+            let client_ready = self.to_client.is_empty();
             if gateway.detached {
                 pending.clear();
-            } else if pending.len() > replay_events || due {
-                refresh = false;
-                let events: Vec<Event> = pending.iter().cloned().collect();
-                let answer = match self.exchange(&gateway, &events, replayed).await {
-                    Ok(answer) => answer,
-                    Err(err) => {
-                        tracing::warn!(session = %self.id, "{err}");
-                        return self.close_client(1011, "upstream error").await;
-                    }
-                };
-                idle_since = Instant::now();
-                let parsed = match accepted_events(&answer) {
-                    Some(Ok(events)) => events,
-                    Some(Err(err)) => {
-                        tracing::warn!(session = %self.id, "malformed websocket-events from the origin: {err}");
-                        return self.close_client(1011, "upstream error").await;
-                    }
-                    None => {
-                        tracing::warn!(session = %self.id, status = answer.status, "WebSocket-over-HTTP origin answered without websocket-events");
-                        return self.close_client(1011, "upstream error").await;
-                    }
-                };
-                gateway.absorb(&answer.headers);
-                let accepted = answer
-                    .headers
-                    .get("content-bytes-accepted")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<usize>().ok());
-                let taken = match take_accepted(&mut pending, events.len(), accepted) {
-                    Ok(taken) => taken,
-                    Err(fault) => {
-                        tracing::warn!(session = %self.id, "WebSocket-over-HTTP origin {fault}");
-                        return self.close_client(1011, "upstream error").await;
-                    }
-                };
-                replayed = taken.replayed;
-                replay_events = taken.replay_events;
-                if taken.content > 0 {
-                    let mut credit = self.packet(PacketType::Credit);
-                    credit.credits = Some(u32::try_from(taken.content).unwrap_or(u32::MAX));
-                    self.send(credit).await;
+            } else if in_flight.is_none() && client_ready {
+                // Send what is waiting, or a keep-alive when the origin asked for one.
+                let due = refresh
+                    || gateway
+                        .keep_alive
+                        .is_some_and(|k| idle_since.elapsed() >= k);
+                if pending.len() > replay_events || due {
+                    refresh = false;
+                    let events: Vec<Event> = pending.iter().cloned().collect();
+                    let request = gateway.request(&events, replayed);
+                    let answer =
+                        exchange(self.shared.client.clone(), gateway.target.clone(), request);
+                    in_flight = Some((Box::pin(answer), events.len()));
                 }
-                if let Some(outcome) = self
-                    .deliver_to_client(&mut gateway, grip, parsed.into_iter())
-                    .await
-                {
-                    return outcome;
-                }
-                if closing && pending.is_empty() {
-                    return "closed by client";
-                }
-                continue;
             }
-            let wait = match gateway.keep_alive {
-                Some(k) if !gateway.detached => k.saturating_sub(idle_since.elapsed()),
-                _ => KEEP_ALIVE_INTERVAL,
-            };
+            // When the origin's keep-alive request falls due.
+            let keep_alive_at = gateway
+                .keep_alive
+                .filter(|_| !gateway.detached && in_flight.is_none())
+                .map(|k| idle_since + k);
             let timers = GripWs::deadline(grip);
             tokio::select! {
+                answer = answer_of(&mut in_flight) => {
+                    let offered = in_flight.take().map_or(0, |(_, n)| n);
+                    idle_since = Instant::now();
+                    let answer = match answer {
+                        Ok(answer) => answer,
+                        Err(err) => {
+                            tracing::warn!(session = %self.endpoint.id(), "{err}");
+                            return self.upstream_error();
+                        }
+                    };
+                    let parsed = match accepted_events(&answer) {
+                        Some(Ok(events)) => events,
+                        Some(Err(err)) => {
+                            tracing::warn!(session = %self.endpoint.id(), "malformed websocket-events from the origin: {err}");
+                            return self.upstream_error();
+                        }
+                        None => {
+                            tracing::warn!(session = %self.endpoint.id(), status = answer.status, "WebSocket-over-HTTP origin answered without websocket-events");
+                            return self.upstream_error();
+                        }
+                    };
+                    gateway.absorb(&answer.headers);
+                    let accepted = answer
+                        .headers
+                        .get("content-bytes-accepted")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                    let taken = match take_accepted(&mut pending, offered, accepted) {
+                        Ok(taken) => taken,
+                        Err(fault) => {
+                            tracing::warn!(session = %self.endpoint.id(), "WebSocket-over-HTTP origin {fault}");
+                            return self.upstream_error();
+                        }
+                    };
+                    replayed = taken.replayed;
+                    replay_events = taken.replay_events;
+                    if let Some(credit) = self.endpoint.grant(taken.content) {
+                        self.send(credit).await;
+                    }
+                    if let Some(outcome) = self
+                        .deliver_to_client(&mut gateway, grip, parsed.into_iter())
+                        .await
+                    {
+                        return outcome;
+                    }
+                    if closing && pending.is_empty() {
+                        return "closed by client";
+                    }
+                }
                 packet = self.inbox.recv() => {
                     let Some(packet) = packet else { return "shutdown" };
-                    heard = Instant::now();
                     if !self.take_in(&packet) {
-                        return self.close_client(1011, "internal error").await;
+                        self.close_client(1011, "internal error");
+                        return "bad seq";
                     }
                     match packet.kind() {
-                        PacketType::Data if gateway.detached => {
+                        PacketType::Ping => {
+                            // Answered here, once (a connection manager
+                            // that does not answer pings forwards them).
+                            let mut pong = self.packet(PacketType::Pong);
+                            pong.body = packet.body.clone();
+                            self.queue_for_client(pong);
+                            let size = packet.body.as_ref().map_or(0, |b| b.len());
+                            if let Some(credit) = self.endpoint.grant(size) {
+                                self.send(credit).await;
+                            }
+                        }
+                        PacketType::Data | PacketType::Pong if gateway.detached => {
                             // Nobody to send it to: dropped, its credits given back.
                             let size = packet.body.as_ref().map_or(0, |b| b.len());
-                            if size > 0 {
-                                let mut credit = self.packet(PacketType::Credit);
-                                credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                            if let Some(credit) = self.endpoint.grant(size) {
                                 self.send(credit).await;
                             }
                         }
@@ -446,7 +440,6 @@ impl Session {
                             Some(Message::Binary(data)) => pending.push_back(Event::new(EventKind::Binary, data)),
                             _ => {}
                         },
-                        PacketType::Ping => pending.push_back(Event::new(EventKind::Ping, packet.body.unwrap_or_default())),
                         PacketType::Pong => pending.push_back(Event::new(EventKind::Pong, packet.body.unwrap_or_default())),
                         PacketType::Close => {
                             let reason = packet.body.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
@@ -462,26 +455,39 @@ impl Session {
                         _ => {}
                     }
                 }
-                Some(deliver) = next_delivery(grip) => match self.grip_deliver(deliver).await {
-                    Delivered::Closed => {
-                        // Closed by a publish: the origin hears of it as a disconnect.
+                deliver = next_delivery(grip), if client_ready => match deliver {
+                    Some(deliver) => match self.grip_deliver(deliver) {
+                        Delivered::Closed => {
+                            // Closed by a publish: the origin hears of it as a disconnect.
+                            if !gateway.detached {
+                                self.tell_origin(&gateway, Event::new(EventKind::Disconnect, Bytes::new()));
+                            }
+                            return "closed by publish";
+                        }
+                        Delivered::Refresh => refresh = true,
+                        Delivered::Sent => GripWs::sent(grip),
+                    },
+                    None => {
+                        self.close_client(1008, "too slow for publishes");
                         if !gateway.detached {
                             self.tell_origin(&gateway, Event::new(EventKind::Disconnect, Bytes::new()));
                         }
-                        return "closed by publish";
+                        return "client too slow";
                     }
-                    Delivered::Refresh => refresh = true,
-                    Delivered::Sent => GripWs::sent(grip),
                 },
-                _ = sleep_until(timers) => self.grip_tick(grip).await,
-                _ = tokio::time::sleep(wait) => {}
-                _ = keep_alive.tick() => {
-                    if heard.elapsed() > SESSION_EXPIRY {
+                _ = sleep_until(timers) => self.grip_tick(grip),
+                _ = sleep_until(keep_alive_at) => {}
+                _ = vouch.tick(), if grip.is_some() => self.grip_alive(grip).await,
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if self.endpoint.expired(now) {
                         return "expired";
                     }
-                    let packet = self.packet(PacketType::KeepAlive);
-                    self.send(packet).await;
-                    self.grip_alive(grip).await;
+                    if self.endpoint.keep_alive_due(now) {
+                        let packet = self.packet(PacketType::KeepAlive);
+                        self.send(packet).await;
+                    }
+                    timer.as_mut().reset(self.endpoint.next_deadline());
                 }
             }
         }
@@ -498,13 +504,54 @@ impl Session {
         });
     }
 
-    /// Closes the client with `code` (origin errors end up here).
-    async fn close_client(&mut self, code: u16, reason: &str) -> &'static str {
-        let mut p = self.packet(PacketType::Close);
-        p.code = Some(code);
-        p.body = Some(Bytes::copy_from_slice(reason.as_bytes()));
-        self.send(p).await;
+    /// Closes the client with 1011 (origin errors end up here).
+    fn upstream_error(&mut self) -> &'static str {
+        self.close_client(1011, "upstream error");
         "origin error"
+    }
+}
+
+/// Sends one request; the answer's status, headers and (bounded) body.
+/// Owns what it needs, so a session can wait for it among other things.
+async fn exchange(
+    client: OriginClient,
+    target: Target,
+    req: http::Request<HttpBody>,
+) -> Result<Answer, ProxyError> {
+    let name = format!("{}:{}", target.host, target.port);
+    let failed = |reason: String| ProxyError::Origin {
+        target: name.clone(),
+        reason,
+    };
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, client.send(&target, req))
+        .await
+        .map_err(|_| failed("no answer".into()))?
+        .map_err(|e| failed(e.to_string()))?;
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(body, MAX_ANSWER).collect())
+        .await
+        .map_err(|_| failed("answer body took too long".into()))?
+        .map_err(|e| {
+            failed(format!(
+                "answer body unreadable or over {MAX_ANSWER} bytes: {e}"
+            ))
+        })?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// A request to the origin in flight, and how many events it offered.
+type InFlight = (BoxFuture<'static, Result<Answer, ProxyError>>, usize);
+
+/// Waits for the request in flight, or forever without one.
+async fn answer_of(in_flight: &mut Option<InFlight>) -> Result<Answer, ProxyError> {
+    match in_flight {
+        Some((answer, _)) => answer.await,
+        None => std::future::pending().await,
     }
 }
 

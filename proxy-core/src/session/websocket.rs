@@ -11,14 +11,14 @@
 //! Targets are tried in order while they refuse the connection.
 
 use super::grip_ws::{grip_prefix, next_delivery, sleep_until, Delivered, FromOrigin, GripWs};
-use super::{signer_for, Prepared, Session, KEEP_ALIVE_INTERVAL, REQUEST_WINDOW, SESSION_EXPIRY};
+use super::{signer_for, Prepared, Session, CLOSE_TIMEOUT, REQUEST_WINDOW, VOUCH_INTERVAL};
 use crate::error::ProxyError;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
 use crate::origin::sign::Signer;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use holdfast_protocol::rt::ws;
-use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
+use futures_util::StreamExt;
+use holdfast_protocol::rt::ws::{self, Outbox};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType, STALL_TIMEOUT};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -29,9 +29,6 @@ use tokio_tungstenite::WebSocketStream;
 
 /// How long connecting and the handshake with the target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest message accepted from the target.
-const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// Client handshake headers the proxy's own handshake replaces.
 const HANDSHAKE_HEADERS: &[&str] = &[
@@ -82,7 +79,9 @@ impl Session {
         accept.code = Some(101);
         accept.reason = Some("Switching Protocols".into());
         accept.headers = Some(response_headers(&response));
-        accept.credits = Some(REQUEST_WINDOW);
+        accept.credits = Some(self.endpoint.offer(REQUEST_WINDOW as usize));
+        // connmgr's messages may go past the window by one message.
+        self.endpoint.set_overshoot(self.shared.max_message_size);
         self.send(accept).await;
         let channel_prefix = prepared.route.prefix.clone().unwrap_or_default();
         let mut grip = grip_prefix(response.headers()).map(|p| self.grip_start(p, channel_prefix));
@@ -156,7 +155,7 @@ impl Session {
                 } else {
                     Box::new(tcp)
                 };
-                let config = holdfast_protocol::rt::ws::config(MAX_MESSAGE);
+                let config = holdfast_protocol::rt::ws::config(self.shared.max_message_size);
                 tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                     .await
                     .map_err(std::io::Error::other)
@@ -189,154 +188,259 @@ impl Session {
     }
 
     /// Moves frames between connmgr's session and the target until either
-    /// side ends.
+    /// side ends. Both directions are flow-controlled: the origin is read
+    /// while connmgr has credit for what it sends (and nothing else waits
+    /// for the client), and what connmgr sends waits in an [`Outbox`] for
+    /// the origin, whose progress becomes connmgr's credits. Pings are
+    /// answered where they arrive (the origin's by tungstenite, the
+    /// client's by connmgr), so neither is forwarded.
     async fn bridge(
         &mut self,
         ws: WebSocketStream<Box<dyn Io>>,
         grip: &mut Option<GripWs>,
     ) -> &'static str {
         let (mut sink, mut stream) = ws.split();
-        let mut keep_alive =
-            tokio::time::interval_at(Instant::now() + KEEP_ALIVE_INTERVAL, KEEP_ALIVE_INTERVAL);
-        let mut heard = Instant::now();
+        let mut outbox = Outbox::default();
         let mut fragments = ws::Assembler::default();
+        // Bytes written to the origin, not yet given back to connmgr.
+        let mut to_grant = 0usize;
         // The origin detached: its side is closed, the client's stays.
         let mut detached = false;
+        let timer = tokio::time::sleep_until(self.endpoint.next_deadline());
+        tokio::pin!(timer);
+        // The handler forgets GRIP sessions not vouched for in 2 minutes.
+        let mut vouch = tokio::time::interval_at(Instant::now() + VOUCH_INTERVAL, VOUCH_INTERVAL);
         loop {
-            let can_read = self.credits > 0 && !detached;
+            self.flush_to_client().await;
+            let client_ready = self.to_client.is_empty();
+            let can_read = client_ready && self.endpoint.can_send() && !detached;
             let timers = GripWs::deadline(grip);
-            tokio::select! {
-                message = stream.next(), if can_read => {
-                    let packet = match message {
-                        Some(Ok(Message::Frame(_))) => continue,
-                        Some(Ok(message)) => {
-                            let message = match message {
-                                Message::Text(_) | Message::Binary(_) => {
-                                    let text = message.is_text();
-                                    let content = match message {
-                                        Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
-                                        other => other.into_data(),
-                                    };
-                                    match self.grip_origin_message(grip, content, text).await {
-                                        FromOrigin::Forward(content) => ws::message(!text, content),
-                                        FromOrigin::Skip => continue,
-                                        FromOrigin::Detach => {
-                                            tracing::debug!(session = %self.id, "origin detached");
-                                            let _ = sink.send(ws::close(1000, "detached")).await;
-                                            detached = true;
-                                            continue;
-                                        }
-                                    }
-                                }
-                                other => other,
-                            };
-                            let closing = matches!(message, Message::Close(_));
-                            let size = if message.is_text() || message.is_binary() { message.len() } else { 0 };
-                            let mut p = self.packet(PacketType::Data);
-                            ws::fill_packet(&mut p, message);
-                            self.credits = self.credits.saturating_sub(size);
-                            if closing {
-                                self.send(p).await;
-                                return "closed by origin";
-                            }
-                            p
-                        }
-                        Some(Err(err)) => {
-                            tracing::info!(session = %self.id, error = %err, "origin WebSocket failed");
-                            let mut p = self.packet(PacketType::Error);
-                            p.condition = Some("remote-connection-failed".into());
-                            self.send(p).await;
-                            return "origin failed";
-                        }
-                        None => {
-                            let mut p = self.packet(PacketType::Error);
-                            p.condition = Some("remote-connection-failed".into());
-                            self.send(p).await;
-                            return "origin gone";
-                        }
-                    };
-                    self.send(packet).await;
-                }
-                packet = self.inbox.recv() => {
-                    let Some(packet) = packet else { return "shutdown" };
-                    heard = Instant::now();
-                    if !self.take_in(&packet) {
-                        let _ = sink.send(ws::close(1011, "internal error")).await;
-                        let cancel = self.packet(PacketType::Cancel);
-                        self.send(cancel).await;
-                        return "bad seq";
+            let end = tokio::select! {
+                message = stream.next(), if can_read => match message {
+                    Some(Ok(message)) => self.on_origin_message(message, grip, &mut detached, &mut outbox).await,
+                    Some(Err(WsError::Capacity(err))) => {
+                        tracing::info!(session = %self.endpoint.id(), "origin message too big: {err}");
+                        outbox.push(ws::close(1009, "message too big"));
+                        self.close_client(1009, "message too big");
+                        Some("origin message too big")
                     }
-                    match packet.kind() {
-                        PacketType::Data | PacketType::Ping | PacketType::Pong if detached => {
-                            // Nobody to send it to: dropped, its credits given back.
-                            let size = packet.body.as_ref().map_or(0, |b| b.len());
-                            if packet.kind() == &PacketType::Data && size > 0 {
-                                let mut credit = self.packet(PacketType::Credit);
-                                credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
+                    Some(Err(err)) => {
+                        tracing::info!(session = %self.endpoint.id(), error = %err, "origin WebSocket failed");
+                        self.origin_failed();
+                        Some("origin failed")
+                    }
+                    None => {
+                        self.origin_failed();
+                        Some("origin gone")
+                    }
+                },
+                packet = self.inbox.recv() => match packet {
+                    Some(packet) => self.on_client_packet(*packet, &mut fragments, detached, &mut outbox).await,
+                    None => Some("shutdown"),
+                },
+                written = outbox.write(&mut sink), if !outbox.is_idle() => match written {
+                    Ok(bytes) => {
+                        to_grant += bytes;
+                        if to_grant >= REQUEST_WINDOW as usize / 2 || (outbox.is_empty() && to_grant > 0) {
+                            if let Some(credit) = self.endpoint.grant(std::mem::take(&mut to_grant)) {
                                 self.send(credit).await;
                             }
                         }
-                        PacketType::Close if detached => return "closed by client",
-                        PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
-                            let Some(message) = fragments.message_of(&packet) else { continue };
-                            let closing = matches!(message, Message::Close(_));
-                            let size = if packet.kind() == &PacketType::Data { message.len() } else { 0 };
-                            if sink.send(message).await.is_err() {
-                                let mut p = self.packet(PacketType::Error);
-                                p.condition = Some("remote-connection-failed".into());
-                                self.send(p).await;
-                                return "origin gone";
-                            }
-                            if !closing {
-                                if size > 0 {
-                                    let mut credit = self.packet(PacketType::Credit);
-                                    credit.credits = Some(u32::try_from(size).unwrap_or(u32::MAX));
-                                    self.send(credit).await;
-                                }
-                                continue;
-                            }
-                            // Let the origin's answering close arrive.
-                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                                while let Some(Ok(message)) = stream.next().await {
-                                    if let Message::Close(frame) = message {
-                                        return frame;
-                                    }
-                                }
-                                None
-                            }).await;
-                            return "closed by client";
-                        }
-                        PacketType::Cancel | PacketType::Error => {
-                            let _ = sink.send(ws::close(1001, "client gone")).await;
-                            return "client gone";
-                        }
-                        _ => {}
+                        None
                     }
-                }
-                Some(deliver) = next_delivery(grip) => {
-                    match self.grip_deliver(deliver).await {
+                    Err(err) => {
+                        tracing::info!(session = %self.endpoint.id(), error = %err, "write to the origin failed");
+                        self.origin_failed();
+                        Some("origin gone")
+                    }
+                },
+                deliver = next_delivery(grip), if client_ready => match deliver {
+                    Some(deliver) => match self.grip_deliver(deliver) {
                         Delivered::Closed => {
                             if !detached {
-                                let _ = sink.send(ws::close(1000, "closed by publish")).await;
+                                outbox.push(ws::close(1000, "closed by publish"));
                             }
-                            return "closed by publish";
+                            Some("closed by publish")
                         }
-                        Delivered::Sent => GripWs::sent(grip),
-                        Delivered::Refresh => {}
+                        Delivered::Sent => {
+                            GripWs::sent(grip);
+                            None
+                        }
+                        Delivered::Refresh => None,
+                    },
+                    None => {
+                        self.close_client(1008, "too slow for publishes");
+                        if !detached {
+                            outbox.push(ws::close(1001, "client gone"));
+                        }
+                        Some("client too slow")
+                    }
+                },
+                _ = sleep_until(timers) => {
+                    self.grip_tick(grip);
+                    None
+                }
+                _ = vouch.tick(), if grip.is_some() => {
+                    self.grip_alive(grip).await;
+                    None
+                }
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if self.endpoint.expired(now) {
+                        outbox.push(ws::close(1001, "client gone"));
+                        Some("expired")
+                    } else if outbox.stall_deadline().is_some_and(|at| now >= at) {
+                        tracing::info!(session = %self.endpoint.id(), "origin read nothing for {}s: closing", STALL_TIMEOUT.as_secs());
+                        self.close_client(1011, "upstream stalled");
+                        Some("origin stalled")
+                    } else {
+                        if self.endpoint.keep_alive_due(now) {
+                            let packet = self.packet(PacketType::KeepAlive);
+                            self.send(packet).await;
+                        }
+                        let mut at = self.endpoint.next_deadline();
+                        if let Some(stall) = outbox.stall_deadline() {
+                            at = at.min(stall);
+                        }
+                        timer.as_mut().reset(at);
+                        None
                     }
                 }
-                _ = sleep_until(timers) => self.grip_tick(grip).await,
-                _ = keep_alive.tick() => {
-                    if heard.elapsed() > SESSION_EXPIRY {
-                        let _ = sink.send(ws::close(1001, "client gone")).await;
-                        return "expired";
+            };
+            if let Some(outcome) = end {
+                // Last words both ways: to the origin briefly, to the
+                // client as long as it reads.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    while !outbox.is_idle() {
+                        if outbox.write(&mut sink).await.is_err() {
+                            return;
+                        }
                     }
-                    let packet = self.packet(PacketType::KeepAlive);
-                    self.send(packet).await;
-                    self.grip_alive(grip).await;
+                })
+                .await;
+                if outcome == "closed by client" {
+                    // Let the origin's answering close arrive.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        while let Some(Ok(message)) = stream.next().await {
+                            if matches!(message, Message::Close(_)) {
+                                return;
+                            }
+                        }
+                    })
+                    .await;
+                }
+                self.drain_to_client().await;
+                return outcome;
+            }
+            if let Some(stall) = outbox.stall_deadline() {
+                if stall < timer.deadline() {
+                    timer.as_mut().reset(stall);
                 }
             }
         }
+    }
+
+    /// A message from the origin, for the client; `Some` ends the session.
+    async fn on_origin_message(
+        &mut self,
+        message: Message,
+        grip: &mut Option<GripWs>,
+        detached: &mut bool,
+        outbox: &mut Outbox,
+    ) -> Option<&'static str> {
+        let message = match message {
+            Message::Text(_) | Message::Binary(_) => {
+                let text = message.is_text();
+                let content = match message {
+                    Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+                    other => other.into_data(),
+                };
+                match self.grip_origin_message(grip, content, text).await {
+                    FromOrigin::Forward(content) => ws::message(!text, content),
+                    FromOrigin::Skip => return None,
+                    FromOrigin::Detach => {
+                        tracing::debug!(session = %self.endpoint.id(), "origin detached");
+                        outbox.push(ws::close(1000, "detached"));
+                        *detached = true;
+                        return None;
+                    }
+                }
+            }
+            // Answered by tungstenite; connmgr's client answers its own.
+            Message::Ping(_) | Message::Frame(_) => return None,
+            other => other,
+        };
+        let closing = matches!(message, Message::Close(_));
+        let mut p = self.packet(PacketType::Data);
+        ws::fill_packet(&mut p, message);
+        self.queue_for_client(p);
+        closing.then_some("closed by origin")
+    }
+
+    /// A packet from connmgr, for the origin; `Some` ends the session.
+    async fn on_client_packet(
+        &mut self,
+        packet: Packet,
+        fragments: &mut ws::Assembler,
+        detached: bool,
+        outbox: &mut Outbox,
+    ) -> Option<&'static str> {
+        if !self.take_in(&packet) {
+            if !detached {
+                outbox.push(ws::close(1011, "internal error"));
+            }
+            let cancel = self.packet(PacketType::Cancel);
+            self.send(cancel).await;
+            return Some("bad seq");
+        }
+        match packet.kind() {
+            PacketType::Ping => {
+                // The client's ping, forwarded by a connection manager that
+                // does not answer pings itself (Pushpin's condure): answered
+                // here, once.
+                let mut pong = self.packet(PacketType::Pong);
+                pong.body = packet.body.clone();
+                self.queue_for_client(pong);
+                // Its payload is ours to give back.
+                self.give_back(packet.body.as_ref().map_or(0, Bytes::len))
+                    .await;
+                None
+            }
+            PacketType::Data | PacketType::Pong if detached => {
+                // Nobody to send it to: dropped, its credits given back.
+                self.give_back(packet.body.as_ref().map_or(0, Bytes::len))
+                    .await;
+                None
+            }
+            PacketType::Close if detached => Some("closed by client"),
+            PacketType::Data | PacketType::Pong | PacketType::Close => {
+                let message = fragments.message_of(&packet)?;
+                let closing = matches!(message, Message::Close(_));
+                outbox.push(message);
+                closing.then_some("closed by client")
+            }
+            PacketType::Cancel | PacketType::Error => {
+                if !detached {
+                    outbox.push(ws::close(1001, "client gone"));
+                }
+                Some("client gone")
+            }
+            _ => None,
+        }
+    }
+
+    /// Gives connmgr `bytes` of credit back at once.
+    async fn give_back(&mut self, bytes: usize) {
+        if let Some(credit) = self.endpoint.grant(bytes) {
+            self.send(credit).await;
+        }
+    }
+
+    /// Tells connmgr the origin failed (it closes the client with 1011).
+    fn origin_failed(&mut self) {
+        let mut p = self.packet(PacketType::Error);
+        p.condition = Some("remote-connection-failed".into());
+        self.queue_for_client(p);
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`harness::origin`]: an in-process origin server with test endpoints.
 //! - [`harness::scripted`]: an origin answering as each test scripts it, recording requests.
 //! - [`harness::ws_origin`]: a WebSocket echo origin.
+//! - [`harness::python`]: the Python clients and the `websockets` origin in `tests/python/`.
 //! - [`harness::varnish`]: Varnish with the repository's VCL, the CDN of the chaining tests.
 //! - [`harness::client`]: HTTP clients, pooled and raw.
 
@@ -21,6 +22,7 @@ pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::origin::Origin;
 pub use harness::ports::free_port;
+pub use harness::python::{run_json, PyWsOrigin};
 pub use harness::scripted::{answer, Scripted, Seen};
 pub use harness::varnish::Varnish;
 pub use harness::ws_origin::WsOrigin;

@@ -46,6 +46,7 @@ impl Reply {
 #[derive(Clone)]
 pub struct Client {
     inner: HyperClient<HttpConnector, Body>,
+    timeout: Duration,
 }
 
 impl Default for Client {
@@ -59,7 +60,15 @@ impl Client {
     pub fn new() -> Client {
         Client {
             inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+            timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The same client, waiting up to `timeout` for each response (30 s
+    /// unless told).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
     }
 
     /// Sends a request with a complete body.
@@ -106,9 +115,9 @@ impl Client {
             req = req.header(*name, *value);
         }
         let req = req.body(body).expect("valid request");
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.inner.request(req))
+        let resp = tokio::time::timeout(self.timeout, self.inner.request(req))
             .await
-            .expect("response within 30 s")
+            .unwrap_or_else(|_| panic!("no response within {:?}", self.timeout))
             .expect("request sent");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

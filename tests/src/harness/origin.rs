@@ -7,6 +7,9 @@
 //! - `/grip-instruct`: an `application/grip-instruct` body.
 //! - `/grip/<case>`: GRIP answers without a hold, and malformed ones (see [`grip_case`]).
 //! - `/status/<code>`: that status, short body.
+//! - `/delay/<s>`: `200 late` after `s` seconds (a slow origin).
+//! - `/slow-read`: reads the request body slowly (a pause after each MiB),
+//!   then answers like the catch-all below.
 //! - `/forever`: one chunk `tick\n`, then nothing until the proxy drops the
 //!   response, which the origin counts ([`Origin::wait_cancelled`]).
 //! - anything else: JSON describing the request (method, path, headers,
@@ -249,6 +252,13 @@ async fn respond(
             .collect();
         return Ok(streamed(chunks, &[("Content-Type", "text/plain")]));
     }
+    if let Some(secs) = path
+        .strip_prefix("/delay/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        return Ok(full(200, &[("Content-Type", "text/plain")], "late\n"));
+    }
     if path == "/late-body" {
         // The head at once; its short, known-length body only once the
         // request body has been read to its end.
@@ -309,13 +319,20 @@ async fn respond(
             )
         })
         .collect();
+    let slow = path == "/slow-read";
     let mut body = req.into_body();
     let (mut len, mut hash) = (0usize, FNV_OFFSET);
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         if let Ok(data) = frame.into_data() {
+            let before = len >> 20;
             len += data.len();
             hash = fnv1a(&data, hash);
+            if slow && len >> 20 != before {
+                // A reader slower than the sender: what the proxy holds
+                // must stay within its window meanwhile.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
         }
     }
     let json = serde_json::json!({

@@ -9,6 +9,7 @@ mod client_sessions;
 mod edge_cache;
 mod eventstream;
 mod faults;
+mod flow_control;
 mod holds;
 mod libraries;
 mod limits;

@@ -3,7 +3,9 @@
 //! messages, pings, close codes both ways, a refused upgrade, and the
 //! limits (bad handshakes, oversize messages, invalid UTF-8).
 
-use holdfast_tests::{answer, free_port, raw_exchange, Holdfast, Scripted, Seen, WsOrigin};
+use holdfast_tests::{
+    answer, free_port, raw_exchange, Holdfast, PyWsOrigin, Scripted, Seen, WsOrigin,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -183,6 +185,45 @@ async fn server_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).await.unwrap();
     (head[0], payload)
+}
+
+/// Frames from the server until a text message: the pongs before it (their
+/// payloads) and the text.
+async fn pongs_then_text(stream: &mut tokio::net::TcpStream) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let mut pongs = Vec::new();
+    loop {
+        match server_frame(stream).await {
+            (0x8a, payload) => pongs.push(payload),
+            (0x81, text) => return (pongs, text),
+            (first, payload) => panic!("unexpected frame {first:#x} {payload:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_is_answered_once_also_between_fragments() {
+    let origin = PyWsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let (mut stream, _) = raw_upgrade(&hf, "").await;
+    // A ping, then a message: its echo went through the origin, after
+    // anything the ping could have caused there.
+    let mut frames = client_frame(0x89, b"p1");
+    frames.extend(client_frame(0x81, b"after"));
+    stream.write_all(&frames).await.unwrap();
+    let (pongs, text) = pongs_then_text(&mut stream).await;
+    assert_eq!(pongs, vec![b"p1".to_vec()], "one pong\n{}", hf.logs());
+    assert_eq!(text, b"after");
+    // A ping between the fragments of a text message (RFC 6455 5.4).
+    let mut frames = client_frame(0x01, b"frag");
+    frames.extend(client_frame(0x89, b"p2"));
+    frames.extend(client_frame(0x80, b"ment"));
+    stream.write_all(&frames).await.unwrap();
+    let (pongs, text) = pongs_then_text(&mut stream).await;
+    assert_eq!(pongs, vec![b"p2".to_vec()], "one pong\n{}", hf.logs());
+    assert_eq!(text, b"fragment");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,13 +116,18 @@ pub async fn handle(
             &format!("Bad WebSocket handshake: {reason}."),
         );
     }
-    let compress = shared.config.allow_compression
-        && holdfast_protocol::rt::deflate::offered(
-            req.headers()
-                .get_all("sec-websocket-extensions")
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
+    let compress = shared
+        .config
+        .allow_compression
+        .then(|| {
+            holdfast_protocol::rt::deflate::negotiate(
+                req.headers()
+                    .get_all("sec-websocket-extensions")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        })
+        .flatten();
     let key = req
         .headers()
         .get("sec-websocket-key")
@@ -197,11 +202,10 @@ pub async fn handle(
     {
         headers.insert("sec-websocket-accept", accept);
     }
-    if compress {
-        headers.insert(
-            "sec-websocket-extensions",
-            HeaderValue::from_static(holdfast_protocol::rt::deflate::RESPONSE),
-        );
+    if let Some(agreement) = compress {
+        if let Ok(value) = HeaderValue::from_str(&agreement.response()) {
+            headers.insert("sec-websocket-extensions", value);
+        }
     }
     let upgrade = hyper::upgrade::on(&mut req);
     let tracker = shared.tracker.clone();
@@ -224,8 +228,8 @@ pub async fn handle(
                 let max = bridge.shared.config.max_message_size;
                 let config = Some(ws::config(max));
                 let io = TokioIo::new(upgraded);
-                if compress {
-                    let io = holdfast_protocol::rt::deflate::Deflated::new(io, max);
+                if let Some(agreement) = compress {
+                    let io = holdfast_protocol::rt::deflate::Deflated::new(io, max, agreement);
                     let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
                     bridge.run(ws).await
                 } else {

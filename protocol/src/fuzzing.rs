@@ -76,7 +76,9 @@ pub fn websocket_deflate(data: &[u8]) {
     use std::task::{Context, Poll, Waker};
     use tokio::io::{AsyncRead, ReadBuf};
     const LIMIT: usize = 4096;
-    let mut layer = crate::rt::deflate::Deflated::new(data, LIMIT);
+    let agreement = crate::rt::deflate::negotiate([&b"permessage-deflate"[..]]);
+    let Some(agreement) = agreement else { return };
+    let mut layer = crate::rt::deflate::Deflated::new(data, LIMIT, agreement);
     let mut cx = Context::from_waker(Waker::noop());
     let mut total = 0usize;
     loop {

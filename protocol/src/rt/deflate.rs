@@ -21,9 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
-/// The extension as connmgr accepts it.
-pub const RESPONSE: &str =
-    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// The extension as connmgr accepts it (plus `server_max_window_bits`
+/// when the client asked for a smaller window, see [`Agreement`]).
+const RESPONSE: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 /// Messages shorter than this go out uncompressed (the deflate block
 /// overhead would make them longer).
@@ -43,37 +43,73 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Decompress> = RefCell::new(Decompress::new(false));
 }
 
-/// Whether the client's `Sec-WebSocket-Extensions` offers include one
-/// connmgr can take: `permessage-deflate` whose parameters it can honour
-/// (any `client_max_window_bits`, the no-context-takeover flags; a smaller
-/// `server_max_window_bits` it cannot, as the compressor's window is fixed).
-pub fn offered<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
+/// permessage-deflate as agreed with one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreement {
+    /// The window the client allows connmgr's compressor, when under 15
+    /// bits. The compressor's window is fixed (15 bits), so messages to
+    /// such a client go uncompressed, which RFC 7692 allows.
+    server_max_window_bits: Option<u8>,
+}
+
+impl Agreement {
+    /// The `Sec-WebSocket-Extensions` value of the `101`.
+    pub fn response(&self) -> String {
+        match self.server_max_window_bits {
+            Some(bits) => format!("{RESPONSE}; server_max_window_bits={bits}"),
+            None => RESPONSE.to_owned(),
+        }
+    }
+
+    /// Whether messages to the client are compressed.
+    pub fn compresses(&self) -> bool {
+        self.server_max_window_bits.is_none()
+    }
+}
+
+/// The first of the client's `Sec-WebSocket-Extensions` offers connmgr can
+/// take: `permessage-deflate` with any valid parameters (the
+/// no-context-takeover flags, `client_max_window_bits` with or without a
+/// value, `server_max_window_bits` 8 to 15); an offer with an unknown,
+/// repeated or invalid parameter is declined.
+pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Agreement> {
     values
         .into_iter()
         .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
-        .any(acceptable)
+        .find_map(acceptable)
 }
 
-fn acceptable(offer: &str) -> bool {
+fn acceptable(offer: &str) -> Option<Agreement> {
     let mut parts = offer.split(';').map(str::trim);
     if parts.next() != Some("permessage-deflate") {
-        return false;
+        return None;
     }
-    parts.all(|param| {
+    let bits = |value: Option<&str>| value?.parse::<u8>().ok().filter(|b| (8..=15).contains(b));
+    let mut seen = Vec::new();
+    let mut agreement = Agreement {
+        server_max_window_bits: None,
+    };
+    for param in parts {
         let (name, value) = match param.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
             None => (param, None),
         };
-        match name {
-            "server_no_context_takeover" | "client_no_context_takeover" => value.is_none(),
-            "client_max_window_bits" => {
-                value.is_none_or(|v| v.parse::<u8>().is_ok_and(|bits| (8..=15).contains(&bits)))
-            }
-            "server_max_window_bits" => value == Some("15"),
-            _ => false,
+        if seen.contains(&name) {
+            return None;
         }
-    })
+        seen.push(name);
+        match name {
+            "server_no_context_takeover" | "client_no_context_takeover" if value.is_none() => {}
+            "client_max_window_bits" if value.is_none() || bits(value).is_some() => {}
+            "server_max_window_bits" => {
+                let bits = bits(value)?;
+                agreement.server_max_window_bits = (bits < 15).then_some(bits);
+            }
+            _ => return None,
+        }
+    }
+    Some(agreement)
 }
 
 /// A connection whose messages are compressed on the wire.
@@ -96,12 +132,15 @@ pub struct Deflated<S> {
     wire_out: BytesMut,
     /// tungstenite is sending a fragmented message (sent uncompressed).
     fragmented_out: bool,
+    /// Messages to the client are compressed (see [`Agreement`]).
+    compress: bool,
 }
 
 impl<S> Deflated<S> {
-    /// Compression over `inner`; inflated messages larger than
-    /// `max_message` are cut just past it, so tungstenite refuses them.
-    pub fn new(inner: S, max_message: usize) -> Self {
+    /// Compression over `inner` as `agreement` says; inflated messages
+    /// larger than `max_message` are cut just past it, so tungstenite
+    /// refuses them.
+    pub fn new(inner: S, max_message: usize, agreement: Agreement) -> Self {
         Deflated {
             inner,
             max_message,
@@ -112,6 +151,7 @@ impl<S> Deflated<S> {
             plain_out: BytesMut::new(),
             wire_out: BytesMut::new(),
             fragmented_out: false,
+            compress: agreement.compresses(),
         }
     }
 
@@ -229,7 +269,10 @@ impl<S> Deflated<S> {
                 OpCode::Data(Data::Continue) if header.is_final => self.fragmented_out = false,
                 _ => {}
             }
-            let compressed = (whole_data && header.mask.is_none() && len >= MIN_COMPRESSED)
+            let compressed = (self.compress
+                && whole_data
+                && header.mask.is_none()
+                && len >= MIN_COMPRESSED)
                 .then(|| deflate(payload))
                 .flatten()
                 .filter(|c| c.len() < len);
@@ -369,11 +412,11 @@ fn inflate(compressed: &[u8], limit: usize) -> Option<Vec<u8>> {
         d.reset(false);
         let mut out = Vec::with_capacity((compressed.len() * 4).min(limit));
         loop {
-            let consumed = usize::try_from(d.total_in()).ok()?;
             if out.len() == out.capacity() {
                 out.reserve(out.len().max(1024).min(limit + 1 - out.len()));
             }
-            let before = (consumed, out.len());
+            let consumed = usize::try_from(d.total_in()).ok()?;
+            let before = d.total_out();
             let status = d
                 .decompress_vec(&compressed[consumed..], &mut out, FlushDecompress::Sync)
                 .ok()?;
@@ -381,37 +424,36 @@ fn inflate(compressed: &[u8], limit: usize) -> Option<Vec<u8>> {
                 out.truncate(limit);
                 return Some(out);
             }
-            let consumed = usize::try_from(d.total_in()).ok()?;
-            let all_in = consumed >= compressed.len() && out.len() < out.capacity();
-            let stuck = (consumed, out.len()) == before;
-            if status == Status::StreamEnd || all_in || stuck {
+            // Done once everything is in and a call gives nothing more: the
+            // decompressor may hold output back while there is room for it
+            // (miniz returns early), so "room left" alone does not say so.
+            let all_in = usize::try_from(d.total_in()).ok()? >= compressed.len();
+            if status == Status::StreamEnd || (all_in && d.total_out() == before) {
                 return Some(out);
             }
         }
     })
 }
 
-/// Compresses one message without the trailing `TAIL`.
+/// Compresses one message without the trailing `TAIL`, in one call with a
+/// sync flush into a buffer it cannot fill; `None` (the message goes
+/// uncompressed) if it did not all fit. miniz (flate2's backend) loses or
+/// repeats part of a sync flush that has to continue in a second call
+/// (miniz_oxide issue 105; it cut 65,536-byte messages to 61,548), so
+/// there must never be one.
 fn deflate(plain: &[u8]) -> Option<Vec<u8>> {
     COMPRESSOR.with(|cell| {
         let mut c = cell.borrow_mut();
         c.reset();
-        let mut out = Vec::with_capacity(plain.len() / 2 + 64);
-        loop {
-            let consumed = usize::try_from(c.total_in()).ok()?;
-            if out.len() == out.capacity() {
-                out.reserve(out.len().max(64));
-            }
-            c.compress_vec(&plain[consumed..], &mut out, FlushCompress::Sync)
-                .ok()?;
-            let all_in = usize::try_from(c.total_in()).ok()? >= plain.len();
-            if all_in && out.len() < out.capacity() {
-                break;
-            }
+        // Stored blocks cost 5 bytes per 64 KiB; compressed ones are only
+        // used when smaller. An eighth more is far beyond either.
+        let mut out = Vec::with_capacity(plain.len() + plain.len() / 8 + 128);
+        c.compress_vec(plain, &mut out, FlushCompress::Sync).ok()?;
+        let all_in = usize::try_from(c.total_in()).ok()? == plain.len();
+        if !all_in || out.len() == out.capacity() || !out.ends_with(&TAIL) {
+            return None;
         }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
+        out.truncate(out.len() - TAIL.len());
         Some(out)
     })
 }
@@ -422,27 +464,88 @@ mod tests {
 
     #[test]
     fn offers() {
-        let yes: &[&str] = &[
-            "permessage-deflate",
-            "permessage-deflate; client_max_window_bits",
-            "x-webkit-deflate-frame, permessage-deflate; client_max_window_bits=12; server_no_context_takeover",
-            "permessage-deflate; server_max_window_bits=15",
+        let compressed = Some(Agreement {
+            server_max_window_bits: None,
+        });
+        let yes: &[(&str, Option<Agreement>)] = &[
+            ("permessage-deflate", compressed),
+            ("permessage-deflate; client_max_window_bits", compressed),
+            ("x-webkit-deflate-frame, permessage-deflate; client_max_window_bits=12; server_no_context_takeover", compressed),
+            ("permessage-deflate; server_max_window_bits=15", compressed),
+            // A smaller window than the compressor's: accepted, messages
+            // to that client go uncompressed.
+            (
+                "permessage-deflate; server_max_window_bits=9",
+                Some(Agreement {
+                    server_max_window_bits: Some(9),
+                }),
+            ),
+            // The first acceptable offer wins.
+            ("permessage-deflate; mystery, permessage-deflate", compressed),
         ];
-        for offer in yes {
-            assert!(offered([offer.as_bytes()]), "{offer}");
+        for (offer, expected) in yes {
+            assert_eq!(negotiate([offer.as_bytes()]), *expected, "{offer}");
         }
         let no: &[&str] = &[
             "",
             "grip",
-            "permessage-deflate; server_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=7",
+            "permessage-deflate; server_max_window_bits",
             "permessage-deflate; client_max_window_bits=99",
             "permessage-deflate; mystery",
+            "permessage-deflate; server_no_context_takeover=1",
+            "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
             "permessage-deflatex",
         ];
         for offer in no {
-            assert!(!offered([offer.as_bytes()]), "{offer}");
+            assert_eq!(negotiate([offer.as_bytes()]), None, "{offer}");
         }
-        assert!(!offered([&[0xff, 0xfe][..]]));
+        assert_eq!(negotiate([&[0xff, 0xfe][..]]), None);
+        assert_eq!(
+            negotiate([&b"permessage-deflate; server_max_window_bits=10"[..]])
+                .unwrap()
+                .response(),
+            format!("{RESPONSE}; server_max_window_bits=10")
+        );
+    }
+
+    /// Image-like bytes (a gradient with noise): they compress by about a
+    /// fifth, so the output is nearly as long as the input.
+    fn image_like(len: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|i| {
+                state = state.wrapping_mul(1103515245).wrapping_add(12345);
+                ((i / 7) as u32 + (state >> 28)) as u8
+            })
+            .collect()
+    }
+
+    /// Every size around the ones Autobahn's 12.x cases caught (a sync
+    /// flush continued in a second call lost data), checked with a
+    /// decompressor of its own.
+    #[test]
+    fn compressed_messages_inflate_whole_at_every_size() {
+        let sizes = (58_000..62_000)
+            .step_by(97)
+            .chain((128 * 1024..132 * 1024).step_by(251))
+            .chain([0, 1, 64, 65_535, 65_536, 262_144]);
+        for (n, size) in sizes.enumerate() {
+            let plain = image_like(size, n as u32);
+            let Some(packed) = deflate(&plain) else {
+                continue;
+            };
+            let mut whole = packed;
+            whole.extend_from_slice(&TAIL);
+            let mut reference = Decompress::new(false);
+            let mut out = Vec::with_capacity(size + 1024);
+            reference
+                .decompress_vec(&whole, &mut out, FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(out.len(), size, "size {size}");
+            assert!(out == plain, "size {size}: content differs");
+            assert_eq!(inflate(&whole, 1 << 20).unwrap(), plain, "size {size}");
+        }
     }
 
     #[test]

@@ -318,8 +318,24 @@ async fn permessage_deflate_on_the_wire() {
         "{}",
         hf.logs()
     );
-    // A client that offers what connmgr cannot honour gets no extension.
+    // A smaller window for connmgr's compressor than it has: accepted, and
+    // messages to that client go uncompressed (RFC 7692 allows it).
     let offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n";
+    let (mut stream, head) = raw_upgrade(&hf, offer).await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("client_no_context_takeover; server_max_window_bits=9"),
+        "{head}"
+    );
+    stream
+        .write_all(&client_frame(0x81, text.as_bytes()))
+        .await
+        .unwrap();
+    let (first, payload) = server_frame(&mut stream).await;
+    assert_eq!(first, 0x81, "FIN, text, not compressed");
+    assert_eq!(payload, text.as_bytes());
+    // An offer that is not valid gets no extension.
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n";
     let (_, head) = raw_upgrade(&hf, offer).await;
     assert!(
         !head.to_ascii_lowercase().contains("permessage-deflate"),

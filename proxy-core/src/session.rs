@@ -1,7 +1,13 @@
 //! One client request as a ZHTTP session: route it, forward it to the origin
 //! (failing over between targets), and stream the answer back to connmgr
 //! within its credits, while feeding the request body to the origin as
-//! connmgr sends it within ours.
+//! connmgr sends it within ours. The session's side of ZHTTP (sequence
+//! numbers, credits, keep-alive) is a `zhttp::Endpoint`.
+//!
+//! WebSocket sessions: `websocket` (passthrough to a WebSocket origin),
+//! `over_http` (WebSocket-over-HTTP), `grip_ws` (GRIP on either), and
+//! `ws_client` (what waits for the client, within connmgr's credits);
+//! `cached` answers from the edge cache.
 
 use crate::answer::{self, Answer};
 use crate::error::ProxyError;
@@ -19,7 +25,7 @@ use holdfast_protocol::format;
 use holdfast_protocol::handoff;
 use holdfast_protocol::inspect::Inspected;
 use holdfast_protocol::rt::body::{body_channel, BodySender, ChannelBody, Drained, HttpBody};
-use holdfast_protocol::zhttp::{Endpoint, Header, Packet, PacketType, MAX_FROM_LEN, STALL_TIMEOUT};
+use holdfast_protocol::zhttp::{Endpoint, Header, Packet, PacketType, MAX_FROM_LEN};
 use holdfast_protocol::zmq::link::Link as Sockets;
 use holdfast_protocol::zmq::session_key;
 use holdfast_protocol::zmq::Multipart;
@@ -36,6 +42,7 @@ mod cached;
 mod grip_ws;
 mod over_http;
 mod websocket;
+mod ws_client;
 
 pub use grip_ws::WsRoutes;
 
@@ -713,72 +720,6 @@ impl Session {
         if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
             tracing::warn!(session = %self.endpoint.id(), error = %err, "packet to connmgr not encoded");
         }
-    }
-
-    /// Queues a WebSocket packet for the client (data, ping, pong, close);
-    /// [`Session::flush_to_client`] sends it within connmgr's credits.
-    fn queue_for_client(&mut self, packet: Packet) {
-        self.to_client.push_back(packet);
-    }
-
-    /// Queues a WebSocket close for the client.
-    fn close_client(&mut self, code: u16, reason: &str) {
-        let mut p = self.packet(PacketType::Close);
-        p.code = Some(code);
-        p.body = Some(Bytes::copy_from_slice(reason.as_bytes()));
-        self.queue_for_client(p);
-    }
-
-    /// At a WebSocket's end: sends what still waits for the client (the
-    /// origin's last messages, a close) as connmgr's credits allow, for
-    /// as long as the client keeps reading.
-    async fn drain_to_client(&mut self) {
-        let deadline = Instant::now() + STALL_TIMEOUT;
-        loop {
-            self.flush_to_client().await;
-            if self.to_client.is_empty() {
-                return;
-            }
-            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
-                Ok(Some(packet)) => {
-                    let ended = matches!(packet.kind(), PacketType::Cancel | PacketType::Error);
-                    if !self.take_in(&packet) || ended {
-                        return;
-                    }
-                }
-                _ => {
-                    tracing::debug!(session = %self.endpoint.id(), queued = self.to_client.len(), "client took nothing more; session ends");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Sends queued packets for the client while connmgr has credit (a
-    /// message may go past what is left, see [`Endpoint::spend`]).
-    async fn flush_to_client(&mut self) {
-        while let Some(front) = self.to_client.front() {
-            let cost = ws_credit(front);
-            if cost > 0 && !self.endpoint.can_send() {
-                return;
-            }
-            let Some(packet) = self.to_client.pop_front() else {
-                return;
-            };
-            self.endpoint.spend(cost);
-            self.send(packet).await;
-        }
-    }
-}
-
-/// The credits a WebSocket packet for connmgr costs: its payload, for data,
-/// pings and pongs.
-fn ws_credit(packet: &Packet) -> usize {
-    match packet.kind() {
-        PacketType::Data | PacketType::Ping | PacketType::Pong => {
-            packet.body.as_ref().map_or(0, Bytes::len)
-        }
-        _ => 0,
     }
 }
 

@@ -3,7 +3,9 @@
 # Needs a Rust toolchain, a C/C++ compiler (libzmq is built from source by
 # the zmq crate) and python3; installs the Python client libraries the tests
 # use into .venv, Debian's chromium for the browser tests and Debian's
-# varnish (with varnish-modules) for the CDN chaining tests.
+# varnish (with varnish-modules) for the CDN chaining tests, then runs the
+# Autobahn WebSocket suite through Holdfast (scripts/autobahn.sh installs it
+# with pyenv's Python 2.7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +41,7 @@ status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nholdfast: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+
+step "Autobahn|TestSuite through Holdfast (WebSocket conformance, compression on)"
+AUTOBAHN_DIRECT=tests/autobahn/direct.json scripts/autobahn.sh

@@ -13,6 +13,11 @@
 //! deliveries (a storm; with `--purge`, each names a cache key to purge,
 //! so Holdfast paces them), and what each connection received is reported:
 //! how many items, and whether and when the last one arrived.
+//!
+//! `--ws-echo` and `--serve-echo` measure WebSocket echo through a proxy
+//! instead (see [`ws_echo`]).
+
+mod ws_echo;
 
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -95,6 +100,20 @@ struct Args {
     /// Items name `purge: [<channel>]` (Holdfast's purge + publish).
     #[arg(long)]
     purge: bool,
+    /// WebSocket echo client: `--connections` WebSockets to `--path`, each
+    /// sending `--messages` messages of `--size` bytes, `--in-flight` at a
+    /// time; reports echoes per second and round trips.
+    #[arg(long)]
+    ws_echo: bool,
+    /// Run the WebSocket echo origin on this address, until stopped.
+    #[arg(long)]
+    serve_echo: Option<SocketAddr>,
+    /// Bytes per echo message.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Echo messages sent and not yet answered, per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
 }
 
 /// What every connection task shares.
@@ -440,6 +459,14 @@ async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool)
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    if let Some(addr) = args.serve_echo {
+        return ws_echo::serve(addr).await;
+    }
+    if args.ws_echo {
+        let report = ws_echo::run(args.clone()).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let shared = Arc::new(Shared {
         published: Mutex::new(vec![None; args.messages]),
         latencies: Mutex::new(vec![Vec::new(); args.messages]),

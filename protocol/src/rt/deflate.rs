@@ -269,13 +269,11 @@ impl<S> Deflated<S> {
                 OpCode::Data(Data::Continue) if header.is_final => self.fragmented_out = false,
                 _ => {}
             }
-            let compressed = (self.compress
-                && whole_data
-                && header.mask.is_none()
-                && len >= MIN_COMPRESSED)
-                .then(|| deflate(payload))
-                .flatten()
-                .filter(|c| c.len() < len);
+            let compressed =
+                (self.compress && whole_data && header.mask.is_none() && len >= MIN_COMPRESSED)
+                    .then(|| deflate(payload))
+                    .flatten()
+                    .filter(|c| c.len() < len);
             let Some(compressed) = compressed else {
                 self.wire_out.extend_from_slice(&frame);
                 continue;

@@ -365,7 +365,11 @@ impl Bridge {
                     }
                     Next::Continue
                 }
-                _ = &mut timer => self.on_timer(&closing).await,
+                _ = &mut timer => {
+                    let next = self.on_timer(&closing).await;
+                    timer.as_mut().reset(self.deadline(&closing));
+                    next
+                }
             };
             match next {
                 Next::Continue => {}
@@ -375,6 +379,7 @@ impl Bridge {
                             since: Instant::now(),
                             by,
                         };
+                        timer.as_mut().reset(self.deadline(&closing));
                     }
                 }
                 Next::End(outcome) => {
@@ -391,11 +396,14 @@ impl Bridge {
                     return outcome;
                 }
             }
-            timer.as_mut().reset(self.deadline(&closing));
         }
     }
 
-    /// The next time the timer has something to check.
+    /// The next time the timer has something to check. The timer is moved
+    /// only when it fires or the closing handshake starts, not per message
+    /// (a timer-wheel update per delivery is a fan-out's cost): the other
+    /// deadlines only move later, and a stall's is always past the
+    /// endpoint's next one when it starts.
     fn deadline(&self, closing: &Closing) -> Instant {
         let mut at = self
             .endpoint

@@ -3,6 +3,7 @@
 //! filter; a client that reconnects with `Last-Event-ID` gets what it
 //! missed from the origin's store and then live events, each exactly once.
 
+use holdfast_tests::harness::python::python;
 use holdfast_tests::{free_port, Client, Holdfast, OpenStream};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -10,16 +11,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run scripts/test.sh (it installs the Python libraries)",
-        venv.display()
-    );
-    venv
-}
 
 /// The Django app of `tests/python/eventstream_app`, on `port`, publishing
 /// to `grip_url`. Killed when dropped, its folder (the event store) removed.

@@ -1,21 +1,12 @@
 //! Real client libraries against Holdfast: Python's gripcontrol/pubcontrol
 //! publishing over HTTP, ZeroMQ PUSH, and ZeroMQ via the command socket.
 
+use holdfast_tests::harness::python::python;
 use holdfast_tests::{Client, Holdfast, Origin};
 use std::path::PathBuf;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run scripts/test.sh (it installs the Python client libraries)",
-        venv.display()
-    );
-    venv
-}
 
 async fn publish_with_gripcontrol(mode: &str, uri: &str, content: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/publish.py");

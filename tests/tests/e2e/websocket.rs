@@ -3,38 +3,17 @@
 //! messages, pings, close codes both ways, a refused upgrade, and the
 //! limits (bad handshakes, oversize messages, invalid UTF-8).
 
+use holdfast_tests::harness::python::{python, script};
 use holdfast_tests::{
-    answer, free_port, raw_exchange, Holdfast, PyWsOrigin, Scripted, Seen, WsOrigin,
+    answer, free_port, raw_exchange, run_json, Holdfast, PyWsOrigin, Scripted, Seen, WsOrigin,
 };
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn client(url: &str, scenario: &str) -> serde_json::Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("../.venv/bin/python");
-    assert!(
-        python.exists(),
-        "run scripts/test.sh: it installs the Python libraries"
-    );
-    let output = tokio::time::timeout(
-        Duration::from_secs(40),
-        tokio::process::Command::new(python)
-            .arg(root.join("python/ws_client.py"))
-            .args([url, scenario])
-            .output(),
-    )
-    .await
-    .expect("client finished")
-    .expect("python ran");
-    assert!(
-        output.status.success(),
-        "{scenario}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON from the client")
+    run_json("ws_client.py", &[url, scenario], Duration::from_secs(40)).await
 }
 
 fn ws_url(hf: &Holdfast, path: &str) -> String {
@@ -459,9 +438,8 @@ async fn room_client(
     tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
 ) {
     use tokio::io::AsyncBufReadExt;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut child = tokio::process::Command::new(root.join("../.venv/bin/python"))
-        .arg(root.join("python/ws_client.py"))
+    let mut child = tokio::process::Command::new(python())
+        .arg(script("ws_client.py"))
         .args([url, "room"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -5,7 +5,7 @@
 //! so is the WebSocket origin (`tests/python/ws_origin.py`).
 
 use bytes::Bytes;
-use holdfast_tests::harness::origin::{fnv1a, FNV_OFFSET};
+use holdfast_tests::harness::origin::{fnv1a, pattern, FNV_OFFSET};
 use holdfast_tests::{run_json, Client, Holdfast, Origin, PyWsOrigin};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -200,4 +200,51 @@ async fn a_hundred_megabyte_upload_to_a_slow_reader_completes() {
     let echo = reply.json();
     assert_eq!(echo["body_len"], SIZE);
     assert_eq!(echo["body_hash"], format!("{hash:016x}"));
+}
+
+/// Resident memory of Holdfast's processes (the runner's children), KiB.
+fn rss_kib(hf: &Holdfast) -> u64 {
+    hf.children()
+        .iter()
+        .filter_map(|(pid, _)| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_large_download_holds_no_more_than_its_window() {
+    const SIZE: usize = 50 << 20;
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let before = rss_kib(&hf);
+    let mut stream = Client::new()
+        .open(&hf.url(&format!("/download/{SIZE}")))
+        .await;
+    assert_eq!(stream.status, 200);
+    // Read a little, then nothing: the windows fill and everyone waits.
+    assert!(stream.read_until("\u{0}", Duration::from_secs(10)).await);
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        // A slow reader (a sleep is the point here, not a synchronisation).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let grown = rss_kib(&hf).saturating_sub(before);
+        assert!(
+            grown < 16 * 1024,
+            "Holdfast grew {grown} KiB while the client read nothing"
+        );
+    }
+    assert!(stream.read_to_end(FLOW_TIMEOUT).await, "{}", hf.logs());
+    assert!(!stream.broken, "{}", hf.logs());
+    assert_eq!(stream.received.len(), SIZE);
+    assert!(
+        stream
+            .received
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern(i)),
+        "downloaded bytes differ"
+    );
 }

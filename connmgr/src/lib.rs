@@ -11,16 +11,21 @@
 //! - [`limits`]: every limit and timeout, with why.
 //! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 and HTTP/2 servers.
 //! - [`tls`]: certificates by SNI from a folder, ALPN.
-//! - [`session`]: one request as a ZHTTP session (the data path).
+//! - [`session`]: one request as a ZHTTP session (the data path); hands
+//!   WebSocket handshakes to [`websocket`].
 //! - [`websocket`]: WebSocket clients: handshake, upgrade, frames as ZHTTP packets.
+//! - [`shared`]: what every session shares, and how its packets go out.
+//! - [`answer`]: answers connmgr writes itself (refusals, errors).
 //! - [`metrics`]: connections and requests, reported to the handler.
 //! - [`sockets`]: the PUSH/ROUTER/SUB sockets and the session routing table.
 
+pub mod answer;
 pub mod config;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod session;
+pub mod shared;
 pub mod sockets;
 pub mod tls;
 pub mod websocket;
@@ -46,7 +51,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         config.daemon.format,
     )?;
     let config = Arc::new(config);
-    let shared = Arc::new(session::Shared::new(
+    let shared = Arc::new(shared::Shared::new(
         sockets.clone(),
         config.clone(),
         shutdown.tracker.clone(),

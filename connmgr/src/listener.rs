@@ -11,7 +11,8 @@
 
 use crate::limits::{READ_BUFFER_MAX, REFUSAL_LINGER};
 use crate::metrics::Transport;
-use crate::session::{handle, Shared};
+use crate::session::handle;
+use crate::shared::Shared;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

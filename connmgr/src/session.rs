@@ -7,9 +7,10 @@
 //! response and its body, gives credits back as the client drains, sends
 //! keep-alives, and cancels the proxy's side when the client goes away.
 
+use crate::answer::plain;
 use crate::config::Config;
 use crate::limits::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME, MAX_HEADERS, MAX_URI_LEN};
-use crate::sockets::Sockets;
+use crate::shared::Shared;
 use bytes::Bytes;
 use holdfast_protocol::rt::body::{
     body_channel, BodySender, Drained, HttpBody as ResponseBody, QueueError,
@@ -17,85 +18,17 @@ use holdfast_protocol::rt::body::{
 use holdfast_protocol::zhttp::{
     is_hop_by_hop, Endpoint, Ext, Header, Packet, PacketType, SessionError,
 };
-use holdfast_protocol::zmq::{FastPath, SessionState};
+use holdfast_protocol::zmq::{BodySink, FastPath, SessionState};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
-use tokio_util::task::TaskTracker;
-
-/// State every connection shares.
-pub struct Shared {
-    /// Sockets toward the proxies.
-    pub sockets: Arc<Sockets>,
-    /// Our id, the `from` of every packet (shared by every session).
-    pub from: Arc<str>,
-    /// Settings.
-    pub config: Arc<Config>,
-    /// Session tasks, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// Counters and gauges.
-    pub metrics: crate::metrics::Metrics,
-    next_id: AtomicU64,
-}
-
-impl Shared {
-    /// Shared state over started sockets.
-    pub fn new(sockets: Arc<Sockets>, config: Arc<Config>, tracker: TaskTracker) -> Shared {
-        Shared {
-            from: Arc::from(sockets.id.as_str()),
-            sockets,
-            config: config.clone(),
-            tracker,
-            metrics: crate::metrics::Metrics::new(&config.id),
-            next_id: AtomicU64::new(0),
-        }
-    }
-
-    /// A session id unique within this instance, in Pushpin's
-    /// `<worker>-<slot>-<counter>` shape.
-    fn new_id(&self) -> String {
-        format!("0-0-{:x}", self.next_id.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Sends a packet of a session to its peer, numbered now; nothing
-    /// when the endpoint has nobody to send it to (not yet, or paused).
-    pub async fn send(&self, endpoint: &mut Endpoint, mut packet: Packet) {
-        let Some(peer) = endpoint.stamp(&mut packet, Instant::now()) else {
-            return;
-        };
-        if let Err(err) = self.sockets.send_to(peer.as_bytes(), &packet).await {
-            tracing::debug!(session = %endpoint.id(), error = %err, "packet to the owner not sent");
-        }
-    }
-
-    /// Sends a session's first packet (to whichever proxy takes it).
-    pub async fn send_first(
-        &self,
-        endpoint: &mut Endpoint,
-        mut packet: Packet,
-    ) -> Result<(), crate::sockets::SendError> {
-        endpoint.stamp_first(&mut packet, Instant::now());
-        self.sockets.send_first(&packet).await
-    }
-}
-
-/// A locally generated answer with a short text body.
-pub fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::full(format!("{text}\n")));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    resp
-}
 
 fn check_limits(req: &Request<Incoming>, config: &Config) -> Option<Response<ResponseBody>> {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -283,6 +216,18 @@ struct Session {
     drained: Arc<Drained>,
     status: u16,
     bytes_out: u64,
+}
+
+/// The last mile of a streaming response's fast path: in-sequence body
+/// packets from the owner go straight into the response body.
+struct ResponseSink(BodySender);
+
+impl BodySink for ResponseSink {
+    fn take(&self, body: &Bytes) -> bool {
+        // Past the credits granted, or the client gone: the session's task
+        // deals with it, through the inbox.
+        self.0.push(body.clone()).is_ok()
+    }
 }
 
 async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Frame<Bytes>, hyper::Error>> {
@@ -561,7 +506,7 @@ impl Session {
                 let resp = builder.body(ResponseBody::Stream(rx));
                 if let Some(owner) = self.endpoint.peer() {
                     let fast = FastPath {
-                        body: tx.clone(),
+                        body: Arc::new(ResponseSink(tx.clone())),
                         owner: owner.to_owned(),
                         state: self.state.clone(),
                     };

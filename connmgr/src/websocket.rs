@@ -23,7 +23,8 @@
 //! `--allow-compression`, clients offering permessage-deflate get it
 //! ([`holdfast_protocol::rt::deflate`]).
 
-use crate::session::{plain, Shared};
+use crate::answer::plain;
+use crate::shared::Shared;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use holdfast_protocol::rt::body::HttpBody as ResponseBody;

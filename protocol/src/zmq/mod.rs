@@ -26,7 +26,7 @@ mod sessions;
 mod socket;
 mod spec;
 
-pub use sessions::{session_key, FastPath, SessionState, SessionTable, SESSION_QUEUE};
+pub use sessions::{session_key, BodySink, FastPath, SessionState, SessionTable, SESSION_QUEUE};
 pub use socket::{
     new_socket, spawn, Multipart, SocketHandle, BUDGET, CHANNEL_CAPACITY, HWM, LINGER,
 };

@@ -1,6 +1,5 @@
 //! Routing of incoming ZHTTP packets to the task that owns each session.
 
-use crate::rt::body::BodySender;
 use crate::zhttp::{IdSeq, Ids, Packet, PacketType};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -43,9 +42,17 @@ struct Entry {
 
 /// A [`FastPath`] in the table, its owner's name interned.
 struct Installed {
-    body: BodySender,
+    body: Arc<dyn BodySink>,
     owner: Arc<str>,
     state: Arc<SessionState>,
+}
+
+/// Where a fast path puts body packets: the session's response body (the
+/// process that owns the body implements it).
+pub trait BodySink: Send + Sync {
+    /// Takes `body`; false when it cannot now (the packet then goes to the
+    /// session's task, which deals with it).
+    fn take(&self, body: &Bytes) -> bool;
 }
 
 /// A streaming session's shortcut: body packets that arrive in sequence
@@ -54,8 +61,8 @@ struct Installed {
 /// else (a head, the last packet, credits, an unexpected sequence number, a
 /// full body queue) takes the inbox, in order behind what came before.
 pub struct FastPath {
-    /// The response body's queue.
-    pub body: BodySender,
+    /// The response body.
+    pub body: Arc<dyn BodySink>,
     /// The owner's `from`; packets from anyone else take the inbox.
     pub owner: String,
     /// Shared with the session's task.
@@ -108,7 +115,7 @@ impl Installed {
             return false;
         }
         if let Some(body) = body.filter(|b| !b.is_empty()) {
-            if self.body.push(body.clone()).is_err() {
+            if !self.body.take(body) {
                 // Past the credits granted, or the client is gone: the
                 // session's task deals with it. Taking the sequence number
                 // back is safe: the task touches it only for packets that
@@ -321,18 +328,26 @@ mod tests {
         assert!(table.is_empty());
     }
 
+    /// A body that takes what fits in a channel.
+    struct Sink(mpsc::Sender<Bytes>);
+
+    impl BodySink for Sink {
+        fn take(&self, body: &Bytes) -> bool {
+            self.0.try_send(body.clone()).is_ok()
+        }
+    }
+
     #[tokio::test]
     async fn fast_path_takes_in_sequence_body_packets_only() {
         let table = SessionTable::default();
         let mut inbox = table.register("s".into());
-        let drained = Arc::new(crate::rt::body::Drained::default());
-        let (body_tx, mut body_rx) = crate::rt::body::body_channel(100, drained);
+        let (body_tx, mut body_rx) = mpsc::channel(100);
         let state = Arc::new(SessionState::default());
         state.in_seq.store(5, Ordering::Release);
         table.set_fast_path(
             "s",
             Some(FastPath {
-                body: body_tx,
+                body: Arc::new(Sink(body_tx)),
                 owner: "handler".into(),
                 state: state.clone(),
             }),
@@ -345,8 +360,7 @@ mod tests {
         };
         // In sequence from the owner: straight into the body.
         assert!(table.deliver(data(5, "handler"), false).await.is_empty());
-        let chunk = http_body_util::BodyExt::frame(&mut body_rx).await;
-        assert_eq!(chunk.unwrap().unwrap().into_data().unwrap(), &b"x"[..]);
+        assert_eq!(body_rx.try_recv().unwrap(), &b"x"[..]);
         assert_eq!(state.in_seq.load(Ordering::Acquire), 6);
         assert_eq!(state.bytes.load(Ordering::Relaxed), 1);
         // Out of sequence, from someone else, or the last packet: the inbox.

@@ -29,8 +29,15 @@ cargo build --workspace --bins
 step "lint"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "every feature set of the wire crate builds"
+cargo check -p holdfast-protocol --no-default-features --quiet
+cargo check -p holdfast-protocol --no-default-features --features zmq --quiet
+
 step "fuzz targets compile"
-RUSTFLAGS="--cfg fuzzing" cargo check --manifest-path fuzz/Cargo.toml --quiet
+# One target folder for both fuzz crates: they share what --cfg fuzzing builds.
+for manifest in fuzz/Cargo.toml connmgr/fuzz/Cargo.toml; do
+  RUSTFLAGS="--cfg fuzzing" CARGO_TARGET_DIR=target/fuzz cargo check --manifest-path "$manifest" --locked --quiet
+done
 
 step "tests"
 log=$(mktemp)

@@ -2,7 +2,7 @@
 //! between it and the proxy, each a status and a short text saying what
 //! is wrong.
 
-use holdfast_protocol::rt::body::HttpBody as ResponseBody;
+use holdfast_runtime::body::HttpBody as ResponseBody;
 use http::{HeaderValue, Response, StatusCode};
 
 /// A locally generated answer with a short text body.

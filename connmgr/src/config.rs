@@ -2,7 +2,7 @@
 //! `pushpin.conf`, as Pushpin's runner does for condure).
 
 use clap::Parser;
-use holdfast_protocol::rt::DaemonArgs;
+use holdfast_runtime::DaemonArgs;
 use std::net::SocketAddr;
 use std::time::Duration;
 

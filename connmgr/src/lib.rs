@@ -14,6 +14,7 @@
 //! - [`session`]: one request as a ZHTTP session (the data path); hands
 //!   WebSocket handshakes to [`websocket`].
 //! - [`websocket`]: WebSocket clients: handshake, upgrade, frames as ZHTTP packets.
+//! - [`deflate`]: permessage-deflate, a layer under tungstenite.
 //! - [`shared`]: what every session shares, and how its packets go out.
 //! - [`answer`]: answers connmgr writes itself (refusals, errors).
 //! - [`metrics`]: connections and requests, reported to the handler.
@@ -21,6 +22,7 @@
 
 pub mod answer;
 pub mod config;
+pub mod deflate;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
@@ -32,7 +34,10 @@ pub mod websocket;
 
 pub use config::Config;
 
-use holdfast_protocol::rt::Shutdown;
+#[cfg(fuzzing)]
+pub mod fuzzing;
+
+use holdfast_runtime::Shutdown;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -60,7 +65,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
         holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
         let out = holdfast_protocol::zmq::spawn(push, "metrics")?.tx;
-        holdfast_protocol::rt::metrics::spawn_reporter(
+        holdfast_runtime::metrics::spawn_reporter(
             shared.metrics.registry.clone(),
             out,
             config.daemon.format,

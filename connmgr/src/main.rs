@@ -5,5 +5,5 @@ use holdfast_connmgr::{run, Config};
 async fn main() {
     let config = Config::parse();
     let daemon = config.daemon.clone();
-    holdfast_protocol::rt::daemon_main(&daemon, |shutdown| run(config, shutdown)).await;
+    holdfast_runtime::daemon_main(&daemon, |shutdown| run(config, shutdown)).await;
 }

@@ -1,8 +1,8 @@
 //! connmgr's metrics: connections by transport, accepted and refused, and
 //! requests; reported to the handler every second (see
-//! `holdfast_protocol::rt::metrics`).
+//! `holdfast_runtime::metrics`).
 
-use holdfast_protocol::rt::metrics::Registry;
+use holdfast_runtime::metrics::Registry;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 

@@ -12,13 +12,13 @@ use crate::config::Config;
 use crate::limits::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME, MAX_HEADERS, MAX_URI_LEN};
 use crate::shared::Shared;
 use bytes::Bytes;
-use holdfast_protocol::rt::body::{
-    body_channel, BodySender, Drained, HttpBody as ResponseBody, QueueError,
-};
 use holdfast_protocol::zhttp::{
     is_hop_by_hop, Endpoint, Ext, Header, Packet, PacketType, SessionError,
 };
 use holdfast_protocol::zmq::{BodySink, FastPath, SessionState};
+use holdfast_runtime::body::{
+    body_channel, BodySender, Drained, HttpBody as ResponseBody, QueueError,
+};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};

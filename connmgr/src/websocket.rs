@@ -21,15 +21,15 @@
 //! once. Messages over `--max-message-size` close the connection with
 //! 1009, invalid UTF-8 in a text message with 1007. With
 //! `--allow-compression`, clients offering permessage-deflate get it
-//! ([`holdfast_protocol::rt::deflate`]).
+//! ([`crate::deflate`]).
 
 use crate::answer::plain;
 use crate::shared::Shared;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use holdfast_protocol::rt::body::HttpBody as ResponseBody;
-use holdfast_protocol::rt::ws::{self, Outbox};
 use holdfast_protocol::zhttp::{is_hop_by_hop, Endpoint, Header, Packet, PacketType};
+use holdfast_runtime::body::HttpBody as ResponseBody;
+use holdfast_runtime::ws::{self, Outbox};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -121,7 +121,7 @@ pub async fn handle(
         .config
         .allow_compression
         .then(|| {
-            holdfast_protocol::rt::deflate::negotiate(
+            crate::deflate::negotiate(
                 req.headers()
                     .get_all("sec-websocket-extensions")
                     .iter()
@@ -230,7 +230,7 @@ pub async fn handle(
                 let config = Some(ws::config(max));
                 let io = TokioIo::new(upgraded);
                 if let Some(agreement) = compress {
-                    let io = holdfast_protocol::rt::deflate::Deflated::new(io, max, agreement);
+                    let io = crate::deflate::Deflated::new(io, max, agreement);
                     let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
                     bridge.run(ws).await
                 } else {

@@ -2,7 +2,7 @@
 //! from `pushpin.conf`'s `[handler]` section).
 
 use clap::Parser;
-use holdfast_protocol::rt::DaemonArgs;
+use holdfast_runtime::DaemonArgs;
 use std::net::SocketAddr;
 
 /// Command line of `holdfast-handler`.

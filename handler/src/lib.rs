@@ -44,9 +44,9 @@ pub mod ws;
 
 pub use config::Config;
 
-use holdfast_protocol::rt::Shutdown;
 use holdfast_protocol::zmq::link::Link;
 use holdfast_protocol::zmq::{apply_specs, spawn};
+use holdfast_runtime::Shutdown;
 use tokio::sync::mpsc;
 
 /// Runs the handler until `shutdown` is cancelled.

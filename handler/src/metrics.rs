@@ -4,7 +4,7 @@
 //! `GET /health`, which says whether every process reported lately.
 
 use holdfast_protocol::format;
-use holdfast_protocol::rt::metrics::{render, Registry, Report, REPORT_INTERVAL};
+use holdfast_runtime::metrics::{render, Registry, Report, REPORT_INTERVAL};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};

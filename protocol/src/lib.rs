@@ -16,8 +16,11 @@
 //! - [`inspect`]: Pushpin's session feature (session ids and their last ids).
 //! - [`wsevents`]: WebSocket-over-HTTP's `application/websocket-events`.
 //! - [`wscontrol`]: GRIP over WebSocket between the proxy and the handler.
-//! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors.
-//! - [`rt`] (feature `rt`): shutdown token, signal policy, log format.
+//! - [`zmq`] (feature `zmq`): ZeroMQ sockets as tokio actors, and the
+//!   table routing packets to their sessions.
+//!
+//! What the processes share at run time (logging, shutdown, metrics, the
+//! streamed body) is `holdfast-runtime`'s.
 
 pub mod format;
 pub mod handoff;
@@ -30,8 +33,6 @@ pub mod wscontrol;
 pub mod wsevents;
 pub mod zhttp;
 
-#[cfg(feature = "rt")]
-pub mod rt;
 #[cfg(feature = "zmq")]
 pub mod zmq;
 

@@ -2,7 +2,7 @@
 //! `pushpin.conf`'s `[proxy]` section).
 
 use clap::Parser;
-use holdfast_protocol::rt::DaemonArgs;
+use holdfast_runtime::DaemonArgs;
 use std::path::PathBuf;
 
 /// Command line of `holdfast-proxy`.

@@ -31,7 +31,7 @@ pub mod session;
 
 pub use config::Config;
 
-use holdfast_protocol::rt::{reload_on_sighup, Shutdown};
+use holdfast_runtime::{reload_on_sighup, Shutdown};
 use origin::headers::{ForwardRules, SetProto};
 use origin::sign::{Signer, Verifier};
 use routes::{parse_routes, RouteTable};
@@ -144,7 +144,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
         holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
         let out = holdfast_protocol::zmq::spawn(push, "metrics")?.tx;
-        holdfast_protocol::rt::metrics::spawn_reporter(
+        holdfast_runtime::metrics::spawn_reporter(
             shared.metrics.registry.clone(),
             out,
             config.daemon.format,

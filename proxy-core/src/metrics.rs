@@ -1,9 +1,9 @@
 //! The proxy's metrics: requests, origin latency, WebSocket sessions and
 //! the edge cache; reported to the handler every second (see
-//! `holdfast_protocol::rt::metrics`).
+//! `holdfast_runtime::metrics`).
 
 use crate::cache::Cache;
-use holdfast_protocol::rt::metrics::{sample, Histogram, Registry};
+use holdfast_runtime::metrics::{sample, Histogram, Registry};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
 

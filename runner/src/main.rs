@@ -1,9 +1,9 @@
 use anyhow::Context;
 use clap::Parser;
-use holdfast_protocol::rt::{reload_on_sighup, shutdown_on_signals};
 use holdfast_runner::config::{load, Overrides};
 use holdfast_runner::logs::LogSink;
 use holdfast_runner::{check_ipc_paths, clean_rundir, services, supervisor};
+use holdfast_runtime::{reload_on_sighup, shutdown_on_signals};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -40,7 +40,7 @@ struct Cli {
     /// Log lines as text (`[process] ...`) or as JSON objects with a
     /// `process` field.
     #[arg(long = "log-format", default_value = "text")]
-    log_format: holdfast_protocol::rt::LogFormat,
+    log_format: holdfast_runtime::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,7 +64,7 @@ enum Command {
 async fn main() {
     let cli = Cli::parse();
     if let Some(Command::Broker { input, output }) = &cli.command {
-        holdfast_protocol::rt::init_tracing(2, cli.verbose, cli.log_format);
+        holdfast_runtime::init_tracing(2, cli.verbose, cli.log_format);
         let (input, output) = (input.clone(), output.clone());
         let result =
             tokio::task::spawn_blocking(move || holdfast_runner::broker::run(&input, &output))
@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         verbose: cli.verbose,
     };
     let (settings, warnings) = load(&overrides)?;
-    let json = cli.log_format == holdfast_protocol::rt::LogFormat::Json;
+    let json = cli.log_format == holdfast_runtime::LogFormat::Json;
     let sink =
         LogSink::open(cli.logfile.as_deref(), json).with_context(|| "cannot open the log file")?;
     let level = match settings.log_levels.for_process("runner") {

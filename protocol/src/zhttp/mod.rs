@@ -2,15 +2,15 @@
 //! Pushpin's field names so Holdfast's processes can talk to Pushpin's.
 //!
 //! - `packet`, `ids`: the packet model and its `id` field.
-//! - [`endpoint`] (features `zmq` or `rt`, for tokio's clock): one side of a session (sequence numbers,
+//! - [`endpoint`] (feature `zmq`, for tokio's clock): one side of a session (sequence numbers,
 //!   credits, keep-alive and expiry, hand-over), used by every process.
 
-#[cfg(any(feature = "zmq", feature = "rt"))]
+#[cfg(feature = "zmq")]
 pub mod endpoint;
 mod ids;
 mod packet;
 
-#[cfg(any(feature = "zmq", feature = "rt"))]
+#[cfg(feature = "zmq")]
 pub use endpoint::{Endpoint, SessionError, KEEP_ALIVE_INTERVAL, SESSION_EXPIRY, STALL_TIMEOUT};
 pub use ids::{IdSeq, Ids};
 pub use packet::{Ext, Header, Packet, PacketType};

@@ -4,7 +4,7 @@
 //! authenticated), as Pushpin's `insecure` target option does.
 
 use crate::routes::Target;
-use holdfast_protocol::rt::body::HttpBody;
+use holdfast_runtime::body::HttpBody;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;

@@ -17,8 +17,8 @@ use crate::origin::headers::{origin_headers, rewrite_path, Forward};
 use crate::origin::sign::Signer;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use holdfast_protocol::rt::ws::{self, Outbox};
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType, STALL_TIMEOUT};
+use holdfast_runtime::ws::{self, Outbox};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -155,7 +155,7 @@ impl Session {
                 } else {
                     Box::new(tcp)
                 };
-                let config = holdfast_protocol::rt::ws::config(self.shared.max_message_size);
+                let config = holdfast_runtime::ws::config(self.shared.max_message_size);
                 tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                     .await
                     .map_err(std::io::Error::other)

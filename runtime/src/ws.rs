@@ -5,9 +5,9 @@
 //! proxy (toward origins), as is the [`Outbox`] that writes messages to a
 //! WebSocket peer without holding up the session that feeds it.
 
-use crate::zhttp::{Packet, PacketType, STALL_TIMEOUT};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt};
+use holdfast_protocol::zhttp::{Packet, PacketType, STALL_TIMEOUT};
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
 use tokio::time::Instant;

@@ -258,14 +258,14 @@ impl Registry {
 pub fn spawn_reporter(
     registry: Arc<Registry>,
     out: tokio::sync::mpsc::Sender<Vec<Vec<u8>>>,
-    format: crate::Format,
+    format: holdfast_protocol::Format,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REPORT_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let frame = match crate::format::encode(&registry.report(), format) {
+            let frame = match holdfast_protocol::format::encode(&registry.report(), format) {
                 Ok(frame) => frame,
                 Err(err) => {
                     tracing::warn!(error = %err, "metrics report not encoded");
@@ -341,7 +341,7 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{decode, encode, Format};
+    use holdfast_protocol::format::{decode, encode, Format};
 
     #[test]
     fn report_render_and_wire() {

@@ -1,9 +1,19 @@
-//! Runtime helpers shared by the four binaries: one shutdown idiom, one
-//! signal policy, one log format; the response body, WebSocket settings
-//! and permessage-deflate layer connmgr and the proxy share.
+//! What Holdfast's processes share at run time, as opposed to on the wire
+//! (that is `holdfast-protocol`): one daemon command line, one shutdown
+//! idiom and signal policy, one log format, the metrics registry and its
+//! reports, the streamed HTTP body that turns "bytes written" into ZHTTP
+//! credits, and WebSocket messages as ZHTTP carries them.
+//!
+//! # Layout
+//! - this file: [`DaemonArgs`] (the options every daemon shares) and
+//!   [`daemon_main`].
+//! - [`shutdown`](Shutdown): token and tracker, first/second signal policy, SIGHUP.
+//! - `logging`: the tracing set-up ([`init_tracing`]).
+//! - [`metrics`]: counters, gauges, histograms; reports to the handler, Prometheus text.
+//! - [`body`]: an HTTP body fed from a queue, counting what is drained.
+//! - [`ws`]: WebSocket messages to and from ZHTTP packets; the [`ws::Outbox`].
 
 pub mod body;
-pub mod deflate;
 mod logging;
 pub mod metrics;
 mod shutdown;
@@ -12,7 +22,7 @@ pub mod ws;
 pub use logging::init_tracing;
 pub use shutdown::{reload_on_sighup, shutdown_on_signals, Shutdown};
 
-use crate::Format;
+use holdfast_protocol::Format;
 use std::fmt::Display;
 
 /// Command-line options every daemon (connmgr, proxy, handler) shares.

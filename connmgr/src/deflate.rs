@@ -4,7 +4,7 @@
 //! under it: [`Deflated`] wraps the upgraded connection, inflates the
 //! client's compressed messages into plain frames before tungstenite reads
 //! them, and compresses the plain data frames tungstenite writes. Owners
-//! never see compression, as with Pushpin's connmgr. Used by connmgr.
+//! never see compression, as with Pushpin's connmgr.
 //!
 //! Both directions are negotiated without context takeover, so every
 //! message is compressed on its own: one compressor and one decompressor per

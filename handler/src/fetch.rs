@@ -11,12 +11,12 @@
 //! the client's request whole.
 
 use bytes::Bytes;
+use holdfast_grip::answer::{hold_of, interpret, Answer};
+use holdfast_grip::client::OriginClient;
+use holdfast_grip::error_chain;
+use holdfast_grip::sign::Signer;
 use holdfast_protocol::handoff::{Hold, Origin, Request, Response};
 use holdfast_protocol::zhttp::Header;
-use holdfast_proxy::answer::{hold_of, interpret, Answer};
-use holdfast_proxy::origin::client::OriginClient;
-use holdfast_proxy::origin::sign::Signer;
-use holdfast_proxy::session::error_chain;
 use holdfast_runtime::body::HttpBody;
 use http_body_util::{BodyExt, Limited};
 use std::time::Duration;

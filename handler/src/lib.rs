@@ -4,7 +4,7 @@
 //! for a hold; the handler subscribes it to its channels, talks to connmgr
 //! for it directly, and delivers publishes to it. When a session may have
 //! missed items it asks the origin again itself (long-poll retries, next
-//! links, with the proxy's GRIP code from `holdfast_proxy`). Publishes
+//! links, reading answers with `holdfast_grip`, as the proxy does). Publishes
 //! arrive over HTTP (`POST /publish/`, `POST /recover`), ZeroMQ PULL and
 //! ZeroMQ SUB; the command socket answers `conncheck`, `get-zmq-uris`,
 //! `publish`, `recover` and `refresh`.

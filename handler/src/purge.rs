@@ -16,11 +16,11 @@
 
 use crate::publish::Input;
 use bytes::Bytes;
+use holdfast_grip::client::OriginClient;
 use holdfast_protocol::format::{self, Format};
 use holdfast_protocol::publish::{Item, Purge};
 use holdfast_protocol::wscontrol::{CachePurge, Deliver, PURGE_TOPIC};
 use holdfast_protocol::zmq::Multipart;
-use holdfast_proxy::origin::client::OriginClient;
 use holdfast_runtime::body::HttpBody;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -334,12 +334,7 @@ impl Purger {
         let response = tokio::time::timeout(PURGE_TIMEOUT, self.client.request(false, req))
             .await
             .map_err(|_| format!("{method} {url}: no answer"))?
-            .map_err(|e| {
-                format!(
-                    "{method} {url}: {}",
-                    holdfast_proxy::session::error_chain(&e)
-                )
-            })?;
+            .map_err(|e| format!("{method} {url}: {}", holdfast_grip::error_chain(&e)))?;
         let status = response.status();
         if status.is_success() || status == http::StatusCode::NOT_FOUND {
             tracing::debug!(%url, status = status.as_u16(), "purged");

@@ -1,6 +1,8 @@
 //! Errors of a proxied request, tagged with whose fault they are: that
 //! decides the status the client gets and how loudly it is logged.
 
+use holdfast_grip::GripError;
+
 /// Whose fault an error is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
@@ -37,12 +39,10 @@ pub enum ProxyError {
     /// The origin asked for a hold, which needs the handler.
     #[error("origin asked to hold the connection, which this version cannot do yet")]
     HoldUnsupported,
-    /// The origin's GRIP instructions are malformed.
-    #[error("origin sent invalid GRIP instructions: {0}")]
-    BadInstruct(crate::grip::instruct::InstructError),
-    /// The origin switched protocols, which needs WebSocket support.
-    #[error("origin switched protocols (WebSocket), which this version cannot proxy yet")]
-    UpgradeUnsupported,
+    /// The origin's answer cannot be used (malformed GRIP instructions, an
+    /// unreadable body, a switch of protocols).
+    #[error(transparent)]
+    Grip(#[from] GripError),
 }
 
 impl ProxyError {
@@ -58,8 +58,13 @@ impl ProxyError {
     pub fn source(&self) -> ErrorSource {
         match self {
             ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) => ErrorSource::Client,
-            ProxyError::Origin { .. } | ProxyError::BadInstruct(_) => ErrorSource::Origin,
-            ProxyError::HoldUnsupported | ProxyError::UpgradeUnsupported => ErrorSource::Internal,
+            ProxyError::Origin { .. }
+            | ProxyError::Grip(GripError::BadInstruct(_) | GripError::Body(_)) => {
+                ErrorSource::Origin
+            }
+            ProxyError::HoldUnsupported | ProxyError::Grip(GripError::UpgradeUnsupported) => {
+                ErrorSource::Internal
+            }
         }
     }
 
@@ -68,12 +73,15 @@ impl ProxyError {
         let (code, text) = match self {
             ProxyError::NoRoute { .. } => (502, "No route for this request."),
             ProxyError::BadRequest(_) => (400, "Bad request."),
-            ProxyError::Origin { .. } | ProxyError::BadInstruct(_) => (502, "Error while proxying to origin."),
+            ProxyError::Origin { .. }
+            | ProxyError::Grip(GripError::BadInstruct(_) | GripError::Body(_)) => {
+                (502, "Error while proxying to origin.")
+            }
             ProxyError::HoldUnsupported => (
                 501,
                 "The origin answered with GRIP instructions to hold the connection; holding connections is not supported by this Holdfast version yet.",
             ),
-            ProxyError::UpgradeUnsupported => (501, "WebSocket proxying is not supported by this Holdfast version yet."),
+            ProxyError::Grip(GripError::UpgradeUnsupported) => (501, "WebSocket proxying is not supported by this Holdfast version yet."),
         };
         if debug {
             (code, format!("{text}\n{self}\n"))

@@ -4,25 +4,22 @@
 //! forwards it to the origin (pooled hyper client, TLS where the target asks,
 //! failover between targets), signs it with `Grip-Sig`, and streams the
 //! response back within connmgr's credits. GRIP instructions in responses
-//! are parsed and applied; holding connections is the handler's work.
+//! are read with `holdfast_grip` (shared with the handler, which asks
+//! origins too) and applied; holding connections is the handler's work.
 //!
 //! # Layout
 //! - [`config`]: command line and settings.
 //! - [`routes`]: routes file parser and route selection.
-//! - [`origin`]: origin client, request headers, `Grip-Sig`.
-//! - [`grip`]: GRIP header grammar and instructions.
+//! - [`origin`]: the headers sent to origins, answer bodies, target addresses.
 //! - [`cache`]: the edge cache (route option `cache`).
-//! - [`answer`]: what the client gets for an origin response (GRIP applied).
 //! - [`session`]: one request as a ZHTTP session (the data path).
 //! - [`inspect`]: asks the handler for a request's client session (`session` routes).
 //! - [`metrics`]: requests, origin latency, cache; reported to the handler.
 //! - [`error`]: request errors and whose fault they are.
 
-pub mod answer;
 pub mod cache;
 pub mod config;
 pub mod error;
-pub mod grip;
 pub mod inspect;
 pub mod metrics;
 pub mod origin;
@@ -31,9 +28,9 @@ pub mod session;
 
 pub use config::Config;
 
+use holdfast_grip::sign::{Signer, Verifier};
 use holdfast_runtime::{reload_on_sighup, Shutdown};
 use origin::headers::{ForwardRules, SetProto};
-use origin::sign::{Signer, Verifier};
 use routes::{parse_routes, RouteTable};
 use std::sync::{Arc, RwLock};
 
@@ -105,7 +102,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         max_message_size: config.max_message_size,
         sockets: sockets.clone(),
         routes: RwLock::new(Arc::new(routes)),
-        client: origin::client::OriginClient::new(),
+        client: holdfast_grip::client::OriginClient::new(),
         rules,
         signer,
         upstream,

@@ -9,18 +9,20 @@
 //! `ws_client` (what waits for the client, within connmgr's credits);
 //! `cached` answers from the edge cache.
 
-use crate::answer::{self, Answer};
 use crate::error::ProxyError;
-use crate::grip::instruct::Instruct;
 use crate::origin::body::OriginBody;
-use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
-use crate::origin::sign::{Signer, Verifier};
+use crate::origin::target_base;
 use crate::routes::Proto;
 use crate::routes::RequestInfo;
 use crate::routes::{Route, RouteTable};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use holdfast_grip::answer::{self, Answer};
+use holdfast_grip::client::OriginClient;
+use holdfast_grip::error_chain;
+use holdfast_grip::instruct::Instruct;
+use holdfast_grip::sign::{Signer, Verifier};
 use holdfast_protocol::format;
 use holdfast_protocol::handoff;
 use holdfast_protocol::inspect::Inspected;
@@ -413,7 +415,7 @@ impl Session {
                 OriginEvent::Head(result) => {
                     let (answer, origin) = match result {
                         Ok(Forwarded { response, origin }) => {
-                            (answer::interpret(response, grip && !trusted).await, Some(origin))
+                            (answer::interpret(response, grip && !trusted).await.map_err(ProxyError::from), Some(origin))
                         }
                         Err(err) => (Err(err), None),
                     };
@@ -872,7 +874,7 @@ async fn forward(shared: Arc<Shared>, mut prepared: Prepared) -> Result<Forwarde
         *req.headers_mut() = request.headers;
         last_target = format!("{}:{}", target.host, target.port);
         let asked = Instant::now();
-        let sent = shared.client.send(target, req).await;
+        let sent = shared.client.request(target.insecure, req).await;
         shared.metrics.origin_latency.observe(asked.elapsed());
         match sent {
             Ok(response) => {
@@ -896,18 +898,6 @@ async fn forward(shared: Arc<Shared>, mut prepared: Prepared) -> Result<Forwarde
         target: last_target,
         reason: last_error,
     })
-}
-
-/// An error with its causes, `a: b: c`.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

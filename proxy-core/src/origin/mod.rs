@@ -1,8 +1,19 @@
-//! Everything about talking to origins: the pooled client, request signing,
-//! the headers the proxy adds or removes, and answer bodies (live or
-//! cached).
+//! Everything about talking to origins that is the proxy's own: the
+//! headers it adds or removes, answer bodies (live or cached) and a route
+//! target's address. (The pooled client and `Grip-Sig` are
+//! `holdfast_grip`'s, shared with the handler.)
 
 pub mod body;
-pub mod client;
 pub mod headers;
-pub mod sign;
+
+use crate::routes::Target;
+
+/// The URI prefix (`scheme://host:port`) for a target.
+pub fn target_base(target: &Target) -> String {
+    let scheme = if target.ssl { "https" } else { "http" };
+    if target.host.contains(':') {
+        format!("{scheme}://[{}]:{}", target.host, target.port)
+    } else {
+        format!("{scheme}://{}:{}", target.host, target.port)
+    }
+}

@@ -15,12 +15,13 @@
 use super::grip_ws::{grip_prefix, next_delivery, sleep_until, Delivered, FromOrigin, GripWs};
 use super::{signer_for, Prepared, Session, REQUEST_WINDOW, VOUCH_INTERVAL};
 use crate::error::ProxyError;
-use crate::origin::client::{target_base, OriginClient};
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
-use crate::origin::sign::Signer;
+use crate::origin::target_base;
 use crate::routes::Target;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use holdfast_grip::client::OriginClient;
+use holdfast_grip::sign::Signer;
 use holdfast_protocol::wsevents::{self, Event, EventKind};
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
 use holdfast_runtime::body::HttpBody;
@@ -500,7 +501,8 @@ impl Session {
         let client = self.shared.client.clone();
         let target = gateway.target.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.send(&target, request)).await;
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.request(target.insecure, request))
+                .await;
         });
     }
 
@@ -523,7 +525,7 @@ async fn exchange(
         target: name.clone(),
         reason,
     };
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, client.send(&target, req))
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, client.request(target.insecure, req))
         .await
         .map_err(|_| failed("no answer".into()))?
         .map_err(|e| failed(e.to_string()))?;

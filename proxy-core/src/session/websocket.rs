@@ -14,9 +14,9 @@ use super::grip_ws::{grip_prefix, next_delivery, sleep_until, Delivered, FromOri
 use super::{signer_for, Prepared, Session, CLOSE_TIMEOUT, REQUEST_WINDOW, VOUCH_INTERVAL};
 use crate::error::ProxyError;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
-use crate::origin::sign::Signer;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use holdfast_grip::sign::Signer;
 use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType, STALL_TIMEOUT};
 use holdfast_runtime::ws::{self, Outbox};
 use std::time::Duration;
@@ -143,7 +143,7 @@ impl Session {
                 let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
                 let _ = tcp.set_nodelay(true);
                 let stream: Box<dyn Io> = if target.ssl {
-                    let config = crate::origin::client::tls_config(target.insecure)
+                    let config = holdfast_grip::client::tls_config(target.insecure)
                         .map_err(std::io::Error::other)?;
                     let name = rustls::pki_types::ServerName::try_from(target.host.clone())
                         .map_err(std::io::Error::other)?;

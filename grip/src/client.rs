@@ -3,7 +3,6 @@
 //! `insecure` that accepts any certificate (still encrypted, not
 //! authenticated), as Pushpin's `insecure` target option does.
 
-use crate::routes::Target;
 use holdfast_runtime::body::HttpBody;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -82,15 +81,6 @@ impl OriginClient {
             verified: pool(verified),
             insecure: pool(insecure),
         }
-    }
-
-    /// Sends one request to `target`.
-    pub async fn send(
-        &self,
-        target: &Target,
-        req: http::Request<HttpBody>,
-    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.request(target.insecure, req).await
     }
 
     /// Sends one request, verifying the certificate unless `insecure`.
@@ -181,15 +171,5 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The URI prefix (`scheme://host:port`) for a target.
-pub fn target_base(target: &Target) -> String {
-    let scheme = if target.ssl { "https" } else { "http" };
-    if target.host.contains(':') {
-        format!("{scheme}://[{}]:{}", target.host, target.port)
-    } else {
-        format!("{scheme}://{}:{}", target.host, target.port)
     }
 }

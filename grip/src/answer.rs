@@ -6,9 +6,9 @@
 //! and no hold (paging): it is held as a stream whose link is followed at
 //! once, and ends when a page has neither hold nor link.
 
-use crate::error::ProxyError;
-use crate::grip::instruct::{HoldMode, Instruct, KeepAliveMode, MAX_INSTRUCT_BODY};
-use crate::grip::{is_grip_response, is_instruct_body};
+use crate::error::GripError;
+use crate::instruct::{HoldMode, Instruct, KeepAliveMode, MAX_INSTRUCT_BODY};
+use crate::{is_grip_response, is_instruct_body};
 use bytes::Bytes;
 use holdfast_protocol::handoff;
 use holdfast_protocol::inspect::{DetectRule, SessionUpdate};
@@ -68,13 +68,13 @@ fn header(name: &str, value: &[u8]) -> Header {
 
 /// Decides the answer. `grip` is false when GRIP is not processed (route
 /// `no_grip`, trusted upstream client): the response is relayed untouched.
-pub async fn interpret<B>(resp: http::Response<B>, grip: bool) -> Result<Answer<B>, ProxyError>
+pub async fn interpret<B>(resp: http::Response<B>, grip: bool) -> Result<Answer<B>, GripError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(ProxyError::UpgradeUnsupported);
+        return Err(GripError::UpgradeUnsupported);
     }
     let (parts, body) = resp.into_parts();
     let code = parts.status.as_u16();
@@ -92,12 +92,12 @@ where
             body,
         });
     }
-    let mut instruct = Instruct::from_headers(&parts.headers).map_err(ProxyError::BadInstruct)?;
+    let mut instruct = Instruct::from_headers(&parts.headers).map_err(GripError::BadInstruct)?;
     if is_instruct_body(&parts.headers) {
         let collected = read_limited(body).await?;
         instruct
             .apply_body(code, &collected)
-            .map_err(ProxyError::BadInstruct)?;
+            .map_err(GripError::BadInstruct)?;
         let response = instruct.response.take().unwrap_or_default();
         let headers: Vec<Header> = response
             .headers
@@ -107,7 +107,7 @@ where
             .collect();
         let reason = response.reason.or_else(|| canonical_reason(response.code));
         page_now(&mut instruct);
-        instruct.check().map_err(ProxyError::BadInstruct)?;
+        instruct.check().map_err(GripError::BadInstruct)?;
         if instruct.hold.is_some() {
             let response = handoff::Response {
                 code: response.code,
@@ -128,7 +128,7 @@ where
         });
     }
     page_now(&mut instruct);
-    instruct.check().map_err(ProxyError::BadInstruct)?;
+    instruct.check().map_err(GripError::BadInstruct)?;
     let (code, reason) = match instruct.status.clone() {
         Some((code, reason)) => (code, reason.or_else(|| canonical_reason(code))),
         None => (code, canonical_reason(code)),
@@ -245,7 +245,7 @@ fn page_now(instruct: &mut Instruct) {
 
 /// Reads a body that must fit in [`MAX_INSTRUCT_BODY`] (instruct bodies, and
 /// the initial body of a held response).
-async fn read_limited<B>(body: B) -> Result<Bytes, ProxyError>
+async fn read_limited<B>(body: B) -> Result<Bytes, GripError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -255,9 +255,9 @@ where
         Limited::new(body, MAX_INSTRUCT_BODY).collect(),
     )
     .await
-    .map_err(|_| ProxyError::origin_body("GRIP response body took too long"))?
+    .map_err(|_| GripError::Body(String::from("GRIP response body took too long")))?
     .map_err(|e| {
-        ProxyError::origin_body(&format!(
+        GripError::Body(format!(
             "GRIP response body unreadable or over {MAX_INSTRUCT_BODY} bytes: {e}"
         ))
     })?

@@ -1,9 +1,28 @@
-//! GRIP in an origin's response: recognising it ([`is_grip_response`]),
-//! the header value grammar ([`headers`]) and the instructions
-//! ([`instruct`]).
+//! GRIP between Holdfast and an origin, for both processes that ask one:
+//! the proxy (first requests) and the handler (retries, next and gone
+//! links, purges). Processes meet only on the wire; this is the code they
+//! share for speaking to origins.
+//!
+//! # Layout
+//! - this file: recognising a GRIP answer ([`is_grip_response`]).
+//! - [`headers`]: the `Grip-*` header value grammar.
+//! - [`instruct`]: the instructions, from headers or an
+//!   `application/grip-instruct` body.
+//! - [`answer`]: what a client gets for an origin's answer, GRIP applied
+//!   ([`answer::interpret`]); the hold handed to the handler.
+//! - [`client`]: the pooled HTTP clients toward origins (verified and
+//!   `insecure`).
+//! - [`sign`]: `Grip-Sig` (signing requests, verifying trusted clients).
+//! - [`error`]: what can go wrong with an origin's answer; [`error_chain`].
 
+pub mod answer;
+pub mod client;
+pub mod error;
 pub mod headers;
 pub mod instruct;
+pub mod sign;
+
+pub use error::{error_chain, GripError};
 
 use http::HeaderMap;
 

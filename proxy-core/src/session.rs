@@ -7,12 +7,12 @@
 //! WebSocket sessions: `websocket` (passthrough to a WebSocket origin),
 //! `over_http` (WebSocket-over-HTTP), `grip_ws` (GRIP on either), and
 //! `ws_client` (what waits for the client, within connmgr's credits);
-//! `cached` answers from the edge cache.
+//! `forward` sends a request to the route's targets; `cached` answers
+//! from the edge cache.
 
 use crate::error::ProxyError;
 use crate::origin::body::OriginBody;
-use crate::origin::headers::{is_tls, origin_headers, rewrite_path, Forward, ForwardRules};
-use crate::origin::target_base;
+use crate::origin::headers::{is_tls, ForwardRules};
 use crate::routes::Proto;
 use crate::routes::RequestInfo;
 use crate::routes::{Route, RouteTable};
@@ -20,7 +20,6 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use holdfast_grip::answer::{self, Answer};
 use holdfast_grip::client::OriginClient;
-use holdfast_grip::error_chain;
 use holdfast_grip::instruct::Instruct;
 use holdfast_grip::sign::{Signer, Verifier};
 use holdfast_protocol::format;
@@ -30,7 +29,7 @@ use holdfast_protocol::zhttp::{Endpoint, Header, Packet, PacketType, MAX_FROM_LE
 use holdfast_protocol::zmq::link::Link as Sockets;
 use holdfast_protocol::zmq::session_key;
 use holdfast_protocol::zmq::Multipart;
-use holdfast_runtime::body::{body_channel, BodySender, ChannelBody, Drained, HttpBody};
+use holdfast_runtime::body::{body_channel, BodySender, ChannelBody, Drained};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
@@ -41,11 +40,13 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 mod cached;
+mod forward;
 mod grip_ws;
 mod over_http;
 mod websocket;
 mod ws_client;
 
+use forward::{forward, signer_for, Forwarded};
 pub use grip_ws::WsRoutes;
 
 /// Request body bytes connmgr may send before we grant more. Large enough to
@@ -749,155 +750,6 @@ fn strip_port(host: &str) -> &str {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-/// The signer of requests to this route's targets, when they are signed
-/// (GRIP routes, untrusted clients): the route's own, else the default.
-fn signer_for(shared: &Shared, route: &Route, trusted: bool) -> Option<Signer> {
-    if route.no_grip || trusted {
-        return None;
-    }
-    Some(route_signer(route).unwrap_or_else(|| shared.signer.clone()))
-}
-
-/// The route's own signer (`sig_iss`/`sig_key`), if it has one.
-fn route_signer(route: &Route) -> Option<Signer> {
-    match (&route.sig_iss, &route.sig_key) {
-        (None, None) => None,
-        (iss, key) => Signer::new(
-            iss.as_deref().unwrap_or("pushpin"),
-            key.as_deref().unwrap_or("changeme"),
-        )
-        .map_err(|e| tracing::warn!(line = route.line, "route sig_key unusable: {e}"))
-        .ok(),
-    }
-}
-
-/// The origin's answer, and how it was asked (for a hand-over).
-struct Forwarded {
-    response: http::Response<OriginBody>,
-    origin: handoff::Origin,
-}
-
-/// How a request goes to one target.
-struct OriginRequest {
-    uri: String,
-    headers: http::HeaderMap,
-    /// The same, for the handler (which may ask the origin again).
-    origin: handoff::Origin,
-}
-
-/// The URI and headers for `target`, signed with `signature`.
-fn origin_request(
-    shared: &Shared,
-    prepared: &Prepared,
-    path: &str,
-    target: &crate::routes::Target,
-    signer: Option<&Signer>,
-    signature: Option<String>,
-) -> OriginRequest {
-    let forward = Forward {
-        headers: &prepared.headers,
-        peer: prepared.peer.as_deref(),
-        tls: prepared.tls,
-        trusted: prepared.trusted,
-        route: &prepared.route,
-        target,
-        signature,
-        session: prepared.session.as_ref(),
-    };
-    let headers = origin_headers(&forward, &shared.rules);
-    let uri = format!("{}{}", target_base(target), path);
-    let origin = handoff::Origin {
-        uri: uri.clone(),
-        headers: headers
-            .iter()
-            .filter(|(name, _)| *name != "grip-sig")
-            .map(|(name, value)| {
-                Header(
-                    name.as_str().to_owned(),
-                    Bytes::copy_from_slice(value.as_bytes()),
-                )
-            })
-            .collect(),
-        sig: signer.map(Signer::spec),
-        insecure: target.insecure,
-        prefix: String::new(),
-    };
-    OriginRequest {
-        uri,
-        headers,
-        origin,
-    }
-}
-
-/// What the handler would be told about the origin of a request answered
-/// without asking it (from the edge cache): its first target.
-fn origin_of(shared: &Shared, prepared: &Prepared) -> Option<handoff::Origin> {
-    let target = prepared.route.targets.first()?;
-    let path = rewrite_path(&prepared.path, &prepared.route);
-    let signer = signer_for(shared, &prepared.route, prepared.trusted);
-    let request = origin_request(shared, prepared, &path, target, signer.as_ref(), None);
-    Some(request.origin)
-}
-
-/// Sends the request to the route's targets in order. A target that cannot
-/// be connected to is skipped for the next one, when the body can be sent
-/// again (it arrived whole); a streamed body goes to the first target only.
-async fn forward(shared: Arc<Shared>, mut prepared: Prepared) -> Result<Forwarded, ProxyError> {
-    let path = rewrite_path(&prepared.path, &prepared.route);
-    let signer = signer_for(&shared, &prepared.route, prepared.trusted);
-    let signature = signer.as_ref().and_then(Signer::token);
-    let mut last_error = String::new();
-    let mut last_target = String::new();
-    let targets = prepared.route.targets.clone();
-    for (index, target) in targets.iter().enumerate() {
-        let request = origin_request(
-            &shared,
-            &prepared,
-            &path,
-            target,
-            signer.as_ref(),
-            signature.clone(),
-        );
-        let body = match prepared.streaming_body.take() {
-            Some(stream) => HttpBody::Stream(stream),
-            None => HttpBody::Full(prepared.body.clone()),
-        };
-        let replayable = matches!(body, HttpBody::Full(_));
-        let mut req = http::Request::new(body);
-        *req.method_mut() = prepared.method.clone();
-        *req.uri_mut() = request
-            .uri
-            .parse()
-            .map_err(|_| ProxyError::BadRequest(format!("unusable origin URI {}", request.uri)))?;
-        *req.headers_mut() = request.headers;
-        last_target = format!("{}:{}", target.host, target.port);
-        let asked = Instant::now();
-        let sent = shared.client.request(target.insecure, req).await;
-        shared.metrics.origin_latency.observe(asked.elapsed());
-        match sent {
-            Ok(response) => {
-                return Ok(Forwarded {
-                    response: response.map(OriginBody::Live),
-                    origin: request.origin,
-                })
-            }
-            Err(err) => {
-                last_error = error_chain(&err);
-                let more = index + 1 < targets.len();
-                if err.is_connect() && replayable && more {
-                    tracing::warn!(target = %last_target, error = %last_error, "origin unreachable; trying the next target");
-                    continue;
-                }
-                break;
-            }
-        }
-    }
-    Err(ProxyError::Origin {
-        target: last_target,
-        reason: last_error,
-    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! this machine removes a URL, or the objects tagged with the
 //! `Surrogate-Key`s it names.
 
-use super::{forward, origin_of, Forwarded, Prepared, Shared};
+use super::forward::{forward, origin_of, Forwarded};
+use super::{Prepared, Shared};
 use crate::cache::policy::{self, Freshness};
 use crate::cache::store::{request_value, Fetch};
 use crate::cache::{Key, Lookup, Stored};

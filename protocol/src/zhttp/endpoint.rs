@@ -9,7 +9,8 @@
 //!   it is made: a packet made and held back cannot be overtaken by a later
 //!   one, and one never sent (no peer known yet, or paused) leaves no gap.
 //! - Packets from the peer must come in sequence ([`Endpoint::receive`]);
-//!   a packet without `seq` (Pushpin's out-of-sequence `cancel`) is taken.
+//!   a `cancel` is taken whatever its `seq` (Pushpin's peers send it out of
+//!   sequence, or with 0 for a session they do not know).
 //! - Credits count body bytes (WebSocket: message, ping and pong payload
 //!   bytes). A sender may start a message while it holds any credit; a
 //!   message larger than the credit left puts it in debt, and it waits
@@ -208,7 +209,9 @@ impl Endpoint {
     /// peer (whoever speaks after a hand-over is the new owner), takes the
     /// credits it grants and counts the body it carries against ours.
     pub fn receive(&mut self, packet: &Packet, now: Instant) -> Result<(), SessionError> {
-        if let Some(seq) = packet.seq {
+        // A cancel may come out of sequence (a peer that does not know the
+        // session answers with seq 0): it ends the session either way.
+        if let Some(seq) = packet.seq.filter(|_| packet.kind() != &PacketType::Cancel) {
             if seq != self.in_seq {
                 return Err(SessionError::OutOfOrder {
                     expected: self.in_seq,

@@ -53,8 +53,11 @@ fn packets_must_come_in_sequence() {
             got: 2
         })
     );
-    // Without seq (a cancel sent out of sequence) it is taken.
+    // A cancel is taken whatever its seq (none, or 0 from a peer that does
+    // not know the session), and moves nothing.
     e.receive(&from_peer(PacketType::Cancel, None), now)
+        .unwrap();
+    e.receive(&from_peer(PacketType::Cancel, Some(0)), now)
         .unwrap();
     assert_eq!(e.seqs().0, 1);
 }

@@ -34,24 +34,21 @@ pub struct Session {
     pub next_link: Option<(Url, u32)>,
     /// Where to `POST` when the session ends (from the first instructions).
     pub gone_link: Option<Url>,
-    /// A retry or link request is in flight.
-    pub fetching: bool,
+    /// Where the session stands: held, streaming, asking the origin, or
+    /// closing.
+    pub phase: Phase,
     /// Bumped for each request, so a stale answer is recognised.
     pub generation: u64,
     /// Failed attempts at the current next link.
     pub link_failures: u32,
     /// Channels that got an item since the next-link timer started.
     pub fed: HashSet<String>,
-    /// The response head went out (a stream is under way).
-    pub started: bool,
     /// Long-poll: the response to send at timeout.
     pub timeout_response: Response,
     /// Stream keep-alive.
     pub keep_alive: Option<KeepAlive>,
     /// Stream content waiting for credits.
     pub queue: VecDeque<Bytes>,
-    /// End the stream once the queue is sent.
-    pub closing: bool,
     /// Timers: hold timeout or stream keep-alive, and ZHTTP keep-alive/expiry.
     pub hold_timer: Option<delay_queue::Key>,
     /// ZHTTP liveness timer (keep-alive and expiry).
@@ -83,15 +80,13 @@ impl Session {
             origin: accept.origin.clone(),
             next_link: None,
             gone_link: None,
-            fetching: false,
+            phase: Phase::Held,
             generation: 0,
             link_failures: 0,
             fed: HashSet::new(),
-            started: false,
             timeout_response: accept.response.clone(),
             keep_alive: None,
             queue: VecDeque::new(),
-            closing: false,
             hold_timer: None,
             link_timer: None,
             next_timer: None,
@@ -147,6 +142,61 @@ impl Session {
         packet.body = Some(response.body.clone());
         packet.more = more;
         packet
+    }
+}
+
+/// Where a held session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Held, its response not started: a long-poll waiting, or a stream
+    /// before its head went out.
+    Held,
+    /// A stream whose head went out: items flow.
+    Streaming,
+    /// The origin is being asked again (a long-poll retry, a stream's next
+    /// link); `started`: the stream's head had already gone out.
+    Asking {
+        /// The response head went out before.
+        started: bool,
+    },
+    /// Ending: what is queued goes out, then the response ends.
+    Closing,
+}
+
+impl Phase {
+    /// Whether the response head went out.
+    pub fn started(self) -> bool {
+        matches!(
+            self,
+            Phase::Streaming | Phase::Asking { started: true } | Phase::Closing
+        )
+    }
+
+    /// Whether a request to the origin is in flight.
+    pub fn asking(self) -> bool {
+        matches!(self, Phase::Asking { .. })
+    }
+
+    /// Whether the session is ending.
+    pub fn closing(self) -> bool {
+        self == Phase::Closing
+    }
+
+    /// The phase once the origin is being asked (from a phase that is not
+    /// closing).
+    pub fn ask(self) -> Phase {
+        Phase::Asking {
+            started: self.started(),
+        }
+    }
+
+    /// The phase once the origin's answer is in.
+    pub fn answered(self) -> Phase {
+        match self {
+            Phase::Asking { started: true } => Phase::Streaming,
+            Phase::Asking { started: false } => Phase::Held,
+            other => other,
+        }
     }
 }
 
@@ -213,6 +263,20 @@ pub fn published_response(
 mod tests {
     use super::*;
     use holdfast_protocol::publish::HttpResponse;
+
+    #[test]
+    fn phases() {
+        let held = Phase::Held;
+        assert!(!held.started() && !held.asking() && !held.closing());
+        assert_eq!(held.ask(), Phase::Asking { started: false });
+        assert_eq!(held.ask().answered(), Phase::Held);
+        let streaming = Phase::Streaming;
+        assert!(streaming.started());
+        assert_eq!(streaming.ask(), Phase::Asking { started: true });
+        assert!(streaming.ask().started() && streaming.ask().asking());
+        assert_eq!(streaming.ask().answered(), Phase::Streaming);
+        assert_eq!(Phase::Closing.answered(), Phase::Closing);
+    }
 
     #[test]
     fn published_response_inherits_and_overrides_headers() {

@@ -124,6 +124,21 @@ impl Link {
         ))
     }
 
+    /// A link with no socket: its packets go to the returned receiver as
+    /// the XPUB socket would get them (`"<connmgr-id> T..."`). For tests,
+    /// which play connmgr.
+    pub fn detached(id: &str, format: Format) -> (Arc<Link>, mpsc::Receiver<Multipart>) {
+        let (publish, sent) = mpsc::channel(super::CHANNEL_CAPACITY);
+        let link = Link {
+            id: id.to_owned(),
+            format,
+            publish,
+            sessions: SessionTable::default(),
+            catch_all: None,
+        };
+        (Arc::new(link), sent)
+    }
+
     /// The table routing packets to session tasks (keyed by connmgr + id).
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions

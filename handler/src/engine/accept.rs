@@ -1,0 +1,245 @@
+//! Taking sessions over: a hand-over from the proxy, the instructions of
+//! a hold (from the hand-over, a retried long-poll or a next link) applied
+//! to a session, the channel index, and connmgr's packets for a session.
+
+use super::*;
+
+/// Delay between a channel's first subscription and the update of its
+/// sessions.
+pub(super) const FIRST_SUBSCRIPTION_DELAY: Duration = Duration::from_secs(1);
+
+/// Where hold instructions came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The proxy's hand-over.
+    Accept,
+    /// A long-poll asked again.
+    Retry,
+    /// A stream's next link.
+    Link,
+}
+
+impl Engine {
+    pub(super) async fn accept_frame(&mut self, msg: &Multipart) {
+        let Some(frame) = msg.first() else { return };
+        match format::decode::<Accept>(frame) {
+            Ok(accept) => self.accept(accept).await,
+            Err(err) => tracing::warn!(error = %err, "undecodable hand-over dropped"),
+        }
+    }
+
+    pub(super) async fn accept(&mut self, mut accept: Accept) {
+        let key = key_of(&accept.connmgr, &accept.id);
+        if self.sessions.contains_key(&key) {
+            tracing::warn!(session = %key, "hand-over of a session already held; ignored");
+            return;
+        }
+        let mut session = Session::from_accept(&accept, self.from.clone(), Instant::now());
+        if let Some(update) = accept.hold.session.take() {
+            if let Some(Ok(mut store)) = self.client_sessions.as_ref().map(|s| s.lock()) {
+                store.apply(&update);
+            }
+            session.sid = update.sid;
+        }
+        self.sessions.insert(key.clone(), session);
+        self.arm_link_timer(&key);
+        self.stat(
+            "conn",
+            serde_json::json!({"id": format!("{}:{}", accept.connmgr, accept.id),
+                "type": "http", "ttl": crate::stats::TTL}),
+        );
+        self.install(&key, accept.hold, accept.response, Source::Accept)
+            .await;
+    }
+
+    /// Applies hold instructions to a session: from the hand-over, from a
+    /// long-poll asked again, or from a stream's next link (whose body is
+    /// appended). Channels are diffed: left ones unsubscribed, new ones
+    /// subscribed.
+    pub(super) async fn install(
+        &mut self,
+        key: &str,
+        hold: Hold,
+        response: Response,
+        source: Source,
+    ) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let base = match source {
+            Source::Link => session.next_link.as_ref().map(|(u, _)| u.to_string()),
+            _ => session.origin.as_ref().map(|o| o.uri.clone()),
+        };
+        let resolve_link = |link: &str| base.as_deref().and_then(|b| resolve(b, link));
+        let old: Vec<String> = session.channels.iter().map(|c| c.name.clone()).collect();
+        session.channels = hold
+            .channels
+            .into_iter()
+            .map(|c| Subscription {
+                name: c.name,
+                prev_id: c.prev_id,
+                filters: c.filters,
+            })
+            .collect();
+        session.meta = hold.meta;
+        session.keep_alive = hold.keep_alive;
+        session.next_link = hold
+            .next_link
+            .and_then(|(uri, timeout)| resolve_link(&uri).map(|u| (u, timeout)));
+        if source == Source::Accept {
+            session.gone_link = hold.gone_link.as_deref().and_then(resolve_link);
+        }
+        session.fed.clear();
+        session.link_failures = 0;
+        for timer in [session.hold_timer.take(), session.next_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.timers.try_remove(&timer);
+        }
+        let new: Vec<String> = session.channels.iter().map(|c| c.name.clone()).collect();
+        if source != Source::Link {
+            session.mode = hold.mode;
+        }
+        let mut packets = Vec::new();
+        match session.mode {
+            HoldMode::Stream if !session.phase.started() => {
+                let mut response = response;
+                let body = std::mem::take(&mut response.body);
+                let now = session.endpoint.take_credits(body.len());
+                response.body = body.slice(..now);
+                if now < body.len() {
+                    session.queue.push_back(body.slice(now..));
+                }
+                packets.push(session.response_packet(&response, true));
+                session.phase = Phase::Streaming;
+            }
+            HoldMode::Stream => {
+                if !response.body.is_empty() {
+                    session.queue.push_back(response.body);
+                }
+            }
+            HoldMode::Response => {
+                if source == Source::Accept {
+                    // Our first packet tells connmgr the session moved here.
+                    packets.push(session.packet(PacketType::KeepAlive));
+                }
+                session.timeout_response = response;
+            }
+        }
+        let hold_after = match session.mode {
+            HoldMode::Response => Some(hold.timeout),
+            HoldMode::Stream => session.keep_alive.as_ref().map(|k| k.timeout),
+        };
+        if let Some(seconds) = hold_after {
+            session.hold_timer = Some(self.timers.insert(
+                (key.to_owned(), Timer::Session(SessionTimer::Hold)),
+                Duration::from_secs(seconds.into()),
+            ));
+        }
+        let follow_now = matches!(session.next_link, Some((_, 0)));
+        if let Some((_, seconds)) = session.next_link.as_ref().filter(|_| !follow_now) {
+            session.next_timer = Some(self.timers.insert(
+                (key.to_owned(), Timer::Session(SessionTimer::Next)),
+                Duration::from_secs((*seconds).into()),
+            ));
+        }
+        // The channel already delivered past what the origin told this
+        // session: it missed something.
+        let stale: Vec<String> = session
+            .channels
+            .iter()
+            .filter(|c| {
+                c.prev_id.as_deref().is_some_and(|p| {
+                    self.sequencer
+                        .last_id(&c.name)
+                        .is_some_and(|last| last != p)
+                })
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        tracing::debug!(session = %key, mode = ?session.mode, channels = ?new, ?source, "session held");
+        self.send_session(key, packets).await;
+        for channel in old.iter().filter(|c| !new.contains(c)) {
+            self.unsubscribe_channel(key, channel);
+        }
+        for channel in new.iter().filter(|c| !old.contains(c)) {
+            self.subscribe_channel(key, channel);
+        }
+        for channel in &stale {
+            self.sequencer.clear_last_id(Some(channel));
+        }
+        if follow_now || !stale.is_empty() {
+            self.recover(key, true);
+        }
+        self.flush(key).await;
+    }
+
+    pub(super) fn subscribe_channel(&mut self, key: &str, channel: &str) {
+        let subscribers = self.channels.entry(channel.to_owned()).or_default();
+        if subscribers.is_empty() {
+            self.sub_changes
+                .push(crate::publish::zmq_sub::subscription(channel, true));
+            if self.options.update_on_first_subscription {
+                self.timers.insert(
+                    (channel.to_owned(), Timer::FirstSubscription),
+                    FIRST_SUBSCRIPTION_DELAY,
+                );
+            }
+        }
+        subscribers.insert(key.to_owned());
+        let count = subscribers.len();
+        let mode = self.stats_mode(key);
+        self.stat(
+            "sub",
+            serde_json::json!({"mode": mode, "channel": channel, "ttl": crate::stats::TTL,
+                "subscribers": count}),
+        );
+    }
+
+    pub(super) fn unsubscribe_channel(&mut self, key: &str, channel: &str) {
+        if let Some(set) = self.channels.get_mut(channel) {
+            set.remove(key);
+            if set.is_empty() {
+                let mode = self.stats_mode(key);
+                self.stat(
+                    "sub",
+                    serde_json::json!({"mode": mode, "channel": channel, "unavailable": true}),
+                );
+                self.channels.remove(channel);
+                self.sequencer.forget_channel(channel);
+                self.sub_changes
+                    .push(crate::publish::zmq_sub::subscription(channel, false));
+            }
+        }
+    }
+
+    pub(super) async fn on_packet(&mut self, packet: Packet) {
+        let (Some(from), Some(id)) = (packet.from.clone(), packet.single_id().map(str::to_owned))
+        else {
+            return;
+        };
+        let key = key_of(&from, &id);
+        let Some(session) = self.sessions.get_mut(&key) else {
+            if !matches!(packet.kind(), PacketType::Cancel | PacketType::Error) {
+                let cancel = Packet::new(PacketType::Cancel, &self.link.id, &id, 0);
+                self.send(&from, &cancel).await;
+            }
+            return;
+        };
+        if let Err(err) = session.endpoint.receive(&packet, Instant::now()) {
+            tracing::warn!(session = %key, "packet from connmgr refused: {err}");
+            let cancel = session.endpoint.cancel();
+            self.send_session(&key, cancel.into_iter().collect()).await;
+            self.remove(&key);
+            return;
+        }
+        match packet.kind() {
+            PacketType::Cancel | PacketType::Error => {
+                tracing::debug!(session = %key, "client gone");
+                self.remove(&key);
+            }
+            _ => self.flush(&key).await,
+        }
+    }
+}

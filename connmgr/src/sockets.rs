@@ -56,8 +56,8 @@ impl Sockets {
 
         let router = holdfast_protocol::zmq::new_socket(ctx, zmq::ROUTER)?;
         router.set_identity(id.as_bytes())?;
-        // Proxies learn that this link is up from the probe (an empty message).
-        router.set_probe_router(true)?;
+        // No probe of ours: owners watch their own handshake, and Pushpin's
+        // proxy and handler would log a two-frame message as malformed.
         // A restarted peer connects with its predecessor's identity: hand
         // the identity over (the default refuses the newcomer while the old
         // connection is not yet seen closed).

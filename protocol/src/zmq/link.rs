@@ -8,16 +8,21 @@
 //! PUB/SUB drops messages sent before the subscriber's subscription arrives,
 //! and ROUTER drops messages for a peer not yet connected, so the owner takes
 //! no session until both links are up: XPUB reports connmgr's subscription,
-//! and connmgr's ROUTER probes us when our connection is accepted.
+//! and a monitor on our ROUTER reports its completed handshake with
+//! connmgr's. Both are facts about our own sockets, so any connection
+//! manager that speaks ZHTTP will do: Holdfast's, or Pushpin's condure,
+//! which sends no probe of its own.
 //!
 //! Several connmgr processes (comma-separated bases) are linked the same
 //! way: each socket connects to every one, and the link is ready once each
-//! has subscribed and probed.
+//! has subscribed and each ROUTER connection has completed its handshake.
 
 use super::{apply_specs, spawn, stream_specs, Multipart, SessionTable};
 use crate::format;
 use crate::zhttp::{Packet, PacketType};
 use crate::Format;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +63,9 @@ pub struct Inputs {
     pub requests: Option<mpsc::Receiver<Multipart>>,
     router: mpsc::Receiver<Multipart>,
     xpub: mpsc::Receiver<Multipart>,
-    /// How many connmgr processes must subscribe and probe.
+    /// Our ROUTER's monitor: one event per completed handshake.
+    handshakes: mpsc::Receiver<Multipart>,
+    /// How many connmgr processes must subscribe and shake hands.
     connmgrs: usize,
 }
 
@@ -100,12 +107,24 @@ impl Link {
         // Our probe tells connmgr we (re)connected: after a restart it asks
         // the sessions our predecessor owned, and we cancel them at once.
         router.set_probe_router(true)?;
+        // The monitor reports each connection to a connmgr's ROUTER once
+        // its handshake is done; it must exist before the connects.
+        static MONITORS: AtomicUsize = AtomicUsize::new(0);
+        let monitor_spec = format!(
+            "inproc://holdfast-link-monitor-{}",
+            MONITORS.fetch_add(1, Ordering::Relaxed)
+        );
+        router.monitor(&monitor_spec, zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)?;
+        let monitor = ctx.socket(zmq::PAIR)?;
+        monitor.connect(&monitor_spec)?;
         apply_specs(&router, &stream_spec, false)?;
         let xpub = super::new_socket(ctx, zmq::XPUB)?;
         apply_specs(&xpub, &in_spec, false)?;
         let router = spawn(router, "zhttp-in-stream")?;
         let xpub = spawn(xpub, "zhttp-out")?;
+        let monitor = spawn(monitor, "zhttp-in-stream-monitor")?;
         drop(router.tx);
+        drop(monitor.tx);
         let link = Arc::new(Link {
             id: id.to_owned(),
             format,
@@ -119,6 +138,7 @@ impl Link {
                 requests,
                 router: router.rx,
                 xpub: xpub.rx,
+                handshakes: monitor.rx,
                 connmgrs: bases.len().max(1),
             },
         ))
@@ -155,14 +175,16 @@ impl Link {
 }
 
 impl Inputs {
-    /// Waits until connmgr has subscribed to our XPUB and probed our ROUTER,
-    /// then keeps both links serviced in the background: later packets are
-    /// delivered to sessions, further subscription messages are discarded.
+    /// Waits until every connmgr has subscribed to our XPUB and our ROUTER
+    /// has completed its handshake with every connmgr's, then keeps both
+    /// links serviced in the background: later packets are delivered to
+    /// sessions, further subscription messages are discarded.
     pub async fn wait_ready(&mut self, sockets: Arc<Link>, token: CancellationToken) -> bool {
-        // Distinct subscriptions ("<connmgr-id> ") and probing identities.
-        let mut subscribed = std::collections::HashSet::new();
-        let mut probed = std::collections::HashSet::new();
-        while subscribed.len() < self.connmgrs || probed.len() < self.connmgrs {
+        // Distinct subscriptions ("<connmgr-id> ") and connected endpoints
+        // (a reconnect reports the same endpoint again).
+        let mut subscribed = HashSet::new();
+        let mut connected = HashSet::new();
+        while subscribed.len() < self.connmgrs || connected.len() < self.connmgrs {
             tokio::select! {
                 msg = self.xpub.recv() => match msg {
                     Some(msg) => {
@@ -172,13 +194,18 @@ impl Inputs {
                     }
                     None => return false,
                 },
-                msg = self.router.recv() => match msg {
-                    Some(msg) => {
-                        if let Some(identity) = msg.first() {
-                            probed.insert(identity.clone());
+                msg = self.handshakes.recv() => match msg {
+                    // [event id and value, endpoint]
+                    Some(mut msg) if msg.len() == 2 => {
+                        if let Some(endpoint) = msg.pop() {
+                            connected.insert(endpoint);
                         }
-                        handle_router(&sockets, msg).await;
                     }
+                    Some(_) => {}
+                    None => return false,
+                },
+                msg = self.router.recv() => match msg {
+                    Some(msg) => handle_router(&sockets, msg).await,
                     None => return false,
                 },
                 _ = token.cancelled() => return false,
@@ -186,6 +213,7 @@ impl Inputs {
         }
         let mut router = std::mem::replace(&mut self.router, mpsc::channel(1).1);
         let mut xpub = std::mem::replace(&mut self.xpub, mpsc::channel(1).1);
+        let mut handshakes = std::mem::replace(&mut self.handshakes, mpsc::channel(1).1);
         // Reading goes on after shutdown starts: sessions draining still
         // need connmgr's packets. It ends with the process.
         tokio::spawn(async move {
@@ -195,8 +223,12 @@ impl Inputs {
                         Some(msg) => handle_router(&sockets, msg).await,
                         None => return,
                     },
-                    // Subscription changes (connmgr restarts) need no action.
+                    // Subscription changes and new handshakes (connmgr
+                    // restarts) need no action. The monitor is drained for
+                    // as long as the socket lives: libzmq reports events
+                    // with a blocking send.
                     msg = xpub.recv() => if msg.is_none() { return },
+                    msg = handshakes.recv() => if msg.is_none() { return },
                 }
             }
         });
@@ -204,7 +236,7 @@ impl Inputs {
     }
 }
 
-/// `[identity, "", body]` from connmgr; two frames are a probe.
+/// `[identity, "", body]` from connmgr (anything shorter is skipped).
 async fn handle_router(sockets: &Link, msg: Multipart) {
     if msg.len() < 3 {
         return;

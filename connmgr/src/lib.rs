@@ -73,14 +73,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     let limit = Arc::new(Semaphore::new(config.maxconn));
     let mut listeners = Vec::new();
-    let plain = config.listen.iter().map(|a| (*a, false));
+    let plain = config.listen.iter().map(|l| (l.addr, l.tls));
     let secure = config.tls_listen.iter().map(|a| (*a, true));
     for (addr, tls) in plain.chain(secure) {
         let acceptor = if tls {
             let dir = config
                 .certs
                 .as_deref()
-                .ok_or_else(|| anyhow::anyhow!("--tls-listen {addr} needs --certs"))?;
+                .ok_or_else(|| anyhow::anyhow!("TLS on {addr} needs --certs"))?;
             let server = tls::server_config(dir, addr.port())?;
             Some(tokio_rustls::TlsAcceptor::from(server))
         } else {

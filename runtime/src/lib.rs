@@ -33,7 +33,7 @@ pub struct DaemonArgs {
     pub format: Format,
 
     /// Log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace.
-    #[arg(long = "loglevel", default_value_t = 2)]
+    #[arg(long = "loglevel", alias = "log-level", default_value_t = 2)]
     pub log_level: u8,
 
     /// Debug logging.

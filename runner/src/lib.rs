@@ -19,7 +19,7 @@ pub mod logs;
 pub mod service;
 pub mod supervisor;
 
-use config::{Settings, DEFAULT_ROUTE};
+use config::{ConnmgrDialect, Settings, DEFAULT_ROUTE};
 use service::Service;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -216,7 +216,13 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
         "--metrics-in-spec".into(),
         metrics_spec(settings),
         "--health-requires".into(),
-        "connmgr,proxy".into(),
+        // condure sends no metrics reports.
+        if condure(settings) {
+            "proxy"
+        } else {
+            "connmgr,proxy"
+        }
+        .into(),
         "--stats-spec".into(),
         settings.stats_spec.clone(),
         "--push-in-spec".into(),
@@ -280,6 +286,7 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
                 args,
                 env,
                 stop_grace,
+                announces_ready: true,
             }
         };
     let mut services = vec![service(
@@ -299,14 +306,57 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
     for (n, base) in (1..=settings.connmgr_count).zip(&bases) {
         let mut args = vec!["--zclient-stream".to_owned(), base.clone()];
         args.extend(connmgr.iter().cloned());
-        services.push(service(
-            nth("connmgr", n),
-            "holdfast-connmgr",
-            args,
-            Vec::new(),
-        ));
+        let mut connmgr = service(nth("connmgr", n), "holdfast-connmgr", args, Vec::new());
+        if let Some(other) = &settings.connmgr_bin {
+            connmgr.program = other.program.clone();
+            if other.dialect == ConnmgrDialect::Condure {
+                connmgr.args = condure_args(settings, &connmgr.name, base);
+                connmgr.announces_ready = false;
+            }
+        }
+        services.push(connmgr);
     }
     services
+}
+
+/// Whether the connection manager is Pushpin's condure.
+pub fn condure(settings: &Settings) -> bool {
+    settings
+        .connmgr_bin
+        .as_ref()
+        .is_some_and(|bin| bin.dialect == ConnmgrDialect::Condure)
+}
+
+/// condure's command line for what it shares with `holdfast-connmgr`, as
+/// Pushpin's runner writes it. Holdfast's additions (body size, idle
+/// timeout, message size, metrics) have no condure flag: its own apply.
+fn condure_args(settings: &Settings, id: &str, base: &str) -> Vec<String> {
+    let mut args = vec![
+        format!("--id={id}"),
+        format!("--zclient-stream={base}"),
+        format!("--buffer-size={}", settings.client_buffer_size),
+        format!("--stream-maxconn={}", settings.client_maxconn),
+        format!("--log-level={}", settings.log_levels.for_process("connmgr")),
+    ];
+    for addr in &settings.http_addrs {
+        args.push(format!("--listen={addr},stream"));
+    }
+    for addr in &settings.https_addrs {
+        args.push(format!(
+            "--listen={addr},stream,tls,default-cert=default_{}",
+            addr.port()
+        ));
+    }
+    if !settings.https_addrs.is_empty() {
+        args.push(format!(
+            "--tls-identities-dir={}",
+            settings.certs_dir.display()
+        ));
+    }
+    if settings.allow_compression {
+        args.push("--compression".into());
+    }
+    args
 }
 
 /// Removes the ipc socket files this instance bound, and the run directory

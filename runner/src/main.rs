@@ -118,6 +118,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
+    if holdfast_runner::condure(&settings) {
+        tracing::info!(
+            "connmgr_bin: clients are served by condure, which has its own limits: client_max_body_size, client_idle_timeout and client_max_message_size apply to holdfast-connmgr only"
+        );
+    }
     check_ipc_paths(&settings).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&settings.rundir)
         .with_context(|| format!("cannot create rundir {}", settings.rundir.display()))?;
@@ -137,6 +142,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut services = services(&settings, &bin_dir);
     if json {
         for service in &mut services {
+            if !service.announces_ready {
+                // condure has no such flag.
+                continue;
+            }
             service
                 .args
                 .extend(["--log-format".to_owned(), "json".to_owned()]);

@@ -29,6 +29,10 @@ pub struct Service {
     pub env: Vec<(String, String)>,
     /// How long it gets to exit after SIGTERM before SIGKILL.
     pub stop_grace: std::time::Duration,
+    /// Whether it logs a ready phase. A program that does not (Pushpin's
+    /// condure) counts as ready once started: the proxy and handler wait
+    /// for its sockets themselves.
+    pub announces_ready: bool,
 }
 
 impl Service {
@@ -58,6 +62,9 @@ impl Service {
             });
         }
         let mut child = command.spawn()?;
+        if !self.announces_ready {
+            let _ = events.send((self.name.clone(), Event::Ready));
+        }
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward(
                 out,

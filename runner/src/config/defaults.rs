@@ -31,6 +31,10 @@ shutdown_grace=5
 # requests over the proxies; client_maxconn is shared among the connmgrs)
 connmgr_count=1
 proxy_count=1
+# Holdfast addition: the connection manager program (default: holdfast-connmgr
+# beside the runner). Pushpin's condure (or pushpin-connmgr) works in its
+# place, with condure's command line, during a migration (docs/MIGRATING.md)
+connmgr_bin=
 
 [proxy]
 routesfile=routes

@@ -28,6 +28,7 @@ const USED: &[(&str, &[&str])] = &[
             "shutdown_grace",
             "connmgr_count",
             "proxy_count",
+            "connmgr_bin",
             "rundir",
         ],
     ),
@@ -140,6 +141,10 @@ pub struct Settings {
     pub connmgr_count: usize,
     /// `proxy_count` (Holdfast addition): proxy processes.
     pub proxy_count: usize,
+    /// `connmgr_bin` (Holdfast addition): the connection manager program,
+    /// when it is not `holdfast-connmgr` beside the runner (for example
+    /// Pushpin's `condure`, during a migration).
+    pub connmgr_bin: Option<ConnmgrBin>,
     /// Routes file, when routes come from a file.
     pub routes_file: Option<PathBuf>,
     /// Route lines given with `--route` (they replace the file).
@@ -173,6 +178,41 @@ pub struct Settings {
     pub push_in_http_jwt_key: String,
     /// `push_in_http_addr:push_in_http_port`, port offset applied.
     pub push_in_http: String,
+}
+
+/// A connection manager program other than Holdfast's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnmgrBin {
+    /// A path, or a name looked up on `PATH`.
+    pub program: PathBuf,
+    /// Which command line it takes.
+    pub dialect: ConnmgrDialect,
+}
+
+/// The command line a connection manager takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnmgrDialect {
+    /// `holdfast-connmgr`'s own.
+    Holdfast,
+    /// Pushpin's `condure` (and `pushpin-connmgr`): `--listen=addr,stream`,
+    /// `--stream-maxconn`, `--log-level`, no Holdfast additions.
+    Condure,
+}
+
+impl ConnmgrBin {
+    /// The dialect follows the program's file name.
+    fn new(program: PathBuf) -> ConnmgrBin {
+        let name = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dialect = if matches!(name.as_str(), "condure" | "pushpin-connmgr") {
+            ConnmgrDialect::Condure
+        } else {
+            ConnmgrDialect::Holdfast
+        };
+        ConnmgrBin { program, dialect }
+    }
 }
 
 /// `[proxy]` keys handed to `holdfast-proxy`.
@@ -509,6 +549,23 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         return Err(bad("runner", "client_maxconn", "0", "at least 1"));
     }
     let certs_dir = relative("runner/certs");
+    let connmgr_count = process_count(ini, "connmgr_count")?;
+    let connmgr_bin = match get(ini, "runner", "connmgr_bin").trim() {
+        "" => None,
+        // A bare name is looked up on PATH; a path is relative to the config.
+        name if !name.contains('/') => Some(ConnmgrBin::new(PathBuf::from(name))),
+        path => Some(ConnmgrBin::new(relative(path))),
+    };
+    if let Some(bin) = &connmgr_bin {
+        if bin.dialect == ConnmgrDialect::Condure && connmgr_count > 1 {
+            return Err(bad(
+                "runner",
+                "connmgr_bin",
+                &bin.program.display().to_string(),
+                "condure cannot share client ports with other processes: set connmgr_count=1",
+            ));
+        }
+    }
     Ok(Settings {
         config_dir,
         ipc_prefix: ipc_prefix.clone(),
@@ -523,7 +580,8 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         client_idle_timeout: number(ini, "runner", "client_idle_timeout")?,
         allow_compression: boolean(ini, "runner", "allow_compression")?,
         shutdown_grace: number(ini, "runner", "shutdown_grace")?,
-        connmgr_count: process_count(ini, "connmgr_count")?,
+        connmgr_count,
+        connmgr_bin,
         proxy_count: process_count(ini, "proxy_count")?,
         client_max_message_size: number(ini, "runner", "client_max_message_size")?,
         routes_file,
@@ -573,10 +631,71 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pushpin.conf");
         std::fs::write(&path, text).unwrap();
-        load(&Overrides {
+        let loaded = load(&Overrides {
             config: Some(path),
             ..o
-        })
+        });
+        // Everything is read by now; leave nothing in /tmp.
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded
+    }
+
+    #[test]
+    fn condure_as_the_connection_manager() {
+        let text = "[runner]\nconnmgr_bin=condure\nhttp_port=127.0.0.1:8000\nhttps_ports=8443\nclient_maxconn=900\nallow_compression=true\n";
+        let (s, _) = load_text(text, Overrides::default()).unwrap();
+        let services = crate::services(&s, std::path::Path::new("/opt/holdfast"));
+        let connmgr = services.iter().find(|s| &*s.name == "connmgr").unwrap();
+        assert_eq!(connmgr.program, PathBuf::from("condure"), "found on PATH");
+        assert!(!connmgr.announces_ready);
+        for arg in [
+            "--id=connmgr",
+            "--listen=127.0.0.1:8000,stream",
+            "--listen=0.0.0.0:8443,stream,tls,default-cert=default_8443",
+            "--stream-maxconn=900",
+            "--compression",
+            "--log-level=2",
+        ] {
+            assert!(
+                connmgr.args.iter().any(|a| a == arg),
+                "{arg}: {:?}",
+                connmgr.args
+            );
+        }
+        assert!(
+            !connmgr
+                .args
+                .iter()
+                .any(|a| a.starts_with("--shutdown-grace")),
+            "no Holdfast-only flag: {:?}",
+            connmgr.args
+        );
+        let handler = services.iter().find(|s| &*s.name == "handler").unwrap();
+        let at = handler
+            .args
+            .iter()
+            .position(|a| a == "--health-requires")
+            .unwrap();
+        assert_eq!(handler.args[at + 1], "proxy", "condure reports no metrics");
+
+        // Another program keeps Holdfast's command line; a path is taken
+        // relative to the config file.
+        let (s, _) = load_text(
+            "[runner]\nconnmgr_bin=bin/my-connmgr\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        let bin = s.connmgr_bin.unwrap();
+        assert_eq!(bin.dialect, ConnmgrDialect::Holdfast);
+        assert!(bin.program.ends_with("bin/my-connmgr") && bin.program.is_absolute());
+
+        let err = load_text(
+            "[runner]\nconnmgr_bin=/usr/bin/condure\nconnmgr_count=2\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("connmgr_count=1"), "{err}");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 # The whole test suite, as the README names it and CI runs it (.ci/run).
 # Needs a Rust toolchain, a C/C++ compiler (libzmq is built from source by
 # the zmq crate) and python3; installs the Python client libraries the tests
-# use into .venv, Debian's chromium for the browser tests and Debian's
-# varnish (with varnish-modules) for the CDN chaining tests, then runs the
-# Autobahn WebSocket suite through Holdfast (scripts/autobahn.sh installs it
-# with pyenv's Python 2.7).
+# use into .venv, and from Debian: chromium for the browser tests, varnish
+# (with varnish-modules) for the CDN chaining tests, and pushpin 1.36 (with
+# condure and zurl) for the tests that mix its processes with Holdfast's.
+# Then it runs the Autobahn WebSocket suite through Holdfast
+# (scripts/autobahn.sh installs it with pyenv's Python 2.7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,9 @@ scripts/browser-env.sh
 
 step "varnish for the CDN chaining tests"
 scripts/varnish-env.sh
+
+step "pushpin for the interoperability tests"
+scripts/pushpin-env.sh
 
 step "format"
 cargo fmt --all -- --check

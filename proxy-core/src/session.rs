@@ -146,6 +146,7 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         body_open: false,
         peer: first.peer_address.clone(),
         to_client: VecDeque::new(),
+        client_close: ClientClose::Open,
     };
     shared.tracker.spawn(session.run(first));
 }
@@ -174,6 +175,21 @@ struct Session {
     /// (whatever produced them, origin, publishes or timers, waits while
     /// this is not empty).
     to_client: VecDeque<Packet>,
+    /// WebSocket: where the closing handshake stands with the client.
+    client_close: ClientClose,
+}
+
+/// A WebSocket's closing handshake, as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientClose {
+    /// No close either way yet.
+    Open,
+    /// The client closed (with this code, if any) and has no answer yet:
+    /// a connection manager that waits for the owner's close (Pushpin's
+    /// condure) keeps the client waiting until one comes.
+    Received(Option<u16>),
+    /// A close for the client is queued or sent.
+    Answered,
 }
 
 /// Everything needed to send the request, owned so the future is `'static`.
@@ -688,7 +704,12 @@ impl Session {
     /// send) and takes its credits; false when connmgr broke the protocol.
     fn take_in(&mut self, packet: &Packet) -> bool {
         match self.endpoint.receive(packet, Instant::now()) {
-            Ok(()) => true,
+            Ok(()) => {
+                if *packet.kind() == PacketType::Close && self.client_close == ClientClose::Open {
+                    self.client_close = ClientClose::Received(packet.code);
+                }
+                true
+            }
             Err(err) => {
                 tracing::warn!(session = %self.endpoint.id(), "packet from connmgr refused: {err}");
                 false

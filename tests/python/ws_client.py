@@ -42,6 +42,10 @@ async def main(url, scenario):
             await asyncio.wait_for(pong, 10)
             out["pong"] = True
             await ws.close(4000, "bye")
+            # The answer to our close: None when none came (the close
+            # handshake timed out).
+            rcvd = ws.protocol.close_rcvd
+            out["close_answer"] = [rcvd.code, rcvd.reason] if rcvd else None
         elif scenario == "echo-simple":
             await ws.send("hello")
             out["text"] = await ws.recv()

@@ -10,6 +10,7 @@
 //! - [`harness::scripted`]: an origin answering as each test scripts it, recording requests.
 //! - [`harness::ws_origin`]: a WebSocket echo origin.
 //! - [`harness::python`]: the Python clients and the `websockets` origin in `tests/python/`.
+//! - [`harness::pushpin`]: Pushpin 1.36 under its own runner, optionally with Holdfast's connmgr.
 //! - [`harness::varnish`]: Varnish with the repository's VCL, the CDN of the chaining tests.
 //! - [`harness::client`]: HTTP clients, pooled and raw.
 
@@ -22,6 +23,7 @@ pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::origin::Origin;
 pub use harness::ports::free_port;
+pub use harness::pushpin::Pushpin;
 pub use harness::python::{run_json, PyWsOrigin};
 pub use harness::scripted::{answer, Scripted, Seen};
 pub use harness::varnish::Varnish;

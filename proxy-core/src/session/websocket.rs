@@ -318,16 +318,23 @@ impl Session {
                     }
                 })
                 .await;
-                if outcome == "closed by client" {
-                    // Let the origin's answering close arrive.
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if outcome == "closed by client" && !detached {
+                    // Let the origin's answering close arrive, and pass it
+                    // on as the answer to the client's.
+                    let answer = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         while let Some(Ok(message)) = stream.next().await {
                             if matches!(message, Message::Close(_)) {
-                                return;
+                                return Some(message);
                             }
                         }
+                        None
                     })
                     .await;
+                    if let Ok(Some(close)) = answer {
+                        let mut p = self.packet(PacketType::Data);
+                        ws::fill_packet(&mut p, close);
+                        self.queue_for_client(p);
+                    }
                 }
                 self.drain_to_client().await;
                 return outcome;

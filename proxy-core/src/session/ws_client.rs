@@ -5,7 +5,7 @@
 //! for the client (it stops reading the origin, leaves publishes queued),
 //! so a slow client slows its sources instead of growing a buffer.
 
-use super::Session;
+use super::{ClientClose, Session};
 use bytes::Bytes;
 use holdfast_protocol::zhttp::{Packet, PacketType, STALL_TIMEOUT};
 use tokio::time::Instant;
@@ -14,7 +14,22 @@ impl Session {
     /// Queues a WebSocket packet for the client (data, ping, pong, close);
     /// [`Session::flush_to_client`] sends it within connmgr's credits.
     pub(super) fn queue_for_client(&mut self, packet: Packet) {
+        if *packet.kind() == PacketType::Close {
+            self.client_close = ClientClose::Answered;
+        }
         self.to_client.push_back(packet);
+    }
+
+    /// At a WebSocket's end: a client that closed first gets its close
+    /// echoed (RFC 6455 5.5.1) if nothing answered it yet. Holdfast's
+    /// connmgr answers a client's close itself; Pushpin's condure waits
+    /// for the owner's.
+    pub(super) fn answer_client_close(&mut self) {
+        if let ClientClose::Received(code) = self.client_close {
+            let mut p = self.packet(PacketType::Close);
+            p.code = code;
+            self.queue_for_client(p);
+        }
     }
 
     /// Queues a WebSocket close for the client.
@@ -29,6 +44,7 @@ impl Session {
     /// origin's last messages, a close) as connmgr's credits allow, for
     /// as long as the client keeps reading.
     pub(super) async fn drain_to_client(&mut self) {
+        self.answer_client_close();
         let deadline = Instant::now() + STALL_TIMEOUT;
         loop {
             self.flush_to_client().await;

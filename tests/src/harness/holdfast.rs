@@ -164,7 +164,8 @@ impl HoldfastBuilder {
     }
 }
 
-async fn capture(
+/// Keeps every line of `stream` in `logs`, waking `notify`'s waiters.
+pub(crate) async fn capture(
     stream: impl AsyncRead + Unpin,
     logs: Arc<Mutex<Vec<String>>>,
     notify: Arc<Notify>,

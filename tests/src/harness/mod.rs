@@ -6,6 +6,7 @@ pub mod client;
 pub mod holdfast;
 pub mod origin;
 pub mod ports;
+pub mod pushpin;
 pub mod python;
 pub mod scripted;
 pub mod varnish;

@@ -11,6 +11,7 @@ mod eventstream;
 mod faults;
 mod flow_control;
 mod holds;
+mod interop;
 mod libraries;
 mod limits;
 mod livecounter;

@@ -32,6 +32,7 @@ async fn messages_pings_and_closes_pass_through() {
     assert_eq!(out["text"], "hello");
     assert_eq!(out["binary"], serde_json::json!([0, 1, 255]));
     assert_eq!(out["pong"], true);
+    assert_eq!(out["close_answer"], serde_json::json!([4000, "bye"]));
     assert_eq!(
         origin.wait_close(WAIT).await,
         Some((4000, "bye".to_owned())),
@@ -327,7 +328,7 @@ async fn permessage_deflate_on_the_wire() {
 /// `m:` prefix, answers "bad" with a malformed body, refuses `/refuse`;
 /// on `/gw-room` subscribes to channel `gw` instead of greeting, and
 /// answers an empty request (a refresh) with "refreshed".
-fn gateway_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+pub(crate) fn gateway_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
     const EVENTS: (&str, &str) = ("Content-Type", "application/websocket-events");
     if seen.path == "/refuse" {
         return answer(403, &[("Content-Type", "text/plain")], "go away\n");
@@ -431,7 +432,7 @@ async fn websocket_over_http_to_a_django_grip_origin() {
 
 /// Runs the `room` scenario: returns once the client is subscribed and has
 /// had its echo, with a way to read the rest of its output.
-async fn room_client(
+pub(crate) async fn room_client(
     url: &str,
 ) -> (
     tokio::process::Child,

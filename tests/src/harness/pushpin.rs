@@ -1,0 +1,202 @@
+//! Pushpin 1.36 from Debian (`scripts/pushpin-env.sh` installs it), run by
+//! its own runner with a private config, run directory and loopback ports,
+//! for the tests that mix its processes with Holdfast's. With
+//! [`PushpinBuilder::connmgr`] its runner starts `holdfast-connmgr` in
+//! condure's place (`[runner] condure_bin`), as a migration's first step.
+
+use crate::harness::binaries::binary;
+use crate::harness::holdfast::{capture, children_of};
+use crate::harness::ports::free_port;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+/// How long start-up may take before a test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Configures a Pushpin before starting it.
+#[derive(Default)]
+pub struct PushpinBuilder {
+    holdfast_connmgr: bool,
+    routes: Vec<String>,
+}
+
+impl PushpinBuilder {
+    /// Adds a line to the routes file.
+    pub fn route(mut self, line: impl Into<String>) -> Self {
+        self.routes.push(line.into());
+        self
+    }
+
+    /// Runs `holdfast-connmgr` in condure's place.
+    pub fn connmgr(mut self) -> Self {
+        self.holdfast_connmgr = true;
+        self
+    }
+
+    /// Starts it and waits until its proxy, handler, zurl and connection
+    /// manager have said they started.
+    pub async fn run(self) -> Pushpin {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hf-pushpin-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).expect("pushpin run folder");
+        std::fs::create_dir_all(dir.join("log")).expect("pushpin log folder");
+        let port = free_port();
+        let publish_port = free_port();
+        let (pull, sub, command) = (free_port(), free_port(), free_port());
+        let connmgr = if self.holdfast_connmgr {
+            binary("holdfast-connmgr").display().to_string()
+        } else {
+            "condure".to_owned()
+        };
+        let run = run.display();
+        // Pushpin's packaged config, reduced to what differs from its
+        // defaults here: private folders and ports, and zurl (which 1.36's
+        // proxy sends origin requests through) on the run folder.
+        let config = format!(
+            "[global]\ninclude={{libdir}}/internal.conf\nrundir={run}\nipc_prefix=pushpin-\n\
+             [runner]\nservices=condure,zurl,pushpin-proxy,pushpin-handler\n\
+             http_port=127.0.0.1:{port}\nlogdir={log}\nlog_level=2\ncondure_bin={connmgr}\n\
+             [proxy]\nroutesfile=routes\nsig_iss=pushpin\nsig_key=changeme\n\
+             zurl_out_specs=ipc://{run}/pushpin-zurl-in\n\
+             zurl_out_stream_specs=ipc://{run}/pushpin-zurl-in-stream\n\
+             zurl_in_specs=ipc://{run}/pushpin-zurl-out\n\
+             [handler]\npush_in_spec=tcp://127.0.0.1:{pull}\n\
+             push_in_sub_specs=tcp://127.0.0.1:{sub}\npush_in_http_addr=127.0.0.1\n\
+             push_in_http_port={publish_port}\ncommand_spec=tcp://127.0.0.1:{command}\n\
+             stats_spec=ipc://{run}/pushpin-stats\n",
+            log = dir.join("log").display(),
+        );
+        std::fs::write(dir.join("pushpin.conf"), config).expect("pushpin.conf");
+        std::fs::write(dir.join("routes"), self.routes.join("\n") + "\n").expect("routes");
+        let mut child = Command::new("pushpin")
+            .arg("--config")
+            .arg(dir.join("pushpin.conf"))
+            .arg("--merge-output")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pushpin runs (scripts/pushpin-env.sh installs it)");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let notify = Arc::new(Notify::new());
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(capture(out, logs.clone(), notify.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(capture(err, logs.clone(), notify.clone()));
+        }
+        let pid = child.id().expect("pushpin pid");
+        let pushpin = Pushpin {
+            child,
+            pid,
+            port,
+            publish_port,
+            dir,
+            logs,
+            notify,
+        };
+        let connmgr_started = if self.holdfast_connmgr {
+            "connmgr ready"
+        } else {
+            "[condure] started"
+        };
+        for started in [
+            "[proxy] started",
+            "[handler] started",
+            "[zurl] started",
+            connmgr_started,
+        ] {
+            assert!(
+                pushpin.wait_log(started, START_TIMEOUT).await,
+                "pushpin did not log {started:?}:\n{}",
+                pushpin.logs()
+            );
+        }
+        pushpin
+    }
+}
+
+/// A running Pushpin.
+pub struct Pushpin {
+    child: Child,
+    pid: u32,
+    /// Client HTTP port.
+    pub port: u16,
+    /// HTTP publish port (`POST /publish/`).
+    pub publish_port: u16,
+    dir: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    notify: Arc<Notify>,
+}
+
+impl Pushpin {
+    /// A builder.
+    pub fn builder() -> PushpinBuilder {
+        PushpinBuilder::default()
+    }
+
+    /// Everything its runner printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits until some line contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_log_count(needle, 1, timeout).await
+    }
+
+    /// Waits until `n` lines contain `needle`.
+    pub async fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let count = || {
+            let logs = self.logs.lock().expect("log lock");
+            logs.iter().filter(|l| l.contains(needle)).count()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if count() >= n {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return count() >= n,
+            }
+        }
+    }
+}
+
+impl Drop for Pushpin {
+    fn drop(&mut self) {
+        // Pushpin's runner stops its children on SIGTERM, but nothing stops
+        // them if it is killed: end it cleanly, then kill what is left.
+        let children = children_of(self.pid);
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.start_kill();
+        for (pid, _) in children {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -80,7 +80,15 @@ impl PushpinBuilder {
             log = dir.join("log").display(),
         );
         std::fs::write(dir.join("pushpin.conf"), config).expect("pushpin.conf");
-        std::fs::write(dir.join("routes"), self.routes.join("\n") + "\n").expect("routes");
+        // An origin of the harness's own on a host of its own: what the
+        // readiness probe below asks for, through zurl as every request.
+        let ready_origin = crate::Origin::start().await;
+        let routes = format!(
+            "{READY_HOST} {}\n{}\n",
+            ready_origin.target(),
+            self.routes.join("\n")
+        );
+        std::fs::write(dir.join("routes"), routes).expect("routes");
         let mut child = Command::new("pushpin")
             .arg("--config")
             .arg(dir.join("pushpin.conf"))
@@ -108,6 +116,7 @@ impl PushpinBuilder {
             dir,
             logs,
             notify,
+            _ready_origin: ready_origin,
         };
         let connmgr_started = if self.holdfast_connmgr {
             "connmgr ready"
@@ -126,9 +135,13 @@ impl PushpinBuilder {
                 pushpin.logs()
             );
         }
+        pushpin.wait_answering().await;
         pushpin
     }
 }
+
+/// Host name of the readiness probe's route.
+const READY_HOST: &str = "ready.harness";
 
 /// A running Pushpin.
 pub struct Pushpin {
@@ -141,9 +154,34 @@ pub struct Pushpin {
     dir: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     notify: Arc<Notify>,
+    _ready_origin: crate::Origin,
 }
 
 impl Pushpin {
+    /// Asks the probe route until it answers. Pushpin's proxy says
+    /// "started" before its SUB and PUB sockets have their peers'
+    /// subscriptions (zurl's, connmgr's), and packets sent meanwhile are
+    /// lost (the client waits forever with condure; Holdfast's connmgr
+    /// sees the gap in `seq` and answers 502). Nothing it logs marks the
+    /// end of that window, so this polls.
+    async fn wait_answering(&self) {
+        let request = format!("GET / HTTP/1.1\r\nHost: {READY_HOST}\r\nConnection: close\r\n\r\n");
+        let addr = format!("127.0.0.1:{}", self.port);
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let answer =
+                crate::raw_exchange(&addr, request.as_bytes(), Duration::from_secs(1)).await;
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pushpin never answered its probe route (last answer {answer:?}):\n{}",
+                self.logs()
+            );
+        }
+    }
+
     /// A builder.
     pub fn builder() -> PushpinBuilder {
         PushpinBuilder::default()

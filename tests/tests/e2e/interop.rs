@@ -157,10 +157,10 @@ async fn holds_and_publishes(holdfast_in_front: bool, held: &str) {
     mix.publish(serde_json::json!({"channel": "test",
         "formats": {"http-response": {"code": 201, "body": "published\n"}}}))
         .await;
-    let reply = tokio::time::timeout(WAIT, waiting)
-        .await
-        .expect("the long-poll is answered")
-        .unwrap();
+    let reply = match tokio::time::timeout(WAIT, waiting).await {
+        Ok(Ok(reply)) => reply,
+        failed => panic!("the long-poll is not answered: {failed:?}\n{}", mix.logs()),
+    };
     assert_eq!((reply.status, reply.text().as_str()), (201, "published\n"));
 
     let mut stream = Client::new().open(&mix.url("/grip")).await;
@@ -183,7 +183,12 @@ async fn holds_and_publishes(holdfast_in_front: bool, held: &str) {
 async fn websocket_passthrough(holdfast_in_front: bool) {
     let origin = WsOrigin::start().await;
     let mix = Mix::start(holdfast_in_front, &[format!("* {}", origin.target())]).await;
-    let out = run_json("ws_client.py", &[&mix.ws_url("/chat"), "echo"], WAIT).await;
+    let url = mix.ws_url("/chat");
+    let client = tokio::spawn(async move { run_json("ws_client.py", &[&url, "echo"], WAIT).await });
+    let out = match client.await {
+        Ok(out) => out,
+        Err(failed) => panic!("{failed}\n{}", mix.logs()),
+    };
     assert_eq!(out["subprotocol"], "chat", "{out}\n{}", mix.logs());
     assert_eq!(out["text"], "hello");
     assert_eq!(out["binary"], serde_json::json!([0, 1, 255]));
@@ -211,7 +216,11 @@ async fn websocket_over_http_with_a_subscription(holdfast_in_front: bool, subscr
         &[format!("* {},over_http", origin.target())],
     )
     .await;
-    let (_client, mut lines) = room_client(&mix.ws_url("/gw-room")).await;
+    let url = mix.ws_url("/gw-room");
+    let (_client, mut lines) = match tokio::spawn(async move { room_client(&url).await }).await {
+        Ok(client) => client,
+        Err(failed) => panic!("{failed}\n{}", mix.logs()),
+    };
     assert!(mix.wait_log(subscribed).await, "{}", mix.logs());
     mix.publish(serde_json::json!({"channel": "gw",
         "formats": {"ws-message": {"content": "published"}}}))
@@ -244,7 +253,7 @@ async fn behind_condure_websocket_passthrough() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_condure_websocket_over_http() {
-    websocket_over_http_with_a_subscription(false, "WebSocket control").await;
+    websocket_over_http_with_a_subscription(false, "channel=Some(\"gw\")").await;
 }
 
 // Pushpin's proxy and handler behind holdfast-connmgr.

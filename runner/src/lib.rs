@@ -11,17 +11,20 @@
 //! - [`service`]: one child: its command line and output.
 //! - [`supervisor`]: start, restart with back-off, stop.
 //! - [`logs`]: merged output with process-name prefixes.
+//! - [`helpers`]: where the programs it starts are found.
 //! - [`broker`]: `holdfast broker`, the XSUB/XPUB forwarder for scale-out.
 
 pub mod broker;
 pub mod config;
+pub mod helpers;
 pub mod logs;
 pub mod service;
 pub mod supervisor;
 
 use config::{ConnmgrDialect, Settings, DEFAULT_ROUTE};
+use helpers::Helpers;
 use service::Service;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Longest path a unix socket address can hold (`sun_path`, less the NUL).
@@ -97,9 +100,18 @@ fn nth(kind: &str, n: usize) -> String {
     }
 }
 
+/// The helper programs `settings` needs (not connmgr when another
+/// program serves clients).
+pub fn needed_helpers(settings: &Settings) -> Vec<&'static str> {
+    helpers::HELPERS
+        .into_iter()
+        .filter(|name| settings.connmgr_bin.is_none() || *name != "holdfast-connmgr")
+        .collect()
+}
+
 /// The services with the arguments derived from `settings`: the handler,
 /// `proxy_count` proxies and `connmgr_count` connection managers.
-pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
+pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
     // Every connmgr has its own sockets; proxies and the handler link to all.
     let bases: Vec<String> = (1..=settings.connmgr_count)
         .map(|n| format!("{}{}", connmgr_base(settings), &nth("", n)))
@@ -269,7 +281,7 @@ pub fn services(settings: &Settings, bin_dir: &Path) -> Vec<Service> {
             settings.fastly_api_token.clone(),
         ));
     }
-    let bin = |name: &str| -> PathBuf { bin_dir.join(name) };
+    let bin = |name: &str| -> PathBuf { helpers.path(name) };
     let grace = settings.shutdown_grace.to_string();
     let stop_grace = Duration::from_secs(settings.shutdown_grace) + supervisor::STOP_MARGIN;
     // Stable ids (`--id` = the service name): a restarted proxy or handler

@@ -1,8 +1,9 @@
 use anyhow::Context;
 use clap::Parser;
 use holdfast_runner::config::{load, Overrides};
+use holdfast_runner::helpers::{self, Helpers};
 use holdfast_runner::logs::LogSink;
-use holdfast_runner::{check_ipc_paths, clean_rundir, services, supervisor};
+use holdfast_runner::{check_ipc_paths, clean_rundir, needed_helpers, services, supervisor};
 use holdfast_runtime::{reload_on_sighup, shutdown_on_signals};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -126,10 +127,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     check_ipc_paths(&settings).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&settings.rundir)
         .with_context(|| format!("cannot create rundir {}", settings.rundir.display()))?;
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .map(PathBuf::from)
-        .context("cannot find the folder of the holdfast executable")?;
+    let runner_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from));
+    let places = helpers::places(
+        runner_dir.as_deref(),
+        &settings.libexec_dir,
+        std::env::var_os("PATH").as_deref(),
+    );
+    let helpers =
+        Helpers::locate(&needed_helpers(&settings), &places).map_err(anyhow::Error::msg)?;
     let token = CancellationToken::new();
     shutdown_on_signals(token.clone())?;
     let reloads = reload_on_sighup()?;
@@ -139,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .collect();
     tracing::info!(phase = "starting", rundir = %settings.rundir.display(), "starting holdfast");
-    let mut services = services(&settings, &bin_dir);
+    let mut services = services(&settings, &helpers);
     if json {
         for service in &mut services {
             if !service.announces_ready {

@@ -35,6 +35,9 @@ proxy_count=1
 # beside the runner). Pushpin's condure (or pushpin-connmgr) works in its
 # place, with condure's command line, during a migration (docs/MIGRATING.md)
 connmgr_bin=
+# Holdfast addition: where holdfast-connmgr, -proxy and -handler are looked
+# for when they are not beside the holdfast program (then on PATH)
+libexec_dir=/usr/libexec/holdfast
 
 [proxy]
 routesfile=routes

@@ -29,6 +29,7 @@ const USED: &[(&str, &[&str])] = &[
             "connmgr_count",
             "proxy_count",
             "connmgr_bin",
+            "libexec_dir",
             "rundir",
         ],
     ),
@@ -145,6 +146,9 @@ pub struct Settings {
     /// when it is not `holdfast-connmgr` beside the runner (for example
     /// Pushpin's `condure`, during a migration).
     pub connmgr_bin: Option<ConnmgrBin>,
+    /// `libexec_dir` (Holdfast addition): where the helper programs are
+    /// looked for after the runner's own folder.
+    pub libexec_dir: PathBuf,
     /// Routes file, when routes come from a file.
     pub routes_file: Option<PathBuf>,
     /// Route lines given with `--route` (they replace the file).
@@ -556,6 +560,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         name if !name.contains('/') => Some(ConnmgrBin::new(PathBuf::from(name))),
         path => Some(ConnmgrBin::new(relative(path))),
     };
+    let libexec_dir = relative(get(ini, "runner", "libexec_dir"));
     if let Some(bin) = &connmgr_bin {
         if bin.dialect == ConnmgrDialect::Condure && connmgr_count > 1 {
             return Err(bad(
@@ -582,6 +587,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         shutdown_grace: number(ini, "runner", "shutdown_grace")?,
         connmgr_count,
         connmgr_bin,
+        libexec_dir,
         proxy_count: process_count(ini, "proxy_count")?,
         client_max_message_size: number(ini, "runner", "client_max_message_size")?,
         routes_file,
@@ -644,7 +650,10 @@ mod tests {
     fn condure_as_the_connection_manager() {
         let text = "[runner]\nconnmgr_bin=condure\nhttp_port=127.0.0.1:8000\nhttps_ports=8443\nclient_maxconn=900\nallow_compression=true\n";
         let (s, _) = load_text(text, Overrides::default()).unwrap();
-        let services = crate::services(&s, std::path::Path::new("/opt/holdfast"));
+        let services = crate::services(
+            &s,
+            &crate::Helpers::in_dir(std::path::Path::new("/opt/holdfast")),
+        );
         let connmgr = services.iter().find(|s| &*s.name == "connmgr").unwrap();
         assert_eq!(connmgr.program, PathBuf::from("condure"), "found on PATH");
         assert!(!connmgr.announces_ready);
@@ -708,7 +717,8 @@ mod tests {
         assert_eq!((s.connmgr_count, s.proxy_count), (1, 1));
         let text = "[runner]\nconnmgr_count=2\nproxy_count=3\nclient_maxconn=1001\n";
         let (many, _) = load_text(text, Overrides::default()).unwrap();
-        let services = crate::services(&many, std::path::Path::new("/bin"));
+        let services =
+            crate::services(&many, &crate::Helpers::in_dir(std::path::Path::new("/bin")));
         let names: Vec<&str> = services.iter().map(|s| &*s.name).collect();
         assert_eq!(
             names,

@@ -5,12 +5,23 @@
 # use into .venv, and from Debian: chromium for the browser tests, varnish
 # (with varnish-modules) for the CDN chaining tests, and pushpin 1.36 (with
 # condure and zurl) for the tests that mix its processes with Holdfast's.
+# The tests include the Debian package, built with scripts/package-deb.sh,
+# installed with dpkg, run and purged (tests/tests/package.rs: needs root).
 # Then it runs the Autobahn WebSocket suite through Holdfast
-# (scripts/autobahn.sh installs it with pyenv's Python 2.7).
+# (scripts/autobahn.sh installs it with pyenv's Python 2.7), and fails if
+# anything it ran changed the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+
+# What git sees now: the run must leave it so (a clean clone stays clean).
+tree_before=$(git status --porcelain 2>/dev/null || true)
+# What the suite's temporary files are called (hf-*, holdfast-*): none may
+# be left in the temp folder after the run.
+tmp=${TMPDIR:-/tmp}
+suite_tmp() { (cd "$tmp" && ls -d hf-* holdfast-* 2>/dev/null | sort) || true; }
+tmp_before=$(suite_tmp)
 
 step "python client libraries (.venv)"
 scripts/python-env.sh
@@ -56,3 +67,21 @@ awk '/^test result:/ { p += $4; f += $6 } END { printf "\nholdfast: %d passed, %
 
 step "Autobahn|TestSuite through Holdfast (WebSocket conformance, compression on)"
 AUTOBAHN_DIRECT=tests/autobahn/direct.json scripts/autobahn.sh
+
+step "the working tree is as the tests found it"
+tree_after=$(git status --porcelain 2>/dev/null || true)
+if [ "$tree_after" != "$tree_before" ]; then
+  echo "the test run changed the working tree (git status before, then after):" >&2
+  echo "$tree_before" >&2
+  echo "--" >&2
+  echo "$tree_after" >&2
+  exit 1
+fi
+
+step "the temp folder holds nothing new of the suite's"
+left=$(comm -13 <(echo "$tmp_before") <(suite_tmp))
+if [ -n "$left" ]; then
+  echo "the test run left these in $tmp:" >&2
+  echo "$left" >&2
+  exit 1
+fi

@@ -165,7 +165,7 @@ impl HoldfastBuilder {
 }
 
 /// Keeps every line of `stream` in `logs`, waking `notify`'s waiters.
-pub(crate) async fn capture(
+pub async fn capture(
     stream: impl AsyncRead + Unpin,
     logs: Arc<Mutex<Vec<String>>>,
     notify: Arc<Notify>,

@@ -143,6 +143,20 @@ impl Varnish {
 
 impl Drop for Varnish {
     fn drop(&mut self) {
+        // SIGTERM: the manager stops its cache process, then exits; only
+        // then is nothing left writing to the work folder.
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for _ in 0..100 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -8,13 +8,6 @@ set -euo pipefail
 if command -v pushpin >/dev/null 2>&1 && command -v condure >/dev/null 2>&1 && command -v zurl >/dev/null 2>&1; then
   exit 0
 fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq || true
-$sudo apt-get install -y -qq pushpin >/dev/null
-if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-  $sudo systemctl disable --now pushpin >/dev/null 2>&1 || true
-fi
+. "$(dirname "$0")/apt-lib.sh"
+apt_install pushpin
+disable_services pushpin

@@ -7,13 +7,6 @@ set -euo pipefail
 if command -v varnishd >/dev/null 2>&1 && ls /usr/lib/*/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1; then
   exit 0
 fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-  sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq || true
-$sudo apt-get install -y -qq varnish varnish-modules >/dev/null
-if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-  $sudo systemctl disable --now varnish varnishncsa >/dev/null 2>&1 || true
-fi
+. "$(dirname "$0")/apt-lib.sh"
+apt_install varnish varnish-modules
+disable_services varnish varnishncsa

@@ -12,6 +12,7 @@
 //! - [`harness::python`]: the Python clients and the `websockets` origin in `tests/python/`.
 //! - [`harness::pushpin`]: Pushpin 1.36 under its own runner, optionally with Holdfast's connmgr.
 //! - [`harness::varnish`]: Varnish with the repository's VCL, the CDN of the chaining tests.
+//! - [`harness::scratch`]: scratch folders in the temp folder.
 //! - [`harness::client`]: HTTP clients, pooled and raw.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness fails loudly by design

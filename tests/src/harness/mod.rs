@@ -8,6 +8,7 @@ pub mod origin;
 pub mod ports;
 pub mod pushpin;
 pub mod python;
+pub mod scratch;
 pub mod scripted;
 pub mod varnish;
 pub mod ws_origin;

@@ -11,7 +11,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -43,13 +42,7 @@ impl PushpinBuilder {
     /// Starts it and waits until its proxy, handler, zurl and connection
     /// manager have said they started.
     pub async fn run(self) -> Pushpin {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hf-pushpin-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::harness::scratch::scratch_dir("pushpin");
         let run = dir.join("run");
         std::fs::create_dir_all(&run).expect("pushpin run folder");
         std::fs::create_dir_all(dir.join("log")).expect("pushpin log folder");

@@ -7,16 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use holdfast_tests::harness::holdfast::{capture, children_of};
+use holdfast_tests::harness::holdfast::{children_of, spawn_logged};
 use holdfast_tests::{Client, Origin};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::Command;
-use tokio::sync::Notify;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -107,30 +105,14 @@ async fn the_debian_package_installs_runs_and_purges() {
     let origin = Origin::start().await;
     std::fs::create_dir_all("/run/holdfast").unwrap();
     run("chown", &["holdfast:holdfast", "/run/holdfast"]);
-    let mut child = Command::new("runuser")
+    let mut command = Command::new("runuser");
+    command
         .args(["-u", "holdfast", "--", "/usr/bin/holdfast"])
         .args(["--config", "/etc/holdfast/holdfast.conf"])
         .arg("--route")
         .arg(format!("* {}", origin.target()))
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("runuser");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let notify = Arc::new(Notify::new());
-    tokio::spawn(capture(
-        child.stdout.take().unwrap(),
-        logs.clone(),
-        notify.clone(),
-    ));
-    tokio::spawn(capture(
-        child.stderr.take().unwrap(),
-        logs.clone(),
-        notify.clone(),
-    ));
+        .current_dir("/");
+    let (mut child, logs, notify) = spawn_logged(&mut command, "runuser");
     let text = || logs.lock().unwrap().join("\n");
     let ready = tokio::time::timeout(WAIT, async {
         loop {

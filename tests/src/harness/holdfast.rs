@@ -125,20 +125,7 @@ impl HoldfastBuilder {
             command.arg("--route").arg(route);
         }
         command.args(&self.args);
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("start holdfast");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let notify = Arc::new(Notify::new());
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, logs.clone(), notify.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, logs.clone(), notify.clone()));
-        }
+        let (child, logs, notify) = spawn_logged(&mut command, "holdfast");
         let pid = child.id().expect("runner pid");
         Holdfast {
             child,
@@ -156,8 +143,32 @@ impl HoldfastBuilder {
     }
 }
 
+/// Starts `command` with its output piped, kept line by line (both
+/// streams) in the returned log, whose waiters the notifier wakes.
+pub fn spawn_logged(
+    command: &mut Command,
+    what: &str,
+) -> (Child, Arc<Mutex<Vec<String>>>, Arc<Notify>) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let notify = Arc::new(Notify::new());
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(capture(out, logs.clone(), notify.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(capture(err, logs.clone(), notify.clone()));
+    }
+    (child, logs, notify)
+}
+
 /// Keeps every line of `stream` in `logs`, waking `notify`'s waiters.
-pub async fn capture(
+async fn capture(
     stream: impl AsyncRead + Unpin,
     logs: Arc<Mutex<Vec<String>>>,
     notify: Arc<Notify>,

@@ -5,12 +5,11 @@
 //! condure's place (`[runner] condure_bin`), as a migration's first step.
 
 use crate::harness::binaries::binary;
-use crate::harness::holdfast::{capture, children_of};
+use crate::harness::holdfast::{children_of, spawn_logged};
 use crate::harness::ports::free_port;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -82,24 +81,13 @@ impl PushpinBuilder {
             self.routes.join("\n")
         );
         std::fs::write(dir.join("routes"), routes).expect("routes");
-        let mut child = Command::new("pushpin")
+        let mut command = Command::new("pushpin");
+        command
             .arg("--config")
             .arg(dir.join("pushpin.conf"))
-            .arg("--merge-output")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pushpin runs (scripts/pushpin-env.sh installs it)");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let notify = Arc::new(Notify::new());
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, logs.clone(), notify.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, logs.clone(), notify.clone()));
-        }
+            .arg("--merge-output");
+        let (child, logs, notify) =
+            spawn_logged(&mut command, "pushpin (scripts/pushpin-env.sh installs it)");
         let pid = child.id().expect("pushpin pid");
         let pushpin = Pushpin {
             child,

@@ -127,7 +127,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             let options = engine::Options {
                 update_on_first_subscription: config.update_on_first_subscription,
             };
-            let mut engine = engine::Engine::new(link, sub_control, options);
+            let engine_link = link.clone();
+            let mut engine = engine::Engine::new(engine_link, sub_control, options);
             if let Some(spec) = &config.inspect_spec {
                 let store = client_sessions::Shared::default();
                 let router = holdfast_protocol::zmq::new_socket(&ctx, zmq::ROUTER)?;
@@ -185,13 +186,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 let tx = spawn(publisher, "stats")?.tx;
                 engine = engine.with_stats(stats::Stats::new(tx, &config.instance_id()));
             }
-            Some(tokio::spawn(engine.run(
-                accepts.rx,
-                packets_rx,
-                items_rx,
-                ws_controls,
-                shutdown.token.clone(),
-            )))
+            Some((
+                tokio::spawn(engine.run(
+                    accepts.rx,
+                    packets_rx,
+                    items_rx,
+                    ws_controls,
+                    shutdown.token.clone(),
+                )),
+                link,
+            ))
         }
         _ => None,
     };
@@ -215,9 +219,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.token.cancelled() => break,
         }
     }
-    if let Some(task) = engine_task {
-        // The engine ends held sessions cleanly; give it the grace period to send.
-        let _ = tokio::time::timeout(config.daemon.grace(), task).await;
+    if let Some((task, link)) = engine_task {
+        // The engine ends held sessions cleanly; give it the grace period
+        // to send, and its last packets the time to leave the process.
+        let deadline = tokio::time::Instant::now() + config.daemon.grace();
+        let _ = tokio::time::timeout_at(deadline, task).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !link
+            .flush(left.max(std::time::Duration::from_millis(100)))
+            .await
+        {
+            tracing::warn!("grace period over with packets to connmgr unsent");
+        }
     }
     Ok(())
 }

@@ -230,11 +230,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.token.cancelled() => break,
         }
     }
+    let deadline = tokio::time::Instant::now() + config.daemon.grace();
     if !shutdown.drain(config.daemon.grace()).await {
         tracing::warn!(
             sessions = sockets.sessions().len(),
             "grace period over; abandoning requests in flight"
         );
+    }
+    // The sessions' last packets must leave before the process does.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !sockets
+        .flush(left.max(std::time::Duration::from_millis(100)))
+        .await
+    {
+        tracing::warn!("packets to connmgr left unsent at exit");
     }
     Ok(())
 }

@@ -164,6 +164,24 @@ impl Link {
         &self.sessions
     }
 
+    /// Waits (at most `within`) until every packet handed to [`Link::send`]
+    /// has left for the socket: at the end of a process, what still sits
+    /// in the channel to the socket's task would be lost with the task.
+    pub async fn flush(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.publish.capacity() < self.publish.max_capacity() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            // The socket's task takes a burst per wake-up; no event says
+            // the channel emptied, so look again shortly.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // The last one taken is written to the socket in the same step.
+        tokio::task::yield_now().await;
+        true
+    }
+
     /// Sends `packet` to the connmgr whose id is `to`.
     pub async fn send(&self, to: &str, packet: &Packet) -> Result<(), format::EncodeError> {
         let frame = format::encode_addressed(to.as_bytes(), packet, self.format)?;

@@ -38,6 +38,14 @@ fn check_limits(req: &Request<Incoming>, config: &Config) -> Option<Response<Res
             &format!("Request URI is {uri_len} bytes; the limit is {MAX_URI_LEN}."),
         ));
     }
+    let hosts = req.headers().get_all(http::header::HOST).iter().count();
+    if hosts > 1 {
+        // Which one would route it? RFC 9112 3.2: answer 400.
+        return Some(plain(
+            StatusCode::BAD_REQUEST,
+            &format!("Request has {hosts} Host headers; exactly one is allowed."),
+        ));
+    }
     if req.headers().len() > MAX_HEADERS {
         return Some(plain(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -332,8 +340,12 @@ impl Session {
                     },
                     Some(Err(err)) => {
                         tracing::debug!(session = %self.endpoint.id(), error = %err, "client request body failed");
+                        // A client that went away hears nothing; one that
+                        // sent a malformed body (a bad chunk size line) is
+                        // told so, whatever the origin has seen of it.
+                        self.fail(StatusCode::BAD_REQUEST, &format!("Request body is malformed: {err}."));
                         self.cancel_owner().await;
-                        Step::End("client aborted")
+                        Step::End(if err.is_incomplete_message() { "client aborted" } else { "malformed body" })
                     }
                     None => {
                         *body = None;

@@ -116,3 +116,49 @@ async fn idle_connections_are_closed() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_host_headers_get_400_and_reach_no_origin() {
+    let (origin, hf) = started().await;
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.contains("2 Host headers"), "{raw}");
+    assert_eq!(origin.requests(), 0, "nothing reached the origin");
+    // One Host header is fine.
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunked_bodies_get_400() {
+    let (_origin, hf) = started().await;
+    for (what, body) in [
+        ("negative size", "-1\r\nx\r\n0\r\n\r\n"),
+        ("hex prefix", "0x5\r\nhello\r\n0\r\n\r\n"),
+        ("leading space", " 5\r\nhello\r\n0\r\n\r\n"),
+        ("size overflow", "fffffffffffffffffffff\r\nx\r\n0\r\n\r\n"),
+        ("bare LF size line", "5\nhello\r\n0\r\n\r\n"),
+        ("bad chunk terminator", "5\r\nhelloXX0\r\n\r\n"),
+    ] {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
+        );
+        let raw = raw_exchange(&hf.addr(), request.as_bytes(), WAIT).await;
+        assert!(
+            raw.starts_with("HTTP/1.1 400"),
+            "{what}: {raw}\n{}",
+            hf.logs()
+        );
+        assert!(raw.contains("malformed"), "{what}: {raw}");
+    }
+}

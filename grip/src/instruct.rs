@@ -159,20 +159,33 @@ pub enum InstructError {
     /// An instruct body came with a status other than 200.
     #[error("application/grip-instruct with status {0} (must be 200)")]
     InstructStatus(u16),
+    /// A GRIP header's value is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(String),
     /// The instruct body is not the expected JSON.
     #[error("application/grip-instruct body: {0}")]
     BadBody(String),
 }
 
-fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+/// A GRIP header's value as text: UTF-8, as Pushpin reads it (a channel
+/// may be named `café`); other bytes are refused, not skipped.
+fn text<'a>(name: &str, value: &'a http::HeaderValue) -> Result<&'a str, InstructError> {
+    std::str::from_utf8(value.as_bytes()).map_err(|_| InstructError::NotUtf8(name.to_owned()))
 }
 
-fn all_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.get_all(name).iter().filter_map(|v| v.to_str().ok())
+fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, InstructError> {
+    headers
+        .get(name)
+        .map(|v| text(name, v).map(str::trim))
+        .transpose()
+}
+
+fn all_values<'a>(headers: &'a HeaderMap, name: &str) -> Result<Vec<&'a str>, InstructError> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| text(name, v))
+        .collect()
 }
 
 fn seconds(text: &str) -> Option<u32> {
@@ -186,14 +199,14 @@ impl Instruct {
             timeout: DEFAULT_TIMEOUT,
             ..Instruct::default()
         };
-        if let Some(hold) = first_value(headers, "grip-hold") {
+        if let Some(hold) = first_value(headers, "grip-hold")? {
             instruct.hold = Some(match hold {
                 "response" => HoldMode::Response,
                 "stream" => HoldMode::Stream,
                 other => return Err(InstructError::BadHold(other.to_owned())),
             });
         }
-        for element in elements(all_values(headers, "grip-channel")) {
+        for element in elements(all_values(headers, "grip-channel")?.into_iter()) {
             let Ok(e) = Element::parse(&element) else {
                 continue;
             };
@@ -210,26 +223,28 @@ impl Instruct {
                 filters,
             });
         }
-        if let Some(timeout) = first_value(headers, "grip-timeout") {
+        if let Some(timeout) = first_value(headers, "grip-timeout")? {
             let secs =
                 seconds(timeout).ok_or_else(|| InstructError::BadTimeout(timeout.to_owned()))?;
             instruct.timeout = secs.max(MIN_TIMEOUT);
         }
-        if let Some(value) = first_value(headers, "grip-keep-alive") {
+        if let Some(value) = first_value(headers, "grip-keep-alive")? {
             instruct.keep_alive = Some(parse_keep_alive(value)?);
         }
-        for element in elements(all_values(headers, "grip-set-meta")) {
+        for element in elements(all_values(headers, "grip-set-meta")?.into_iter()) {
             instruct
                 .meta
                 .extend(meta_pairs(&element).map_err(InstructError::BadMeta)?);
         }
-        if let Some(value) = first_value(headers, "grip-status") {
+        if let Some(value) = first_value(headers, "grip-status")? {
             instruct.status = Some(parse_status(value)?);
         }
         if headers.contains_key("grip-expose-headers") {
-            instruct.expose_headers = Some(elements(all_values(headers, "grip-expose-headers")));
+            instruct.expose_headers = Some(elements(
+                all_values(headers, "grip-expose-headers")?.into_iter(),
+            ));
         }
-        for element in elements(all_values(headers, "grip-link")) {
+        for element in elements(all_values(headers, "grip-link")?.into_iter()) {
             let e =
                 Element::parse(&element).map_err(|err| InstructError::BadLink(err.to_string()))?;
             let Some(rel) = e.param("rel") else { continue };
@@ -253,10 +268,10 @@ impl Instruct {
                 _ => {}
             }
         }
-        instruct.session_id = first_value(headers, "grip-session-id")
+        instruct.session_id = first_value(headers, "grip-session-id")?
             .filter(|sid| !sid.is_empty())
             .map(str::to_owned);
-        for element in elements(all_values(headers, "grip-session-detect")) {
+        for element in elements(all_values(headers, "grip-session-detect")?.into_iter()) {
             // Every token is a pair; rules missing a part are skipped, as
             // Pushpin does.
             let Ok(pairs) = meta_pairs(&element) else {
@@ -280,7 +295,7 @@ impl Instruct {
                 }
             }
         }
-        for element in elements(all_values(headers, "grip-last")) {
+        for element in elements(all_values(headers, "grip-last")?.into_iter()) {
             let Ok(e) = Element::parse(&element) else {
                 continue;
             };

@@ -298,3 +298,25 @@ fn malformed_session_headers_are_skipped() {
     assert!(i.session_detect.is_empty());
     assert!(i.last_ids.is_empty());
 }
+
+#[test]
+fn header_values_are_utf8_and_other_bytes_are_refused() {
+    let mut map = HeaderMap::new();
+    map.append("grip-hold", HeaderValue::from_static("stream"));
+    map.append(
+        "grip-channel",
+        HeaderValue::from_bytes("café, naïve; prev-id=1".as_bytes()).unwrap(),
+    );
+    let i = Instruct::from_headers(&map).unwrap();
+    let names: Vec<&str> = i.channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["café", "naïve"]);
+    assert_eq!(i.channels[1].prev_id.as_deref(), Some("1"));
+
+    // Latin-1 'é' alone is not UTF-8: refused by name, not skipped.
+    let mut map = HeaderMap::new();
+    map.append("grip-hold", HeaderValue::from_static("stream"));
+    map.append("grip-channel", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+    let err = Instruct::from_headers(&map).unwrap_err();
+    assert!(matches!(err, InstructError::NotUtf8(ref name) if name == "grip-channel"));
+    assert_eq!(err.to_string(), "grip-channel is not UTF-8");
+}

@@ -1,7 +1,7 @@
 //! GRIP holds: the origin asks to hold, the handler takes the session over,
 //! and publishes reach the client.
 
-use holdfast_tests::{Client, Holdfast, Origin};
+use holdfast_tests::{answer, Client, Holdfast, Origin, Scripted};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -435,4 +435,35 @@ async fn publish_api_can_require_credentials() {
         200
     );
     assert!(stream.read_until("basic\n", WAIT).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_names_in_headers_may_be_utf8() {
+    // The origin names the channel in the header, as UTF-8 bytes; a
+    // publish to that name reaches the client (other bytes are refused:
+    // see the grip crate's unit tests).
+    let origin = Scripted::start(|_| {
+        answer(
+            200,
+            &[("Grip-Hold", "stream"), ("Grip-Channel", "café")],
+            "initial\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let mut stream = Client::new().open(&hf.url("/utf8")).await;
+    assert!(stream.read_until("initial\n", WAIT).await, "{}", hf.logs());
+    assert_eq!(
+        hf.publish(&stream_item("café", "au lait\n")).await,
+        (200, "Published\n".into())
+    );
+    assert!(
+        stream.read_until("initial\nau lait\n", WAIT).await,
+        "{:?}\n{}",
+        stream.text(),
+        hf.logs()
+    );
 }

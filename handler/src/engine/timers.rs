@@ -104,12 +104,22 @@ impl Engine {
                         let Some(ka) = session.keep_alive.clone() else {
                             return;
                         };
-                        if session.queue.is_empty() && session.endpoint.credits() >= ka.data.len() {
-                            session.endpoint.spend(ka.data.len());
-                            let mut packet = session.packet(PacketType::Data);
-                            packet.body = Some(ka.data.clone());
-                            packet.more = true;
-                            self.send_session(&key, vec![packet]).await;
+                        // Only an idle stream needs one: with content
+                        // queued for the client, data is flowing already.
+                        if session.queue.is_empty() {
+                            if session.endpoint.credits() >= ka.data.len() {
+                                session.endpoint.spend(ka.data.len());
+                                let mut packet = session.packet(PacketType::Data);
+                                packet.body = Some(ka.data.clone());
+                                packet.more = true;
+                                self.send_session(&key, vec![packet]).await;
+                            } else {
+                                // Larger than the client's window (a 60 KB
+                                // keep-alive, an 8 KB window): it goes in
+                                // pieces as the window allows, as content does.
+                                session.queue.push_back(ka.data.clone());
+                                self.flush(&key).await;
+                            }
                         }
                         if let Some(session) = self.sessions.get_mut(&key) {
                             session.hold_timer = Some(self.timers.insert(

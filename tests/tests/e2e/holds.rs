@@ -467,3 +467,35 @@ async fn channel_names_in_headers_may_be_utf8() {
         hf.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_larger_than_the_window_is_sent_in_pieces() {
+    // 60,000 bytes of keep-alive data, every second, through a client window
+    // of 8 KiB (client_buffer_size): it used to be skipped, silently.
+    let data = "k".repeat(60_000);
+    let header = format!("{data}; timeout=1");
+    let origin = Scripted::start(move |_| {
+        answer(
+            200,
+            &[
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "quiet"),
+                ("Grip-Keep-Alive", &header),
+            ],
+            "initial\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let mut stream = Client::new().open(&hf.url("/ka")).await;
+    let expected = format!("initial\n{data}");
+    assert!(
+        stream.read_until(&expected, WAIT).await,
+        "{} bytes read\n{}",
+        stream.text().len(),
+        hf.logs()
+    );
+}

@@ -1,7 +1,7 @@
 //! GRIP holds: the origin asks to hold, the handler takes the session over,
 //! and publishes reach the client.
 
-use holdfast_tests::{answer, Client, Holdfast, Origin, Scripted};
+use holdfast_tests::{answer, Client, Holdfast, OpenStream, Origin, Scripted};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -437,25 +437,31 @@ async fn publish_api_can_require_credentials() {
     assert!(stream.read_until("basic\n", WAIT).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channel_names_in_headers_may_be_utf8() {
-    // The origin names the channel in the header, as UTF-8 bytes; a
-    // publish to that name reaches the client (other bytes are refused:
-    // see the grip crate's unit tests).
-    let origin = Scripted::start(|_| {
-        answer(
-            200,
-            &[("Grip-Hold", "stream"), ("Grip-Channel", "café")],
-            "initial\n",
-        )
+/// Holdfast in front of an origin that answers every request with a
+/// stream hold carrying `headers` (besides `Grip-Hold: stream`) and the
+/// initial body `initial\n`, and a client holding `/` open past it.
+async fn held_with(headers: Vec<(&'static str, String)>) -> (Scripted, Holdfast, OpenStream) {
+    let origin = Scripted::start(move |_| {
+        let mut all = vec![("Grip-Hold", "stream")];
+        all.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
+        answer(200, &all, "initial\n")
     })
     .await;
     let hf = Holdfast::builder()
         .route(format!("* {}", origin.target()))
         .run()
         .await;
-    let mut stream = Client::new().open(&hf.url("/utf8")).await;
+    let mut stream = Client::new().open(&hf.url("/")).await;
     assert!(stream.read_until("initial\n", WAIT).await, "{}", hf.logs());
+    (origin, hf, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_names_in_headers_may_be_utf8() {
+    // The origin names the channel in the header, as UTF-8 bytes; a
+    // publish to that name reaches the client (other bytes are refused:
+    // see the grip crate's unit tests).
+    let (_origin, hf, mut stream) = held_with(vec![("Grip-Channel", "café".into())]).await;
     assert_eq!(
         hf.publish(&stream_item("café", "au lait\n")).await,
         (200, "Published\n".into())
@@ -473,24 +479,11 @@ async fn a_keep_alive_larger_than_the_window_is_sent_in_pieces() {
     // 60,000 bytes of keep-alive data, every second, through a client window
     // of 8 KiB (client_buffer_size): it used to be skipped, silently.
     let data = "k".repeat(60_000);
-    let header = format!("{data}; timeout=1");
-    let origin = Scripted::start(move |_| {
-        answer(
-            200,
-            &[
-                ("Grip-Hold", "stream"),
-                ("Grip-Channel", "quiet"),
-                ("Grip-Keep-Alive", &header),
-            ],
-            "initial\n",
-        )
-    })
+    let (_origin, hf, mut stream) = held_with(vec![
+        ("Grip-Channel", "quiet".into()),
+        ("Grip-Keep-Alive", format!("{data}; timeout=1")),
+    ])
     .await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
-    let mut stream = Client::new().open(&hf.url("/ka")).await;
     let expected = format!("initial\n{data}");
     assert!(
         stream.read_until(&expected, WAIT).await,

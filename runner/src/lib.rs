@@ -354,10 +354,15 @@ fn condure_args(settings: &Settings, id: &str, base: &str) -> Vec<String> {
         args.push(format!("--listen={addr},stream"));
     }
     for addr in &settings.https_addrs {
-        args.push(format!(
-            "--listen={addr},stream,tls,default-cert=default_{}",
-            addr.port()
-        ));
+        // The same default as holdfast-connmgr's: default_<port>, else
+        // default (condure takes exactly the name it is given).
+        let per_port = format!("default_{}", addr.port());
+        let default = if settings.certs_dir.join(format!("{per_port}.crt")).exists() {
+            per_port
+        } else {
+            "default".to_owned()
+        };
+        args.push(format!("--listen={addr},stream,tls,default-cert={default}"));
     }
     if !settings.https_addrs.is_empty() {
         args.push(format!(

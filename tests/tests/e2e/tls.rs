@@ -204,3 +204,36 @@ async fn missing_default_certificate_stops_start_up_with_the_reason() {
         hf.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_through_condure_uses_the_same_certificates() {
+    // Pushpin's condure as the connection manager ([runner] connmgr_bin):
+    // the runner gives it the certificates folder and the default name.
+    let origin = Origin::start().await;
+    let certs = certs();
+    let port = free_port();
+    let hf = with_tls(Holdfast::in_front_of(&origin), &certs, port)
+        .set("runner", "connmgr_bin", "condure")
+        .run()
+        .await;
+    let both = connector(&[&certs.default, &certs.named], &[b"http/1.1"]);
+    let stream = handshake(&both, port, "example.test").await.unwrap();
+    let presented: &CertificateDer<'_> = &stream.get_ref().1.peer_certificates().unwrap()[0];
+    assert_eq!(presented, certs.named.cert.der(), "{}", hf.logs());
+    let stream = handshake(&both, port, "localhost").await.unwrap();
+    let presented: &CertificateDer<'_> = &stream.get_ref().1.peer_certificates().unwrap()[0];
+    assert_eq!(presented, certs.default.cert.der());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/echo")
+        .header("Host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", hf.logs());
+}

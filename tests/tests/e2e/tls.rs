@@ -84,6 +84,25 @@ async fn handshake(
     connector.connect(name, tcp).await
 }
 
+/// `GET /echo` (Host `localhost`) over HTTP/1.1 on an open TLS stream:
+/// the status and the body.
+async fn get_echo(stream: tokio_rustls::client::TlsStream<TcpStream>) -> (u16, Bytes) {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/echo")
+        .header("Host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("answered")
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_chooses_the_certificate_and_falls_back_to_the_default() {
     let (_origin, certs, port, hf) = tls_holdfast().await;
@@ -100,17 +119,8 @@ async fn sni_chooses_the_certificate_and_falls_back_to_the_default() {
     assert_eq!(presented, certs.default.cert.der());
 
     // HTTP/1.1 over TLS, proxied: the origin hears X-Forwarded-Proto https.
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/echo")
-        .header("Host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (status, body) = get_echo(stream).await;
+    assert_eq!(status, 200);
     let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         holdfast_tests::harness::origin::echoed_header(&echo, "x-forwarded-proto").as_deref(),
@@ -223,17 +233,6 @@ async fn tls_through_condure_uses_the_same_certificates() {
     let stream = handshake(&both, port, "localhost").await.unwrap();
     let presented: &CertificateDer<'_> = &stream.get_ref().1.peer_certificates().unwrap()[0];
     assert_eq!(presented, certs.default.cert.der());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/echo")
-        .header("Host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
-        .await
-        .expect("answered")
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", hf.logs());
+    let (status, _) = get_echo(stream).await;
+    assert_eq!(status, 200, "{}", hf.logs());
 }

@@ -72,6 +72,31 @@ fn check_limits(req: &Request<Incoming>, config: &Config) -> Option<Response<Res
     None
 }
 
+/// Requests connmgr answers itself and never forwards: `CONNECT` (this is
+/// a reverse proxy, not a tunnel) and `OPTIONS *` (a question about this
+/// server, not about any resource of an origin).
+fn local_answer(req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+    if req.method() == http::Method::CONNECT {
+        let mut resp = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: this is a reverse proxy, not a tunnel.",
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static(ALLOWED));
+        return Some(resp);
+    }
+    if req.method() == http::Method::OPTIONS && req.uri() == "*" {
+        let mut resp = Response::new(ResponseBody::full(Bytes::new()));
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static(ALLOWED));
+        return Some(resp);
+    }
+    None
+}
+
+/// The methods forwarded to origins, for `Allow`.
+const ALLOWED: &str = "OPTIONS, GET, HEAD, POST, PUT, PATCH, DELETE";
+
 /// The hyper service: one request in, one response out.
 pub async fn handle(
     req: Request<Incoming>,
@@ -87,6 +112,10 @@ pub async fn handle(
     let line = format!("{} {}", req.method(), req.uri());
     if let Some(resp) = check_limits(&req, &shared.config) {
         access_log(&line, peer, resp.status().as_u16(), 0, started, "refused");
+        return Ok(resp);
+    }
+    if let Some(resp) = local_answer(&req) {
+        access_log(&line, peer, resp.status().as_u16(), 0, started, "local");
         return Ok(resp);
     }
     let mut endpoint = Endpoint::new(shared.from.clone(), shared.new_id(), started);
@@ -158,16 +187,22 @@ fn first_packet(
     peer: SocketAddr,
     scheme: &str,
 ) -> Packet {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+    // An absolute-form target (or HTTP/2's :authority) names the site and
+    // the Host header is replaced by it (RFC 9112 3.2.2), so routing and the
+    // origin see the same host.
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let host = authority
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("localhost");
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let headers = req
+    let mut headers: Vec<Header> = req
         .headers()
         .iter()
+        .filter(|(name, _)| authority.is_none() || *name != http::header::HOST)
         .map(|(name, value)| {
             Header(
                 name.as_str().to_owned(),
@@ -175,6 +210,15 @@ fn first_packet(
             )
         })
         .collect();
+    if let Some(authority) = authority {
+        headers.insert(
+            0,
+            Header(
+                "host".to_owned(),
+                Bytes::copy_from_slice(authority.as_bytes()),
+            ),
+        );
+    }
     Packet {
         method: Some(req.method().as_str().to_owned()),
         uri: Some(format!("{scheme}://{host}{path}")),

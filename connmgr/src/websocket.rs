@@ -19,7 +19,8 @@
 //! answered where they arrive (tungstenite answers the client's; the
 //! owner's reach the client, whose pongs go back), so each is answered
 //! once. Messages over `--max-message-size` close the connection with
-//! 1009, invalid UTF-8 in a text message with 1007. With
+//! 1009, invalid UTF-8 in a text message with 1007, a frame length with its
+//! top bit set with 1002. With
 //! `--allow-compression`, clients offering permessage-deflate get it
 //! ([`crate::deflate`]).
 
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -444,6 +446,13 @@ impl Bridge {
     /// The client broke the protocol (or went away).
     async fn client_error(&mut self, err: WsError) -> Next {
         let (code, reason, outcome) = match &err {
+            // RFC 6455 5.2: a 64-bit length's top bit must be 0; that is
+            // a broken frame, not a big message.
+            WsError::Capacity(CapacityError::MessageTooLong { size, .. })
+                if *size as u64 > i64::MAX as u64 =>
+            {
+                (1002, "protocol error", "protocol error")
+            }
             WsError::Capacity(_) => (1009, "message too big", "message too big"),
             WsError::Utf8(_) => (1007, "invalid UTF-8", "invalid UTF-8"),
             WsError::Protocol(_) => (1002, "protocol error", "protocol error"),

@@ -23,6 +23,10 @@ const HOP_BY_HOP: [&str; 8] = [
     "expect",
 ];
 
+/// Headers a client's `Connection` list may not remove: the request would
+/// change meaning (another site, a different body framing).
+const NEVER_HOP_BY_HOP: [&str; 3] = ["host", "content-length", "transfer-encoding"];
+
 /// An `x_forwarded_for` rule: `truncate:N` keeps at most N existing entries
 /// (0 drops the header), `append` adds the client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,6 +136,7 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
             String::from_utf8_lossy(v)
                 .split(',')
                 .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !NEVER_HOP_BY_HOP.contains(&s.as_str()))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -363,6 +368,21 @@ mod tests {
         assert_eq!(map.get("grip-sig").unwrap(), "sig.token.here");
         assert_eq!(map.get("grip-feature").unwrap(), GRIP_FEATURES);
         assert_eq!(map.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.1.2.3");
+    }
+
+    #[test]
+    fn connection_list_cannot_remove_host_or_framing() {
+        let headers = [
+            h("Host", "example.com"),
+            h("Connection", "Host, Content-Length, X-Hop"),
+            h("Content-Length", "5"),
+            h("X-Hop", "1"),
+        ];
+        let (route, target) = (Route::default(), Target::default());
+        let map = origin_headers(&forward(&headers, &route, &target), &rules());
+        assert_eq!(map.get("host").unwrap(), "example.com");
+        assert_eq!(map.get("content-length").unwrap(), "5");
+        assert!(map.get("x-hop").is_none());
     }
 
     #[test]

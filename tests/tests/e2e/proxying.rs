@@ -318,3 +318,82 @@ async fn tls_targets_verify_certificates_unless_insecure() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["uri"], "/insecure/x");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_options_star_are_answered_here_and_never_forwarded() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let wait = Duration::from_secs(10);
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 405"), "{raw}");
+    assert!(raw.contains("not a tunnel"), "{raw}");
+    assert!(raw.to_ascii_lowercase().contains("\r\nallow: "), "{raw}");
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("\r\nallow: options, get"),
+        "{raw}"
+    );
+    assert_eq!(origin.requests(), 0, "nothing reached the origin");
+    // OPTIONS on a resource still goes to the origin.
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"OPTIONS /thing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(raw.contains("\"method\":\"OPTIONS\""), "{raw}");
+    assert!(raw.contains("\"uri\":\"/thing\""), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_targets_route_and_forward_by_their_authority() {
+    let a = Origin::start().await;
+    let b = Origin::start().await;
+    let hf = Holdfast::builder()
+        .routes_file(format!(
+            "* {a}\nrouted.test {b}\n",
+            a = a.target(),
+            b = b.target()
+        ))
+        .run()
+        .await;
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET http://routed.test/p?q=1 HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let body = &raw[raw.find("\r\n\r\n").expect("a head") + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body).expect("the echo");
+    assert_eq!(echo["uri"], "/p?q=1");
+    assert_eq!(echoed_header(&echo, "host").as_deref(), Some("routed.test"));
+    assert_eq!((a.requests(), b.requests()), (0, 1), "routed by the URI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_list_cannot_remove_host() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET /h HTTP/1.1\r\nHost: client.test\r\nConnection: Host, X-Hop, close\r\nX-Hop: 1\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let body = &raw[raw.find("\r\n\r\n").expect("a head") + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body).expect("the echo");
+    assert_eq!(echoed_header(&echo, "host").as_deref(), Some("client.test"));
+    assert_eq!(echoed_header(&echo, "x-hop"), None);
+}

@@ -229,6 +229,30 @@ async fn invalid_utf8_in_a_text_message_closes_with_1007() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_length_with_its_top_bit_set_closes_with_1002() {
+    let origin = WsOrigin::start().await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let (mut stream, _) = raw_upgrade(&hf, "").await;
+    // Binary, masked, 64-bit length 2^63 + 5 (RFC 6455 5.2: the top bit
+    // must be 0), then a mask.
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&(0x8000_0000_0000_0005u64).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    stream.write_all(&frame).await.unwrap();
+    let (first, payload) = server_frame(&mut stream).await;
+    assert_eq!(first, 0x88, "a close frame");
+    assert_eq!(
+        u16::from_be_bytes([payload[0], payload[1]]),
+        1002,
+        "{}",
+        hf.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permessage_deflate_with_a_real_client() {
     let origin = WsOrigin::start().await;
     let hf = Holdfast::builder()

@@ -72,6 +72,10 @@ pub struct Config {
     )]
     pub push_in_http_jwt_key: Option<String>,
 
+    /// Clock skew allowed on a Bearer token's `exp` and `nbf`, seconds.
+    #[arg(long = "push-in-http-jwt-leeway", default_value_t = 5)]
+    pub push_in_http_jwt_leeway: u64,
+
     /// One second after a channel gets its first subscriber, ask the origin
     /// again for every session on it (closes the race between the origin's
     /// answer and the subscription), as Pushpin's

@@ -76,6 +76,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let auth = publish::auth::Auth::new(
             config.push_in_http_basic_auth.as_deref(),
             config.push_in_http_jwt_key.as_deref(),
+            config.push_in_http_jwt_leeway,
         )
         .map_err(anyhow::Error::msg)?;
         publish::http::serve(

@@ -108,10 +108,10 @@ async fn handle(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !auth.allows(authorization) {
+    if let Err(reason) = auth.check(authorization) {
         let mut resp = text(
             StatusCode::UNAUTHORIZED,
-            "Unauthorized: a valid Basic credential or Bearer token is required.",
+            &format!("Unauthorized: {reason}."),
         );
         resp.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,

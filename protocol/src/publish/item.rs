@@ -45,6 +45,16 @@ pub enum PublishError {
         /// What it must be.
         expected: &'static str,
     },
+    /// A header of an `http-response` that cannot be sent as it is.
+    #[error("Invalid format: item {item}: http-response.headers: {name:?} {problem}")]
+    BadHeader {
+        /// Item index.
+        item: usize,
+        /// The header's name, as given.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 /// What to do with a format's content.
@@ -163,21 +173,69 @@ pub struct Purge {
 }
 
 /// Parses an HTTP publish body: `{"items": [...]}`.
+///
+/// Items are read one at a time and the count is checked as they come, so a
+/// body of many small items is refused before it is held in memory as a
+/// tree (a tree node costs far more than the JSON text it came from).
 pub fn parse_items_json(body: &[u8]) -> Result<Vec<Item>, PublishError> {
-    let json: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| PublishError::BadJson(e.to_string()))?;
-    let tree = from_json(&json);
-    let Some(Value::List(items)) = tree.get("items") else {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() && e.to_string().starts_with(TOO_MANY_ITEMS) {
+            PublishError::TooManyItems
+        } else if e.is_data() {
+            PublishError::NoItems
+        } else {
+            PublishError::BadJson(e.to_string())
+        }
+    })?;
+    let Some(ItemTrees(items)) = envelope.items else {
         return Err(PublishError::NoItems);
     };
-    if items.len() > MAX_ITEMS {
-        return Err(PublishError::TooManyItems);
-    }
     items
         .iter()
         .enumerate()
         .map(|(i, v)| parse_item_value(v, i, true))
         .collect()
+}
+
+/// The top level of an HTTP publish body; other fields are skipped unread.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    items: Option<ItemTrees>,
+}
+
+/// The `items` list, at most [`MAX_ITEMS`] long, as value trees.
+struct ItemTrees(Vec<Value>);
+
+/// Starts the serde error of a list over [`MAX_ITEMS`].
+const TOO_MANY_ITEMS: &str = "too many items";
+
+impl<'de> serde::Deserialize<'de> for ItemTrees {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> serde::de::Visitor<'de> for ListVisitor {
+            type Value = ItemTrees;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of items")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ItemTrees, A::Error> {
+                let mut items = Vec::new();
+                while items.len() < MAX_ITEMS {
+                    match seq.next_element::<serde_json::Value>()? {
+                        Some(item) => items.push(from_json(&item)),
+                        None => return Ok(ItemTrees(items)),
+                    }
+                }
+                match seq.next_element::<serde::de::IgnoredAny>()? {
+                    Some(_) => Err(serde::de::Error::custom(TOO_MANY_ITEMS)),
+                    None => Ok(ItemTrees(items)),
+                }
+            }
+        }
+        d.deserialize_seq(ListVisitor)
+    }
 }
 
 /// Parses one item from a TNetString (no `T` tag).
@@ -294,11 +352,30 @@ impl<'a> Fields<'a> {
         self.bytes(key)
     }
 
-    fn int(&self, key: &str, max: i64) -> Result<Option<i64>, PublishError> {
+    fn int(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<Option<i64>, PublishError> {
         match self.value.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Int(n)) if (0..=max).contains(n) => Ok(Some(*n)),
+            Some(Value::Int(n)) if range.contains(n) => Ok(Some(*n)),
             Some(_) => Err(self.bad(key, "must be a whole number in range")),
+        }
+    }
+
+    /// A reason phrase: one line of visible text (RFC 9112 4).
+    fn reason(&self) -> Result<Option<String>, PublishError> {
+        let reason = self.text("reason")?;
+        match &reason {
+            Some(r)
+                if !r
+                    .bytes()
+                    .all(|b| b == b'\t' || b == b' ' || (b >= 0x21 && b != 0x7f)) =>
+            {
+                Err(self.bad("reason", "must be one line of visible text"))
+            }
+            _ => Ok(reason),
         }
     }
 
@@ -402,10 +479,30 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(f.bad("headers", "must be an object or a list of pairs")),
         };
+        for (name, value) in &headers {
+            let problem = if name.is_empty() || !name.bytes().all(is_token_char) {
+                "is not a valid header name"
+            } else if !value
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
+                "has a value with a control character (CR, LF, NUL...)"
+            } else {
+                continue;
+            };
+            return Err(PublishError::BadHeader {
+                item: index,
+                name: name.clone(),
+                problem,
+            });
+        }
         formats.http_response = Some(HttpResponse {
             action: f.action()?,
-            code: f.int("code", 999)?.map(|c| c as u16),
-            reason: f.text("reason")?,
+            code: f
+                .int("code", 100..=599)
+                .map_err(|_| f.bad("code", "must be a status code from 100 to 599"))?
+                .map(|c| c as u16),
+            reason: f.reason()?,
             headers,
             body: f.content("body")?.unwrap_or_default(),
             content_filters: f.content_filters()?,
@@ -445,7 +542,7 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
                 WsMessageType::Text
             }),
             content: f.content("content")?.unwrap_or_default(),
-            code: f.int("code", 4999)?.map(|c| c as u16),
+            code: f.int("code", 0..=4999)?.map(|c| c as u16),
             reason: f.text("reason")?,
         });
     }
@@ -461,6 +558,11 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
         formats,
         purge: parse_purge(&fields)?,
     })
+}
+
+/// A character allowed in a header name (RFC 9110 5.6.2 `tchar`).
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `purge`: a list of surrogate keys, or `{"keys": [...], "urls": [...],

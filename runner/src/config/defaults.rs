@@ -69,6 +69,9 @@ purge_targets=self
 purge_window_ms=1000
 fastly_api_url=https://api.fastly.com
 fastly_api_token=
+# Holdfast addition: publish API Bearer tokens may be this many seconds past
+# `exp` or before `nbf` (clock skew)
+push_in_http_jwt_leeway=5
 "#;
 
 /// The route used when there is no routes file (Pushpin ships the same).

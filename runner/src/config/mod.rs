@@ -57,6 +57,7 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_sub_connect",
             "push_in_http_basic_auth",
             "push_in_http_jwt_key",
+            "push_in_http_jwt_leeway",
             "push_in_http_addr",
             "push_in_http_port",
             "command_spec",
@@ -180,6 +181,9 @@ pub struct Settings {
     pub push_in_http_basic_auth: String,
     /// `push_in_http_jwt_key` (Holdfast addition): HS256 key for Bearer tokens.
     pub push_in_http_jwt_key: String,
+    /// `push_in_http_jwt_leeway` (Holdfast addition): clock skew allowed on
+    /// the token's `exp` and `nbf`, seconds.
+    pub push_in_http_jwt_leeway: u64,
     /// `push_in_http_addr:push_in_http_port`, port offset applied.
     pub push_in_http: String,
 }
@@ -620,6 +624,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         fastly_api_token: get(ini, "handler", "fastly_api_token").to_owned(),
         push_in_http_basic_auth: get(ini, "handler", "push_in_http_basic_auth").to_owned(),
         push_in_http_jwt_key: get(ini, "handler", "push_in_http_jwt_key").to_owned(),
+        push_in_http_jwt_leeway: number(ini, "handler", "push_in_http_jwt_leeway")?,
         push_in_http,
         rundir,
     })

@@ -288,6 +288,20 @@ impl Holdfast {
         children_of(self.pid)
     }
 
+    /// Resident memory of the runner's children, KiB: all of them, or only
+    /// `program` (e.g. `holdfast-handler`).
+    pub fn rss_kib(&self, program: Option<&str>) -> u64 {
+        self.children()
+            .iter()
+            .filter(|(_, name)| program.is_none_or(|p| p == name))
+            .filter_map(|(pid, _)| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
     /// The pid of child `program` (e.g. `holdfast-proxy`).
     pub fn child_pid(&self, program: &str) -> Option<i32> {
         self.children()

@@ -202,24 +202,12 @@ async fn a_hundred_megabyte_upload_to_a_slow_reader_completes() {
     assert_eq!(echo["body_hash"], format!("{hash:016x}"));
 }
 
-/// Resident memory of Holdfast's processes (the runner's children), KiB.
-fn rss_kib(hf: &Holdfast) -> u64 {
-    hf.children()
-        .iter()
-        .filter_map(|(pid, _)| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter_map(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_a_large_download_holds_no_more_than_its_window() {
     const SIZE: usize = 50 << 20;
     let origin = Origin::start().await;
     let hf = Holdfast::in_front_of(&origin).run().await;
-    let before = rss_kib(&hf);
+    let before = hf.rss_kib(None);
     let mut stream = Client::new()
         .open(&hf.url(&format!("/download/{SIZE}")))
         .await;
@@ -230,7 +218,7 @@ async fn a_client_that_stops_reading_a_large_download_holds_no_more_than_its_win
     while started.elapsed() < Duration::from_secs(3) {
         // A slow reader (a sleep is the point here, not a synchronisation).
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let grown = rss_kib(&hf).saturating_sub(before);
+        let grown = hf.rss_kib(None).saturating_sub(before);
         assert!(
             grown < 16 * 1024,
             "Holdfast grew {grown} KiB while the client read nothing"

@@ -182,6 +182,31 @@ async fn bad_publishes_are_refused_with_a_reason() {
             400,
             "http-stream.content-bin: must be base64",
         ),
+        (
+            r#"{"items":[{"channel":"c","http-response":{"code":0}}]}"#,
+            400,
+            "item 0: http-response.code: must be a status code from 100 to 599",
+        ),
+        (
+            r#"{"items":[{"channel":"c","http-stream":{"content":"x"}},{"channel":"c","http-response":{"code":99}}]}"#,
+            400,
+            "item 1: http-response.code: must be a status code from 100 to 599",
+        ),
+        (
+            r#"{"items":[{"channel":"c","http-response":{"reason":"OK\r\nX: 1"}}]}"#,
+            400,
+            "item 0: http-response.reason: must be one line of visible text",
+        ),
+        (
+            r#"{"items":[{"channel":"c","http-response":{"headers":{"Bad Name":"1"}}}]}"#,
+            400,
+            "item 0: http-response.headers: \"Bad Name\" is not a valid header name",
+        ),
+        (
+            r#"{"items":[{"channel":"c","http-response":{"headers":{"X-A":"1\r\nX-B: 2"}}}]}"#,
+            400,
+            "item 0: http-response.headers: \"X-A\" has a value with a control character",
+        ),
     ];
     for (body, status, text) in cases {
         let (got, reply) = hf.publish(body).await;
@@ -208,6 +233,26 @@ async fn bad_publishes_are_refused_with_a_reason() {
         (reply.status, reply.text().as_str()),
         (200, "{\"message\": \"Published\"}")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_of_too_many_items_is_refused_before_it_costs_memory() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    // 15,000 small items, 0.85 MB: under the body limit, over the item limit.
+    let item = r#"{"channel":"c","http-stream":{"content":"x"}}"#;
+    let body = format!(r#"{{"items":[{}]}}"#, vec![item; 15_000].join(","));
+    assert!(body.len() < 1_000_000);
+    let before = hf.rss_kib(Some("holdfast-handler"));
+    for _ in 0..3 {
+        let (status, reply) = hf.publish(&body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply.contains("more than 1000 items"), "{reply}");
+    }
+    let grown = hf.rss_kib(Some("holdfast-handler")).saturating_sub(before);
+    // The body itself is read whole (1 MB); a tree of 15,000 items was
+    // 60 MB more.
+    assert!(grown < 12 * 1024, "the handler grew by {grown} KiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,6 +480,62 @@ async fn publish_api_can_require_credentials() {
         200
     );
     assert!(stream.read_until("basic\n", WAIT).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_tokens_with_bad_times_are_refused_with_a_reason() {
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin)
+        .set("handler", "push_in_http_jwt_key", "publish-key")
+        .run()
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let client = Client::new();
+    let url = hf.publish_url("/publish/");
+    let publish = |claims: serde_json::Value| {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"publish-key"),
+        )
+        .unwrap();
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let bearer = format!("Bearer {token}");
+            let body = stream_item("test", "x\n");
+            client
+                .send("POST", &url, &[("Authorization", bearer.as_str())], body)
+                .await
+        }
+    };
+    let refused = [
+        (
+            serde_json::json!({"iss": "app", "exp": now - 30}),
+            "expired",
+        ),
+        (
+            serde_json::json!({"iss": "app", "exp": -1}),
+            "\"exp\" must be a number",
+        ),
+        (
+            serde_json::json!({"iss": "app", "exp": "1000"}),
+            "\"exp\" must be a number",
+        ),
+        (
+            serde_json::json!({"iss": "app", "nbf": now + 60}),
+            "not valid for another",
+        ),
+    ];
+    for (claims, reason) in refused {
+        let reply = publish(claims.clone()).await;
+        assert_eq!(reply.status, 401, "{claims}: {}", reply.text());
+        assert!(reply.text().contains(reason), "{claims}: {}", reply.text());
+    }
+    let reply = publish(serde_json::json!({"iss": "app", "exp": now + 60})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 /// Holdfast in front of an origin that answers every request with a

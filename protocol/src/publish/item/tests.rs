@@ -112,6 +112,29 @@ fn malformed() {
         "Invalid format: item 0 is not an object"
     );
     assert_eq!(
+        bad(r#"{"items":null}"#),
+        "Invalid format: expected an object with an \"items\" list"
+    );
+    let too_many = format!(
+        r#"{{"items":[{}]}}"#,
+        vec![r#"{"channel":"c","http-stream":{"content":"x"}}"#; MAX_ITEMS + 1].join(",")
+    );
+    assert_eq!(bad(&too_many), "Invalid format: more than 1000 items");
+    let just_enough = format!(
+        r#"{{"other":[1,2],"items":[{}]}}"#,
+        vec![r#"{"channel":"c","http-stream":{"content":"x"}}"#; MAX_ITEMS].join(",")
+    );
+    assert_eq!(
+        parse_items_json(just_enough.as_bytes()).unwrap().len(),
+        MAX_ITEMS
+    );
+    // A syntax error after the limit is still a syntax error... of the list
+    // cut short: refused either way.
+    assert!(
+        bad(r#"{"items":[{"channel":"c","http-stream":{"content":"x"}},]}"#)
+            .starts_with("Body is not valid JSON")
+    );
+    assert_eq!(
         bad(r#"{"items":[{"formats":{"http-stream":{"content":"x"}}}]}"#),
         "Invalid format: item 0: missing \"channel\""
     );
@@ -150,11 +173,35 @@ fn malformed() {
         ),
         (
             r#"{"channel":"c","http-response":{"code":1000}}"#,
-            "http-response.code: must be a whole number",
+            "http-response.code: must be a status code from 100 to 599",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"code":0}}"#,
+            "http-response.code: must be a status code from 100 to 599",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"code":99}}"#,
+            "http-response.code: must be a status code from 100 to 599",
         ),
         (
             r#"{"channel":"c","http-response":{"code":"200"}}"#,
-            "http-response.code: must be a whole number",
+            "http-response.code: must be a status code",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"reason":"OK\r\nX-Evil: 1"}}"#,
+            "http-response.reason: must be one line of visible text",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"headers":{"Bad Name":"1"}}}"#,
+            "http-response.headers: \"Bad Name\" is not a valid header name",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"headers":[["X-A","1\r\nX-Evil: 1"]]}}"#,
+            "http-response.headers: \"X-A\" has a value with a control character",
+        ),
+        (
+            r#"{"channel":"c","http-response":{"headers":{"":"1"}}}"#,
+            "http-response.headers: \"\" is not a valid header name",
         ),
         (
             r#"{"channel":"c","http-response":{"headers":[["A"]]}}"#,

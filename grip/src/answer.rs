@@ -4,7 +4,9 @@
 //! header removed. A response that asks for a hold becomes [`Answer::Hold`]:
 //! the handler takes the session over. So does a response with a next link
 //! and no hold (paging): it is held as a stream whose link is followed at
-//! once, and ends when a page has neither hold nor link.
+//! once, and ends when a page has neither hold nor link. A stream hold's
+//! initial body of any size passes: past [`MAX_INSTRUCT_BODY`] the rest is
+//! left to stream before the hold begins.
 
 use crate::error::GripError;
 use crate::instruct::{HoldMode, Instruct, KeepAliveMode, MAX_INSTRUCT_BODY};
@@ -41,6 +43,10 @@ pub enum Answer<B = Incoming> {
         instruct: Box<Instruct>,
         /// The response, GRIP applied.
         response: handoff::Response,
+        /// A stream hold's initial body past [`MAX_INSTRUCT_BODY`]:
+        /// `response.body` is its start and this the rest, to pass to the
+        /// client as it comes before the subscription starts.
+        rest: Option<B>,
     },
     /// A complete response (from an `application/grip-instruct` body).
     Whole {
@@ -118,6 +124,7 @@ where
             return Ok(Answer::Hold {
                 instruct: Box::new(instruct),
                 response,
+                rest: None,
             });
         }
         return Ok(Answer::Whole {
@@ -153,7 +160,8 @@ where
         .map(|(name, value)| header(name.as_str(), value.as_bytes()))
         .collect();
     if held {
-        let body = read_limited(body).await?;
+        let stream = instruct.hold == Some(HoldMode::Stream);
+        let (body, rest) = read_initial(body, stream).await?;
         let response = handoff::Response {
             code,
             reason: reason.unwrap_or_default(),
@@ -163,6 +171,7 @@ where
         return Ok(Answer::Hold {
             instruct: Box::new(instruct),
             response,
+            rest,
         });
     }
     Ok(Answer::Relay {
@@ -262,6 +271,43 @@ where
         ))
     })?
     .to_bytes())
+}
+
+/// Reads a held response's initial body. A long-poll's must fit in
+/// [`MAX_INSTRUCT_BODY`] (it is kept until the timeout); a stream's is read
+/// up to that and the rest, if any, returned unread.
+async fn read_initial<B>(mut body: B, stream: bool) -> Result<(Bytes, Option<B>), GripError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if !stream {
+        return Ok((read_limited(body).await?, None));
+    }
+    let mut start = bytes::BytesMut::new();
+    let read = tokio::time::timeout(INSTRUCT_BODY_TIMEOUT, async {
+        while start.len() <= MAX_INSTRUCT_BODY {
+            match body.frame().await {
+                None => return Ok(true),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        start.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(GripError::Body(format!(
+                        "GRIP response body unreadable: {}",
+                        e.into()
+                    )))
+                }
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .map_err(|_| GripError::Body(String::from("GRIP response body took too long")))?;
+    let whole = read? || body.is_end_stream();
+    Ok((start.freeze(), (!whole).then_some(body)))
 }
 
 /// `Grip-*` headers never reach clients; hop-by-hop ones are per connection.

@@ -262,10 +262,28 @@ async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Repl
         .await
         .map_err(|e| error_chain(&e))?;
     match interpret(response, true).await.map_err(|e| e.to_string())? {
-        Answer::Hold { instruct, response } => Ok(Reply::Hold {
-            hold: Box::new(hold_of(*instruct, &origin.prefix)),
-            response,
-        }),
+        Answer::Hold {
+            instruct,
+            mut response,
+            rest,
+        } => {
+            // A page's body past the instruct limit: read the rest here (it
+            // joins the stream's queue, within the same limit as any page).
+            if let Some(rest) = rest {
+                let rest = Limited::new(rest, MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("body unreadable or over {MAX_BODY} bytes: {e}"))?
+                    .to_bytes();
+                let mut whole = bytes::BytesMut::from(&response.body[..]);
+                whole.extend_from_slice(&rest);
+                response.body = whole.freeze();
+            }
+            Ok(Reply::Hold {
+                hold: Box::new(hold_of(*instruct, &origin.prefix)),
+                response,
+            })
+        }
         Answer::Whole {
             code,
             reason,

@@ -80,7 +80,12 @@ impl Session {
             origin: accept.origin.clone(),
             next_link: None,
             gone_link: None,
-            phase: Phase::Held,
+            // The proxy may have sent the head and a large initial body.
+            phase: if accept.started {
+                Phase::Streaming
+            } else {
+                Phase::Held
+            },
             generation: 0,
             link_failures: 0,
             fed: HashSet::new(),

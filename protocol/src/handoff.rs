@@ -33,6 +33,11 @@ pub struct Accept {
     pub request: Request,
     /// The response to send: at once for a stream, at timeout for a long-poll.
     pub response: Response,
+    /// A stream whose head and initial body the proxy already sent (an
+    /// initial body too large to pass along here): the handler continues
+    /// it; `response` carries only what the timeout or a retry needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub started: bool,
     /// What the origin asked for.
     pub hold: Hold,
     /// How to reach the origin again (retries, next and gone links).
@@ -174,6 +179,7 @@ mod tests {
                 headers: vec![],
                 body: Bytes::from_static(b"start\n"),
             },
+            started: true,
             hold: Hold {
                 mode: HoldMode::Stream,
                 channels: vec![Channel {

@@ -224,6 +224,21 @@ enum Phase {
     },
 }
 
+/// A hold ready to go to the handler: everything the hand-over carries
+/// besides the session's own state.
+struct PendingHold {
+    handler: mpsc::Sender<Multipart>,
+    request: handoff::Request,
+    instruct: Box<Instruct>,
+    /// For a `started` stream: the head (already sent) and no body.
+    response: handoff::Response,
+    origin: Option<handoff::Origin>,
+    prefix: String,
+    session: Option<holdfast_protocol::inspect::SessionUpdate>,
+    /// The proxy sent the head and the initial body itself.
+    started: bool,
+}
+
 /// What moved on the origin side.
 enum OriginEvent {
     Head(Result<Forwarded, ProxyError>),
@@ -395,6 +410,9 @@ impl Session {
             Box::pin(forward(self.shared.clone(), prepared))
         };
         let mut phase = Phase::Head(fetch);
+        // A stream hold whose initial body streams first; handed over at
+        // its end.
+        let mut then_hold: Option<PendingHold> = None;
         let mut status = 0u16;
         let timer = sleep_until(self.endpoint.next_deadline());
         tokio::pin!(timer);
@@ -416,10 +434,10 @@ impl Session {
                         .map(|h| *h)
                         .unwrap_or_else(|| self.packet(PacketType::Data));
                     packet.body = Some(chunk);
-                    packet.more = !done;
+                    packet.more = !done || then_hold.is_some();
                     self.send(packet).await;
                     if done {
-                        return (status, "ok");
+                        return self.body_sent(status, then_hold.take()).await;
                     }
                     continue;
                 }
@@ -439,10 +457,24 @@ impl Session {
                     let (code, reason, headers, body, pending) = match answer {
                         Ok(Answer::Relay { code, reason, headers, body }) => (code, reason, headers, Some(body), Bytes::new()),
                         Ok(Answer::Whole { code, reason, headers, body }) => (code, reason, headers, None, body),
-                        Ok(Answer::Hold { instruct, response }) => {
+                        Ok(Answer::Hold { instruct, response, rest }) => {
                             let origin = origin.map(|mut o| { o.prefix = prefix.clone(); o });
                             let session = session_host.as_deref().and_then(|host| answer::session_of(&instruct, &prefix, host));
-                            return self.hand_over(*instruct, response, origin, &prefix, session, debug).await;
+                            let (handler, request) = match self.prepare_hand_over(response.code, debug).await {
+                                Ok(ready) => ready,
+                                Err(ended) => return ended,
+                            };
+                            let mut hold = PendingHold { handler, request, instruct, response, origin, prefix: prefix.clone(), session, started: false };
+                            let Some(rest) = rest else {
+                                return self.hand_over(hold).await;
+                            };
+                            // The head and the body go out from here, as
+                            // for a relayed answer; the hold follows.
+                            let start = std::mem::take(&mut hold.response.body);
+                            let head = (hold.response.code, Some(hold.response.reason.clone()), hold.response.headers.clone());
+                            hold.started = true;
+                            then_hold = Some(hold);
+                            (head.0, head.1, head.2, Some(rest), start)
                         }
                         Err(err) => {
                             status = self.fail_with(&err, debug).await;
@@ -457,8 +489,9 @@ impl Session {
                     let finished = body.as_ref().is_none_or(|b| b.is_end_stream());
                     if finished && pending.is_empty() {
                         head.body = Some(Bytes::new());
+                        head.more = then_hold.is_some();
                         self.send(head).await;
-                        return (status, "ok");
+                        return self.body_sent(status, then_hold.take()).await;
                     }
                     // Hold the head back to send it with a small, known-size
                     // body in one packet; stream everything else at once.
@@ -482,11 +515,8 @@ impl Session {
                             if let Ok(data) = frame.into_data() {
                                 *pending = data;
                                 if pending.is_empty() && body.as_ref().is_none_or(|b| b.is_end_stream()) {
-                                    let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
-                                    packet.body = Some(Bytes::new());
-                                    packet.more = false;
-                                    self.send(packet).await;
-                                    return (status, "ok");
+                                    let head = head.take();
+                                    return self.end_body(status, head, then_hold.take()).await;
                                 }
                             }
                         }
@@ -499,11 +529,8 @@ impl Session {
                             return (status, "origin body error");
                         }
                         None => {
-                            let mut packet = head.take().map(|h| *h).unwrap_or_else(|| self.packet(PacketType::Data));
-                            packet.body = Some(Bytes::new());
-                            packet.more = false;
-                            self.send(packet).await;
-                            return (status, "ok");
+                            let head = head.take();
+                            return self.end_body(status, head, then_hold.take()).await;
                         }
                     }
                 }
@@ -529,38 +556,84 @@ impl Session {
         }
     }
 
-    /// Passes the session to the handler: pauses it with connmgr
-    /// (`handoff-start`, wait for `handoff-proceed`), then sends the handler
-    /// everything it needs to continue it.
-    async fn hand_over(
+    /// The origin's body ended: the response ends too, or, for a stream
+    /// hold whose initial body just passed, the hold begins.
+    async fn end_body(
         &mut self,
-        instruct: Instruct,
-        response: handoff::Response,
-        origin: Option<handoff::Origin>,
-        prefix: &str,
-        session: Option<holdfast_protocol::inspect::SessionUpdate>,
-        debug: bool,
+        status: u16,
+        head: Option<Box<Packet>>,
+        then_hold: Option<PendingHold>,
     ) -> (u16, &'static str) {
-        let code = response.code;
+        // An unsent head goes out with the end; once the head went out an
+        // empty packet only matters when it ends the response.
+        if head.is_some() || then_hold.is_none() {
+            let mut packet = head
+                .map(|h| *h)
+                .unwrap_or_else(|| self.packet(PacketType::Data));
+            packet.body = Some(Bytes::new());
+            packet.more = then_hold.is_some();
+            self.send(packet).await;
+        }
+        self.body_sent(status, then_hold).await
+    }
+
+    /// After the last body packet went out.
+    async fn body_sent(
+        &mut self,
+        status: u16,
+        then_hold: Option<PendingHold>,
+    ) -> (u16, &'static str) {
+        match then_hold {
+            Some(hold) => self.hand_over(hold).await,
+            None => (status, "ok"),
+        }
+    }
+
+    /// What a hand-over needs before anything of the response goes out: a
+    /// handler, and the client's whole request (for retries and links).
+    /// `Err` has ended the session.
+    async fn prepare_hand_over(
+        &mut self,
+        code: u16,
+        debug: bool,
+    ) -> Result<(mpsc::Sender<Multipart>, handoff::Request), (u16, &'static str)> {
         self.shared
             .metrics
             .holds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(handler) = self.shared.handler.clone() else {
-            return (
+            return Err((
                 self.fail_with(&ProxyError::HoldUnsupported, debug).await,
                 "no handler",
-            );
+            ));
         };
         // The origin may answer before connmgr's last body packet reached
         // us (it knew the length): take the rest of the body first.
         if let Err(outcome) = self.finish_body().await {
-            return (code, outcome);
+            return Err((code, outcome));
         }
         let Some(request) = self.request.take().filter(|_| !self.body_open) else {
             let err = ProxyError::BadRequest("Request too large to accept GRIP instruct.".into());
-            return (self.fail_with(&err, debug).await, "streamed request");
+            return Err((self.fail_with(&err, debug).await, "streamed request"));
         };
+        Ok((handler, request))
+    }
+
+    /// Passes the session to the handler: pauses it with connmgr
+    /// (`handoff-start`, wait for `handoff-proceed`), then sends the handler
+    /// everything it needs to continue it.
+    async fn hand_over(&mut self, hold: PendingHold) -> (u16, &'static str) {
+        let PendingHold {
+            handler,
+            request,
+            instruct,
+            response,
+            origin,
+            prefix,
+            session,
+            started,
+        } = hold;
+        let code = response.code;
         let start = self.packet(PacketType::HandoffStart);
         self.send(start).await;
         let proceed = tokio::time::timeout(HANDOFF_TIMEOUT, async {
@@ -581,7 +654,7 @@ impl Session {
             tracing::warn!(session = %self.endpoint.id(), "connmgr did not proceed with the hand-over; session dropped");
             return (code, "handoff failed");
         }
-        let mut hold = answer::hold_of(instruct, prefix);
+        let mut hold = answer::hold_of(*instruct, &prefix);
         hold.session = session;
         let (in_seq, out_seq) = self.endpoint.seqs();
         let accept = handoff::Accept {
@@ -593,6 +666,7 @@ impl Session {
             peer_address: self.peer.clone(),
             request,
             response,
+            started,
             hold,
             origin,
         };

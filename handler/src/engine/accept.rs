@@ -118,6 +118,11 @@ impl Engine {
                 if !response.body.is_empty() {
                     session.queue.push_back(response.body);
                 }
+                if source == Source::Accept {
+                    // The proxy sent the head: our first packet tells
+                    // connmgr the session moved here.
+                    packets.push(session.packet(PacketType::KeepAlive));
+                }
             }
             HoldMode::Response => {
                 if source == Source::Accept {

@@ -78,6 +78,7 @@ fn accept(id: &str, mode: HoldMode, credits: u32, body: &'static [u8]) -> Accept
             headers: vec![],
             body: Bytes::from_static(body),
         },
+        started: false,
         hold: Hold {
             mode,
             channels: vec![Channel {

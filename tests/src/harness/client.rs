@@ -184,6 +184,17 @@ impl OpenStream {
         true
     }
 
+    /// Reads until at least `n` bytes have arrived; false on timeout or end.
+    pub async fn read_bytes(&mut self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.received.len() < n {
+            if self.ended || !self.read_frame(deadline).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Reads until the body ends; false on timeout.
     pub async fn read_to_end(&mut self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

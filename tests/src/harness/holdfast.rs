@@ -246,6 +246,31 @@ impl Holdfast {
         (reply.status, reply.text())
     }
 
+    /// Waits until `/metrics` (publish port) has a series `name` whose
+    /// labels contain all of `labels`, with a value of at least `min`. The
+    /// handler's own series are live; other processes report once a
+    /// second, so this polls (there is nothing else to wait on).
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[&str],
+        min: f64,
+        timeout: Duration,
+    ) -> bool {
+        let client = crate::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let text = client.get(&self.publish_url("/metrics")).await.text();
+            if metric(&text, name, labels).is_some_and(|v| v >= min) {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Everything logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").join("\n")
@@ -377,4 +402,14 @@ pub fn alive(pid: i32) -> bool {
                 .is_some_and(|(_, rest)| rest.starts_with('Z'))
         })
         .unwrap_or(false)
+}
+
+/// The value of the first series named `name` in Prometheus text whose
+/// labels contain all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split('{').next() == Some(name) && labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

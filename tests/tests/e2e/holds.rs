@@ -410,6 +410,54 @@ async fn items_are_ordered_by_prev_id_and_duplicates_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_hold_with_a_large_initial_body_streams_it_then_the_publishes() {
+    const SIZE: usize = 3 << 20;
+    let initial: String = (0..SIZE).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let expected = initial.clone();
+    let origin = Scripted::start(move |_| {
+        answer(
+            200,
+            &[
+                ("Content-Type", "text/plain"),
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "big"),
+            ],
+            &initial,
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .run()
+        .await;
+    let mut stream = Client::new().open(&hf.url("/")).await;
+    assert_eq!(stream.status, 200, "{}", hf.logs());
+    assert!(stream.headers.get("content-length").is_none());
+    assert!(
+        stream.read_bytes(SIZE, WAIT).await,
+        "{} bytes\n{}",
+        stream.received.len(),
+        hf.logs()
+    );
+    assert!(
+        stream.received == expected.as_bytes(),
+        "the initial body, whole"
+    );
+    // The subscription starts once the body has passed.
+    assert!(
+        hf.wait_metric("holdfast_subscriptions", &[], 1.0, WAIT)
+            .await,
+        "{}",
+        hf.logs()
+    );
+    for text in ["one\n", "two\n"] {
+        assert_eq!(hf.publish(&stream_item("big", text)).await.0, 200);
+    }
+    assert!(stream.read_until("two\n", WAIT).await, "{}", hf.logs());
+    assert_eq!(&stream.received[SIZE..], b"one\ntwo\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_api_can_require_credentials() {
     use base64::Engine;
     let origin = Origin::start().await;

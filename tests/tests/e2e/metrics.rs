@@ -3,6 +3,7 @@
 //! edge cache) and `GET /health` (every process reported lately) on the
 //! publish port.
 
+use holdfast_tests::harness::holdfast::metric as value;
 use holdfast_tests::{answer, Client, Holdfast, Scripted, Seen};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -23,16 +24,6 @@ async fn poll(hf: &Holdfast, path: &str, ok: impl Fn(u16, &str) -> bool) -> (u16
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The value of the first series named `name` whose labels contain all of
-/// `labels`.
-fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.split('{').next() == Some(name) && labels.iter().all(|want| l.contains(want)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {

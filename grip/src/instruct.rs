@@ -18,9 +18,10 @@ pub const DEFAULT_KEEP_ALIVE: u32 = 55;
 pub const DEFAULT_LINK_TIMEOUT: u32 = 120;
 /// Filters one channel may carry.
 pub const MAX_FILTERS: usize = 5;
-/// Channels one connection may subscribe to (`connection_subscription_max`);
-/// further channels are dropped.
-pub const MAX_CHANNELS: usize = 20;
+/// Channels read from one answer; further ones are dropped here. The
+/// handler applies the configured `connection_subscription_max` (20 by
+/// default) below this.
+pub const MAX_CHANNELS: usize = 1000;
 /// Largest `application/grip-instruct` body read.
 pub const MAX_INSTRUCT_BODY: usize = 100_000;
 

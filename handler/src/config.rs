@@ -72,6 +72,36 @@ pub struct Config {
     )]
     pub push_in_http_jwt_key: Option<String>,
 
+    /// Largest HTTP publish body, bytes (`push_in_http_max_body_size`).
+    #[arg(long = "push-in-http-max-body-size", default_value_t = crate::publish::http::DEFAULT_MAX_BODY)]
+    pub push_in_http_max_body_size: usize,
+
+    /// Publishes (an HTTP request's items, or one ZeroMQ message) that may
+    /// wait for delivery (`message_hwm`); when full, publishers wait (HTTP)
+    /// or are not read (ZeroMQ): nothing is dropped.
+    #[arg(long = "message-hwm", default_value_t = crate::publish::QUEUE)]
+    pub message_hwm: usize,
+
+    /// Channels one connection may subscribe to; more are ignored
+    /// (`connection_subscription_max`).
+    #[arg(long = "connection-subscription-max", default_value_t = 20)]
+    pub connection_subscription_max: usize,
+
+    /// Seconds a channel stays subscribed (and keeps its last id) after its
+    /// last long-poll left (`subscription_linger`).
+    #[arg(long = "subscription-linger", default_value_t = 60)]
+    pub subscription_linger: u64,
+
+    /// Seconds a published item id is remembered to drop duplicates; 0:
+    /// not at all (`id_cache_ttl`).
+    #[arg(long = "id-cache-ttl", default_value_t = 60)]
+    pub id_cache_ttl: u64,
+
+    /// Milliseconds an out-of-order item waits for its predecessor
+    /// (`message_wait`).
+    #[arg(long = "message-wait", default_value_t = 5000)]
+    pub message_wait: u64,
+
     /// Clock skew allowed on a Bearer token's `exp` and `nbf`, seconds.
     #[arg(long = "push-in-http-jwt-leeway", default_value_t = 5)]
     pub push_in_http_jwt_leeway: u64,

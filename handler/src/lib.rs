@@ -47,6 +47,7 @@ pub use config::Config;
 use holdfast_protocol::zmq::link::Link;
 use holdfast_protocol::zmq::{apply_specs, spawn};
 use holdfast_runtime::Shutdown;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Runs the handler until `shutdown` is cancelled.
@@ -71,7 +72,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         });
     }
 
-    let (items_tx, items_rx) = mpsc::channel(publish::QUEUE);
+    // Publishers wait (HTTP) or are not read (ZeroMQ) while it is full.
+    let (items_tx, items_rx) = mpsc::channel(config.message_hwm.max(1));
     if let Some(addr) = config.push_in_http {
         let auth = publish::auth::Auth::new(
             config.push_in_http_basic_auth.as_deref(),
@@ -79,10 +81,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             config.push_in_http_jwt_leeway,
         )
         .map_err(anyhow::Error::msg)?;
+        let api = publish::http::Api {
+            auth,
+            max_body: config.push_in_http_max_body_size,
+        };
         publish::http::serve(
             addr,
             items_tx.clone(),
-            auth,
+            api,
             metrics.clone(),
             shutdown.token.clone(),
         )
@@ -127,6 +133,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             }
             let options = engine::Options {
                 update_on_first_subscription: config.update_on_first_subscription,
+                subscription_max: config.connection_subscription_max,
+                subscription_linger: Duration::from_secs(config.subscription_linger),
+                id_cache_ttl: Duration::from_secs(config.id_cache_ttl),
+                message_wait: Duration::from_millis(config.message_wait),
             };
             let engine_link = link.clone();
             let mut engine = engine::Engine::new(engine_link, sub_control, options);

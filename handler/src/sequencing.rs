@@ -1,11 +1,12 @@
 //! Item order and duplicates per channel, as Pushpin's handler keeps them.
 //!
-//! - An item whose id was seen on its channel within [`ID_CACHE_TTL`] is a
+//! - An item whose id was seen on its channel within the id cache's time
+//!   (`id_cache_ttl`, default [`ID_CACHE_TTL`]; 0 turns it off) is a
 //!   duplicate and dropped.
 //! - An item whose `prev-id` is not the channel's last released id waits
 //!   (at most [`PENDING_MAX`] per channel) for its predecessor; when the
 //!   predecessor arrives the chain is released in order. If it never comes
-//!   within [`MESSAGE_WAIT`], the engine calls [`Sequencer::give_up`] and
+//!   within `message_wait` (default [`MESSAGE_WAIT`]), the engine calls [`Sequencer::give_up`] and
 //!   the waiting items go out in arrival order.
 //! - `no-seq` items, and items of a channel whose last id is unknown, go out
 //!   at once.
@@ -17,10 +18,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long an item id is remembered for de-duplication (Pushpin's example
-/// config, `id_cache_ttl`).
+/// How long an item id is remembered for de-duplication by default
+/// (Pushpin's example config, `id_cache_ttl`).
 pub const ID_CACHE_TTL: Duration = Duration::from_secs(60);
-/// How long an out-of-order item waits for its predecessor (`message_wait`).
+/// How long an out-of-order item waits for its predecessor by default
+/// (`message_wait`).
 pub const MESSAGE_WAIT: Duration = Duration::from_secs(5);
 /// Items that may wait per channel; past this the oldest goes out.
 pub const PENDING_MAX: usize = 100;
@@ -35,19 +37,37 @@ pub struct Outcome {
 }
 
 /// Per-channel order and de-duplication state.
-#[derive(Default)]
 pub struct Sequencer {
+    /// How long ids are remembered; zero: not at all.
+    id_ttl: Duration,
     last_id: HashMap<String, String>,
     pending: HashMap<String, VecDeque<Item>>,
     seen: HashSet<(String, String)>,
     seen_order: VecDeque<(Instant, String, String)>,
 }
 
+impl Default for Sequencer {
+    fn default() -> Sequencer {
+        Sequencer::new(ID_CACHE_TTL)
+    }
+}
+
 impl Sequencer {
+    /// A sequencer remembering ids for `id_ttl` (zero: no de-duplication).
+    pub fn new(id_ttl: Duration) -> Sequencer {
+        Sequencer {
+            id_ttl,
+            last_id: HashMap::new(),
+            pending: HashMap::new(),
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+        }
+    }
+
     /// Offers a published item.
     pub fn offer(&mut self, item: Item, now: Instant) -> Outcome {
         self.forget_old(now);
-        if let Some(id) = &item.id {
+        if let Some(id) = item.id.as_ref().filter(|_| !self.id_ttl.is_zero()) {
             let key = (item.channel.clone(), id.clone());
             if self.seen.contains(&key) {
                 tracing::debug!(channel = %item.channel, id = %id, "duplicate item dropped");
@@ -158,7 +178,7 @@ impl Sequencer {
 
     fn forget_old(&mut self, now: Instant) {
         while let Some((at, _, _)) = self.seen_order.front() {
-            if now.duration_since(*at) < ID_CACHE_TTL {
+            if now.duration_since(*at) < self.id_ttl {
                 break;
             }
             if let Some((_, channel, id)) = self.seen_order.pop_front() {
@@ -204,6 +224,27 @@ mod tests {
         // After the TTL the id may be used again.
         let later = now + ID_CACHE_TTL + Duration::from_secs(1);
         assert_eq!(s.offer(item(Some("1"), None), later).release.len(), 1);
+    }
+
+    #[test]
+    fn the_id_cache_time_is_configurable_and_zero_turns_it_off() {
+        let now = Instant::now();
+        let mut short = Sequencer::new(Duration::from_secs(2));
+        assert_eq!(short.offer(item(Some("1"), None), now).release.len(), 1);
+        assert!(short
+            .offer(item(Some("1"), None), now + Duration::from_secs(1))
+            .release
+            .is_empty());
+        assert_eq!(
+            short
+                .offer(item(Some("1"), None), now + Duration::from_secs(3))
+                .release
+                .len(),
+            1
+        );
+        let mut off = Sequencer::new(Duration::ZERO);
+        assert_eq!(off.offer(item(Some("1"), None), now).release.len(), 1);
+        assert_eq!(off.offer(item(Some("1"), None), now).release.len(), 1);
     }
 
     #[test]

@@ -14,10 +14,6 @@ use tokio::time::Instant;
 /// How long a session lives without an `alive` from its proxy.
 pub const WS_TTL: Duration = Duration::from_secs(120);
 
-/// Channels one WebSocket session may subscribe to (Pushpin's
-/// `connection_subscription_max`).
-const MAX_CHANNELS: usize = 20;
-
 /// One WebSocket session as the handler knows it.
 #[derive(Debug)]
 struct WsSession {
@@ -31,9 +27,11 @@ struct WsSession {
 }
 
 /// Every WebSocket session, by key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WsSessions {
     sessions: HashMap<String, WsSession>,
+    /// Channels one session may subscribe to (`connection_subscription_max`).
+    max_channels: usize,
 }
 
 /// What a control message changed in the channel index.
@@ -53,6 +51,14 @@ pub fn key_of(proxy: &str, id: &str) -> String {
 }
 
 impl WsSessions {
+    /// No sessions yet; each may subscribe to `max_channels` channels.
+    pub fn new(max_channels: usize) -> WsSessions {
+        WsSessions {
+            sessions: HashMap::new(),
+            max_channels,
+        }
+    }
+
     /// How many sessions it knows.
     pub fn len(&self) -> usize {
         self.sessions.len()
@@ -97,8 +103,8 @@ impl WsSessions {
         session.alive = now;
         match (control.kind.as_str(), control.channel) {
             ("subscribe", Some(channel)) => {
-                if session.channels.len() >= MAX_CHANNELS {
-                    tracing::info!(session = %control.id, %channel, "subscription beyond {MAX_CHANNELS} channels ignored");
+                if session.channels.len() >= self.max_channels {
+                    tracing::info!(session = %control.id, %channel, "subscription beyond connection_subscription_max ({}) ignored", self.max_channels);
                 } else if !session.channels.iter().any(|c| c.name == channel) {
                     session.channels.push(Subscription {
                         name: channel.clone(),
@@ -256,7 +262,7 @@ mod tests {
     #[test]
     fn subscriptions_meta_and_delivery() {
         let now = Instant::now();
-        let mut ws = WsSessions::default();
+        let mut ws = WsSessions::new(20);
         let change = ws.apply(control("subscribe", "a", Some("room")), now);
         assert_eq!(change.subscribed, ["room"]);
         assert!(ws

@@ -259,6 +259,10 @@ pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
     }
     handler.push("--purge-window-ms".into());
     handler.push(settings.purge_window_ms.to_string());
+    for (key, value) in &settings.delivery {
+        handler.push(format!("--{}", key.replace('_', "-")));
+        handler.push(value.to_string());
+    }
     handler.push("--push-in-http-jwt-leeway".into());
     handler.push(settings.push_in_http_jwt_leeway.to_string());
     handler.push("--fastly-api-url".into());

@@ -83,7 +83,7 @@ fn full_header_set() {
 
 #[test]
 fn channel_count_is_capped() {
-    let many: Vec<String> = (0..30).map(|n| format!("ch{n}")).collect();
+    let many: Vec<String> = (0..MAX_CHANNELS + 10).map(|n| format!("ch{n}")).collect();
     let i = parse(&[("grip-channel", &many.join(", "))]).unwrap();
     assert_eq!(i.channels.len(), MAX_CHANNELS);
 }

@@ -63,6 +63,7 @@ impl Engine {
         response: Response,
         source: Source,
     ) {
+        let subscription_max = self.options.subscription_max;
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
@@ -81,6 +82,14 @@ impl Engine {
                 filters: c.filters,
             })
             .collect();
+        if session.channels.len() > subscription_max {
+            let ignored: Vec<&str> = session.channels[subscription_max..]
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            tracing::info!(session = %key, ?ignored, "channels beyond connection_subscription_max ({subscription_max}) ignored");
+            session.channels.truncate(subscription_max);
+        }
         session.meta = hold.meta;
         session.keep_alive = hold.keep_alive;
         session.next_link = hold
@@ -181,8 +190,13 @@ impl Engine {
     }
 
     pub(super) fn subscribe_channel(&mut self, key: &str, channel: &str) {
+        let lingered = self.lingering.remove(channel);
+        if let Some(timer) = &lingered {
+            // Still subscribed: not a first subscription.
+            self.timers.try_remove(timer);
+        }
         let subscribers = self.channels.entry(channel.to_owned()).or_default();
-        if subscribers.is_empty() {
+        if subscribers.is_empty() && lingered.is_none() {
             self.sub_changes
                 .push(crate::publish::zmq_sub::subscription(channel, true));
             if self.options.update_on_first_subscription {
@@ -206,17 +220,36 @@ impl Engine {
         if let Some(set) = self.channels.get_mut(channel) {
             set.remove(key);
             if set.is_empty() {
-                let mode = self.stats_mode(key);
-                self.stat(
-                    "sub",
-                    serde_json::json!({"mode": mode, "channel": channel, "unavailable": true}),
-                );
                 self.channels.remove(channel);
-                self.sequencer.forget_channel(channel);
-                self.sub_changes
-                    .push(crate::publish::zmq_sub::subscription(channel, false));
+                // A long-poll's client usually comes straight back: keep
+                // the subscription and the channel's last id a while.
+                let linger = self.options.subscription_linger;
+                let long_poll = matches!(
+                    self.sessions.get(key).map(|s| s.mode),
+                    Some(HoldMode::Response)
+                );
+                if long_poll && !linger.is_zero() {
+                    let timer = self
+                        .timers
+                        .insert((channel.to_owned(), Timer::Linger), linger);
+                    self.lingering.insert(channel.to_owned(), timer);
+                } else {
+                    let mode = self.stats_mode(key);
+                    self.let_go(channel, mode);
+                }
             }
         }
+    }
+
+    /// A channel nobody holds any more: unsubscribed, its order forgotten.
+    pub(super) fn let_go(&mut self, channel: &str, mode: &str) {
+        self.stat(
+            "sub",
+            serde_json::json!({"mode": mode, "channel": channel, "unavailable": true}),
+        );
+        self.sequencer.forget_channel(channel);
+        self.sub_changes
+            .push(crate::publish::zmq_sub::subscription(channel, false));
     }
 
     pub(super) async fn on_packet(&mut self, packet: Packet) {

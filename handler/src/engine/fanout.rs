@@ -384,7 +384,8 @@ impl Engine {
         let channel = item.channel.clone();
         let outcome = self.sequencer.offer(item, Instant::now());
         if outcome.start_wait {
-            self.timers.insert((channel, Timer::Sequence), MESSAGE_WAIT);
+            self.timers
+                .insert((channel, Timer::Sequence), self.options.message_wait);
         }
         for item in outcome.release {
             self.publish(item).await;

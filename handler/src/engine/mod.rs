@@ -31,7 +31,7 @@
 use crate::fetch::{resolve, Fetched, Fetcher, Purpose, Reply};
 use crate::filters::Subscriber;
 use crate::publish::Input;
-use crate::sequencing::{Sequencer, MESSAGE_WAIT};
+use crate::sequencing::Sequencer;
 use crate::session::{published_response, Phase, Session, Subscription, QUEUE_MAX};
 use crate::ws::WsSessions;
 use bytes::Bytes;
@@ -66,6 +66,27 @@ pub struct Options {
     /// Update every session of a channel a second after its first
     /// subscription.
     pub update_on_first_subscription: bool,
+    /// Channels one session may subscribe to; more are ignored.
+    pub subscription_max: usize,
+    /// How long a channel whose last long-poll left stays subscribed.
+    pub subscription_linger: Duration,
+    /// How long item ids are remembered (zero: not at all).
+    pub id_cache_ttl: Duration,
+    /// How long an out-of-order item waits for its predecessor.
+    pub message_wait: Duration,
+}
+
+impl Default for Options {
+    /// Pushpin's defaults.
+    fn default() -> Options {
+        Options {
+            update_on_first_subscription: true,
+            subscription_max: 20,
+            subscription_linger: Duration::from_secs(60),
+            id_cache_ttl: crate::sequencing::ID_CACHE_TTL,
+            message_wait: crate::sequencing::MESSAGE_WAIT,
+        }
+    }
 }
 
 /// Owner of all held sessions.
@@ -77,6 +98,9 @@ pub struct Engine {
     sessions: HashMap<String, Session>,
     /// Channel → keys of subscribed sessions.
     channels: HashMap<String, HashSet<String>>,
+    /// Channels without sessions whose subscription lingers (their last
+    /// long-poll left lately), with the timer that ends it.
+    lingering: HashMap<String, tokio_util::time::delay_queue::Key>,
     timers: DelayQueue<(String, Timer)>,
     /// The SUB publish input's subscriptions, following local interest.
     sub_control: Option<mpsc::Sender<Multipart>>,
@@ -134,15 +158,16 @@ impl Engine {
             options,
             sessions: HashMap::new(),
             channels: HashMap::new(),
+            lingering: HashMap::new(),
             timers: DelayQueue::new(),
             sub_control,
             sub_changes: Vec::new(),
-            sequencer: Sequencer::default(),
+            sequencer: Sequencer::new(options.id_cache_ttl),
             fetcher,
             fetched: Some(fetched),
             updates: VecDeque::new(),
             updates_armed: false,
-            ws: WsSessions::default(),
+            ws: WsSessions::new(options.subscription_max),
             ws_out: None,
             purger: None,
             metrics: None,

@@ -27,11 +27,16 @@ struct Peers {
     _token: tokio_util::sync::DropGuard,
 }
 
+/// The engine's `message_wait` here: short, so a gap's wait passes quickly.
+const MESSAGE_WAIT: Duration = Duration::from_millis(300);
+
 fn start() -> Peers {
     let (link, sent) = Link::detached("handler", Format::TNetString);
     let (ws_tx, ws_out) = mpsc::channel(64);
     let options = Options {
         update_on_first_subscription: false,
+        message_wait: MESSAGE_WAIT,
+        ..Options::default()
     };
     let engine = Engine::new(link, None, options).with_ws_out(ws_tx);
     let (accepts, accepts_rx) = mpsc::channel(8);
@@ -365,6 +370,6 @@ async fn a_stream_that_missed_an_item_takes_no_later_one_until_it_recovers() {
     // the origin (here it has none to ask, so it takes nothing).
     peers.publish(&item("4", "3", "four\n")).await;
     assert!(peers.next().await.is_none(), "held back while 3 may come");
-    tokio::time::sleep(crate::sequencing::MESSAGE_WAIT).await;
+    tokio::time::sleep(MESSAGE_WAIT).await;
     assert!(peers.next().await.is_none(), "a gap is never papered over");
 }

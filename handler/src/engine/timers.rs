@@ -17,6 +17,8 @@ pub(super) enum Timer {
     Updates,
     /// Time to forget WebSocket sessions their proxy stopped vouching for.
     WsSweep,
+    /// A channel's subscription lingered long enough (key = channel).
+    Linger,
 }
 
 /// A session's timers.
@@ -51,6 +53,11 @@ impl Engine {
             Timer::Sequence => {
                 for item in self.sequencer.give_up(&key) {
                     self.publish(item).await;
+                }
+            }
+            Timer::Linger => {
+                if self.lingering.remove(&key).is_some() && !self.channels.contains_key(&key) {
+                    self.let_go(&key, "response");
                 }
             }
             Timer::FirstSubscription => {

@@ -24,8 +24,17 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Largest publish body accepted (Pushpin's `push_in_http_max_body_size`).
-pub const MAX_BODY: usize = 1_000_000;
+/// Largest publish body accepted by default (Pushpin's
+/// `push_in_http_max_body_size`).
+pub const DEFAULT_MAX_BODY: usize = 1_000_000;
+
+/// What the publish API requires of a request.
+pub struct Api {
+    /// Credentials, when configured.
+    pub auth: Auth,
+    /// Largest body accepted, bytes.
+    pub max_body: usize,
+}
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
@@ -41,7 +50,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 async fn route(
     req: Request<Incoming>,
     items: mpsc::Sender<Input>,
-    auth: Auth,
+    api: Arc<Api>,
     metrics: Arc<Metrics>,
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     if req.method() == Method::GET {
@@ -72,14 +81,14 @@ async fn route(
             return Ok(resp);
         }
     }
-    let resp = handle(req, items, auth, metrics).await?;
+    let resp = handle(req, items, &api, metrics).await?;
     Ok(resp.map(BodyExt::boxed))
 }
 
 async fn handle(
     req: Request<Incoming>,
     items: mpsc::Sender<Input>,
-    auth: Auth,
+    api: &Api,
     metrics: Arc<Metrics>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
@@ -108,7 +117,7 @@ async fn handle(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Err(reason) = auth.check(authorization) {
+    if let Err(reason) = api.auth.check(authorization) {
         let mut resp = text(
             StatusCode::UNAUTHORIZED,
             &format!("Unauthorized: {reason}."),
@@ -150,12 +159,12 @@ async fn handle(
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), api.max_body).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
             return Ok(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("Body is larger than {MAX_BODY} bytes."),
+                &format!("Body is larger than {} bytes.", api.max_body),
             ))
         }
     };
@@ -191,12 +200,13 @@ async fn handle(
 pub async fn serve(
     addr: SocketAddr,
     items: mpsc::Sender<Input>,
-    auth: Auth,
+    api: Api,
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!("publish HTTP on {}", listener.local_addr()?);
+    let api = Arc::new(api);
     tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -209,10 +219,10 @@ pub async fn serve(
                 },
                 _ = token.cancelled() => return,
             };
-            let (items, auth, metrics) = (items.clone(), auth.clone(), metrics.clone());
+            let (items, api, metrics) = (items.clone(), api.clone(), metrics.clone());
             tokio::spawn(async move {
                 let service =
-                    service_fn(move |req| route(req, items.clone(), auth.clone(), metrics.clone()));
+                    service_fn(move |req| route(req, items.clone(), api.clone(), metrics.clone()));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

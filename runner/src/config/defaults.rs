@@ -62,6 +62,20 @@ push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
 stats_spec=ipc://{rundir}/{ipc_prefix}stats
 update_on_first_subscription=true
+# largest HTTP publish body, bytes
+push_in_http_max_body_size=1000000
+# publishes (an HTTP request's items, or one ZeroMQ message) that may wait
+# for delivery; when full, publishers wait: nothing is dropped (Pushpin
+# counts deliveries here and drops past it)
+message_hwm=1024
+# how long an item whose prev-id is ahead waits for its predecessor, ms
+message_wait=5000
+# how long a published item id is remembered to drop duplicates, s (0: off)
+id_cache_ttl=60
+# channels one connection may subscribe to; more are ignored
+connection_subscription_max=20
+# how long a channel stays subscribed after its last long-poll left, s
+subscription_linger=60
 # Holdfast additions, purge + publish: where items' `purge` goes (self = the
 # edge cache; a Varnish URL such as http://127.0.0.1:6081; fastly:<service
 # id>), the pacing window per channel, and the Fastly API

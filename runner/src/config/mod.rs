@@ -58,6 +58,12 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_http_basic_auth",
             "push_in_http_jwt_key",
             "push_in_http_jwt_leeway",
+            "push_in_http_max_body_size",
+            "message_hwm",
+            "message_wait",
+            "id_cache_ttl",
+            "connection_subscription_max",
+            "subscription_linger",
             "push_in_http_addr",
             "push_in_http_port",
             "command_spec",
@@ -181,6 +187,10 @@ pub struct Settings {
     pub push_in_http_basic_auth: String,
     /// `push_in_http_jwt_key` (Holdfast addition): HS256 key for Bearer tokens.
     pub push_in_http_jwt_key: String,
+    /// Pushpin's delivery settings, passed to the handler under the same
+    /// names: `push_in_http_max_body_size`, `message_hwm`, `message_wait`,
+    /// `id_cache_ttl`, `connection_subscription_max`, `subscription_linger`.
+    pub delivery: Vec<(&'static str, u64)>,
     /// `push_in_http_jwt_leeway` (Holdfast addition): clock skew allowed on
     /// the token's `exp` and `nbf`, seconds.
     pub push_in_http_jwt_leeway: u64,
@@ -377,6 +387,16 @@ fn bad(section: &str, key: &str, value: &str, reason: impl Into<String>) -> Conf
 fn get<'a>(ini: &'a Ini, section: &str, key: &str) -> &'a str {
     ini.get(section, key).unwrap_or("")
 }
+
+/// The handler keys passed on as `--<key with dashes> <number>`.
+const DELIVERY_KEYS: [&str; 6] = [
+    "push_in_http_max_body_size",
+    "message_hwm",
+    "message_wait",
+    "id_cache_ttl",
+    "connection_subscription_max",
+    "subscription_linger",
+];
 
 fn number<T: std::str::FromStr>(ini: &Ini, section: &str, key: &str) -> Result<T, ConfigError> {
     let value = get(ini, section, key);
@@ -625,6 +645,10 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
         push_in_http_basic_auth: get(ini, "handler", "push_in_http_basic_auth").to_owned(),
         push_in_http_jwt_key: get(ini, "handler", "push_in_http_jwt_key").to_owned(),
         push_in_http_jwt_leeway: number(ini, "handler", "push_in_http_jwt_leeway")?,
+        delivery: DELIVERY_KEYS
+            .iter()
+            .map(|&key| number(ini, "handler", key).map(|n| (key, n)))
+            .collect::<Result<_, _>>()?,
         push_in_http,
         rundir,
     })

@@ -6,6 +6,7 @@
 mod browser;
 mod cdn;
 mod client_sessions;
+mod delivery_settings;
 mod edge_cache;
 mod eventstream;
 mod faults;

@@ -1,6 +1,88 @@
 //! Entry points for connmgr's fuzz targets (`connmgr/fuzz/`, built with
 //! `--cfg fuzzing`). Each must never panic, whatever the bytes.
 
+/// Client bytes as a connection's HTTP/1: read by hyper as connmgr
+/// configures it ([`crate::listener::http1_builder`]), each request put
+/// through connmgr's checks ([`crate::session::check_limits`],
+/// [`crate::session::local_answer`]) and its body read to the end the way
+/// a session reads it (chunked decoding included), within the body limit.
+/// Whatever the bytes: no panic, no hang (the input ends, so must the
+/// connection), and every answer a well-formed status line.
+pub fn http1_request(data: &[u8]) {
+    use crate::config::Config;
+    use bytes::Bytes;
+    use clap::Parser;
+    use http_body_util::BodyExt;
+    use std::sync::OnceLock;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        Config::try_parse_from(["connmgr", "--zclient-stream", "tcp://127.0.0.1:1"])
+            .expect("connmgr's defaults parse")
+    });
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(
+            move |req: http::Request<hyper::body::Incoming>| async move {
+                let refused = crate::session::check_limits(&req, config)
+                    .or_else(|| crate::session::local_answer(&req));
+                if let Some(resp) = refused {
+                    return Ok::<_, std::convert::Infallible>(resp);
+                }
+                let mut body = req.into_body();
+                let mut total = 0u64;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(frame) => {
+                            total += frame.data_ref().map_or(0, |d| d.len() as u64);
+                            if total > config.max_body_size {
+                                return Ok(crate::answer::plain(
+                                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                                    "too large",
+                                ));
+                            }
+                        }
+                        Err(_) => {
+                            return Ok(crate::answer::plain(
+                                http::StatusCode::BAD_REQUEST,
+                                "malformed",
+                            ))
+                        }
+                    }
+                }
+                Ok(http::Response::new(holdfast_runtime::body::HttpBody::full(
+                    Bytes::new(),
+                )))
+            },
+        );
+        let builder = crate::listener::http1_builder(config);
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(server), service);
+        let peer = async {
+            let _ = client.write_all(data).await;
+            let _ = client.shutdown().await;
+            let mut answers = Vec::new();
+            let _ = client.read_to_end(&mut answers).await;
+            answers
+        };
+        let run = async { tokio::join!(connection, peer).1 };
+        let answers = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the connection ends once the client's bytes have");
+        assert!(
+            answers.is_empty() || answers.starts_with(b"HTTP/1."),
+            "not a status line: {:?}",
+            String::from_utf8_lossy(&answers[..answers.len().min(64)])
+        );
+    });
+}
+
 /// Client bytes through the permessage-deflate layer: whatever they are, it
 /// hands tungstenite bytes without panicking, and never more than the
 /// message limit per inflated message (plus frame headers).

@@ -32,6 +32,19 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/
 /// The answer to a plain HTTP request on a TLS port.
 const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// (or wss://).\n";
 
+/// How client connections' HTTP/1 is read: the limits on the head and the
+/// read buffer, the idle timeout.
+pub(crate) fn http1_builder(config: &crate::config::Config) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.idle_timeout())
+        .max_header_size(config.buffer_size.max(1024))
+        .max_buf_size(READ_BUFFER_MAX.max(config.buffer_size + 8192));
+    builder
+}
+
 /// Accepts connections on `listener` until `token` is cancelled.
 pub async fn serve(
     listener: TcpListener,
@@ -40,14 +53,7 @@ pub async fn serve(
     limit: Arc<Semaphore>,
     token: CancellationToken,
 ) {
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.idle_timeout())
-        .max_header_size(shared.config.buffer_size.max(1024))
-        .max_buf_size(READ_BUFFER_MAX.max(shared.config.buffer_size + 8192));
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http1_builder(&shared.config));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

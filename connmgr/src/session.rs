@@ -30,7 +30,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
-fn check_limits(req: &Request<Incoming>, config: &Config) -> Option<Response<ResponseBody>> {
+pub(crate) fn check_limits(
+    req: &Request<Incoming>,
+    config: &Config,
+) -> Option<Response<ResponseBody>> {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > MAX_URI_LEN {
         return Some(plain(
@@ -75,7 +78,7 @@ fn check_limits(req: &Request<Incoming>, config: &Config) -> Option<Response<Res
 /// Requests connmgr answers itself and never forwards: `CONNECT` (this is
 /// a reverse proxy, not a tunnel) and `OPTIONS *` (a question about this
 /// server, not about any resource of an origin).
-fn local_answer(req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+pub(crate) fn local_answer(req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
     if req.method() == http::Method::CONNECT {
         let mut resp = plain(
             StatusCode::METHOD_NOT_ALLOWED,

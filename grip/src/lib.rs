@@ -12,11 +12,14 @@
 //!   ([`answer::interpret`]); the hold handed to the handler.
 //! - [`client`]: the pooled HTTP clients toward origins (verified and
 //!   `insecure`).
+//! - [`cross_origin`]: CORS headers and JSON-P wrapping (route `aco`), for
+//!   relayed and held responses alike.
 //! - [`sign`]: `Grip-Sig` (signing requests, verifying trusted clients).
 //! - [`error`]: what can go wrong with an origin's answer; [`error_chain`].
 
 pub mod answer;
 pub mod client;
+pub mod cross_origin;
 pub mod error;
 pub mod headers;
 pub mod instruct;

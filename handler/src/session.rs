@@ -3,7 +3,9 @@
 //! drives it.
 
 use bytes::Bytes;
-use holdfast_protocol::handoff::{Accept, HoldMode, KeepAlive, Origin, Request, Response};
+use holdfast_protocol::handoff::{
+    Accept, CrossOrigin, HoldMode, KeepAlive, Origin, Request, Response,
+};
 use holdfast_protocol::zhttp::{Endpoint, Header, Packet, PacketType};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -57,6 +59,9 @@ pub struct Session {
     pub next_timer: Option<delay_queue::Key>,
     /// Client session id (Pushpin's session feature), when the origin named one.
     pub sid: Option<String>,
+    /// Route `aco`: responses get CORS headers, long-poll answers may be
+    /// JSON-P.
+    pub cross_origin: Option<CrossOrigin>,
 }
 
 impl Session {
@@ -96,6 +101,7 @@ impl Session {
             link_timer: None,
             next_timer: None,
             sid: None,
+            cross_origin: accept.cross_origin.clone(),
         }
     }
 
@@ -136,6 +142,37 @@ impl Session {
     /// A packet of `kind`, numbered when it is sent.
     pub fn packet(&self, kind: PacketType) -> Packet {
         self.endpoint.packet(kind)
+    }
+
+    /// A response shaped for the route's `aco`: CORS headers, or (a whole
+    /// long-poll answer) wrapped as JSON-P.
+    pub fn cross_origin_response(&self, response: Response, whole: bool) -> Response {
+        use holdfast_grip::cross_origin::{apply_cors, jsonp_wrap};
+        let Some(shape) = &self.cross_origin else {
+            return response;
+        };
+        match (&shape.jsonp, whole) {
+            (Some(jsonp), true) => {
+                let (headers, body) = jsonp_wrap(
+                    jsonp,
+                    response.code,
+                    &response.reason,
+                    &response.headers,
+                    &response.body,
+                );
+                Response {
+                    code: 200,
+                    reason: "OK".into(),
+                    headers,
+                    body,
+                }
+            }
+            _ => {
+                let mut response = response;
+                apply_cors(&self.request.headers, &mut response.headers);
+                response
+            }
+        }
     }
 
     /// The first packet of a response: status, headers, body, `more`.

@@ -38,11 +38,35 @@ pub struct Accept {
     /// it; `response` carries only what the timeout or a retry needs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub started: bool,
+    /// The route's `aco`: responses get CORS headers, or are wrapped as
+    /// JSON-P when the request asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_origin: Option<CrossOrigin>,
     /// What the origin asked for.
     pub hold: Hold,
     /// How to reach the origin again (retries, next and gone links).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+}
+
+/// Automatic cross-origin answers (route option `aco`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CrossOrigin {
+    /// The request was a JSON-P one: responses are wrapped in a call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonp: Option<Jsonp>,
+}
+
+/// How a JSON-P response is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Jsonp {
+    /// The function called.
+    pub callback: String,
+    /// `extended`: the call's argument is `{code, reason, headers, body}`;
+    /// otherwise (`basic`) it is the body itself.
+    pub extended: bool,
 }
 
 /// The request as the origin received it, so the handler can ask again:
@@ -180,6 +204,12 @@ mod tests {
                 body: Bytes::from_static(b"start\n"),
             },
             started: true,
+            cross_origin: Some(CrossOrigin {
+                jsonp: Some(Jsonp {
+                    callback: "cb".into(),
+                    extended: true,
+                }),
+            }),
             hold: Hold {
                 mode: HoldMode::Stream,
                 channels: vec![Channel {

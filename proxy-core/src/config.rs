@@ -86,6 +86,15 @@ pub struct Config {
     #[arg(long)]
     pub debug: bool,
 
+    /// CORS headers (and JSON-P) on every route, as the route option `aco`.
+    #[arg(long = "auto-cross-origin")]
+    pub auto_cross_origin: bool,
+
+    /// With the route option `orig_headers`: client headers passed as
+    /// originals only when the client already marked them (comma-separated).
+    #[arg(long = "orig-headers-need-mark", default_value = "")]
+    pub orig_headers_need_mark: String,
+
     /// Where metrics reports go (the handler's metrics socket; PUSH,
     /// connected).
     #[arg(long = "metrics-spec")]

@@ -71,8 +71,9 @@ impl ProxyError {
     /// Status and short body for the client; `debug` adds the detail.
     pub fn response(&self, debug: bool) -> (u16, String) {
         let (code, text) = match self {
+            // The client's own mistake: say what it is.
+            ProxyError::BadRequest(reason) => return (400, format!("Bad request: {reason}\n")),
             ProxyError::NoRoute { .. } => (502, "No route for this request."),
-            ProxyError::BadRequest(_) => (400, "Bad request."),
             ProxyError::Origin { .. }
             | ProxyError::Grip(GripError::BadInstruct(_) | GripError::Body(_)) => {
                 (502, "Error while proxying to origin.")

@@ -75,6 +75,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         set_proto: SetProto::from_setting(&config.set_x_forwarded_protocol),
         accept_proto: config.accept_x_forwarded_protocol,
+        orig_need_mark: config
+            .orig_headers_need_mark
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
     };
     let signer = Signer::new(&config.sig_iss, &config.sig_key)?;
     let upstream = config
@@ -107,6 +113,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         signer,
         upstream,
         debug: config.debug,
+        auto_cross_origin: config.auto_cross_origin,
         cache: cache.clone(),
         metrics: metrics::Metrics::new(&id, cache),
         tracker: shutdown.tracker.clone(),

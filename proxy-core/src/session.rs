@@ -84,6 +84,8 @@ pub struct Shared {
     pub upstream: Option<Verifier>,
     /// Detailed error bodies.
     pub debug: bool,
+    /// `aco` on every route.
+    pub auto_cross_origin: bool,
     /// The edge cache, for routes with `cache`.
     pub cache: Arc<crate::cache::Cache>,
     /// Counters and gauges.
@@ -147,6 +149,7 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         peer: first.peer_address.clone(),
         to_client: VecDeque::new(),
         client_close: ClientClose::Open,
+        log_level: None,
     };
     shared.tracker.spawn(session.run(first));
 }
@@ -177,6 +180,30 @@ struct Session {
     to_client: VecDeque<Packet>,
     /// WebSocket: where the closing handshake stands with the client.
     client_close: ClientClose,
+    /// The route's `log_level`, once the request is routed.
+    log_level: Option<u8>,
+}
+
+/// What becomes of a line about a request, given its route's `log_level`
+/// (Pushpin's levels: 0 error, 1 warning, 2 info, 3 debug, 4 trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteLog {
+    /// Below the route's level: not written.
+    Quiet,
+    /// Written at its own level (no route level, or the same decision).
+    AsIs,
+    /// A debug line the route asked for: written at info, so the process's
+    /// own level does not hide it.
+    Lifted,
+}
+
+fn route_log(route_level: Option<u8>, level: u8) -> RouteLog {
+    match route_level {
+        None => RouteLog::AsIs,
+        Some(route) if level > route => RouteLog::Quiet,
+        Some(_) if level >= 3 => RouteLog::Lifted,
+        Some(_) => RouteLog::AsIs,
+    }
 }
 
 /// A WebSocket's closing handshake, as the client sees it.
@@ -209,6 +236,8 @@ struct Prepared {
     host: String,
     /// Its client session, for routes with `session`.
     session: Option<Inspected>,
+    /// Route `aco` (or `auto_cross_origin`): CORS headers, or JSON-P.
+    cross_origin: Option<handoff::CrossOrigin>,
 }
 
 /// Where the response stands.
@@ -224,6 +253,89 @@ enum Phase {
     },
 }
 
+/// Largest relayed body wrapped as JSON-P (it is read whole first).
+const JSONP_MAX_BODY: usize = 1_000_000;
+
+/// An answer shaped for a browser on another origin (route `aco`): wrapped
+/// as JSON-P when the request was one, else with CORS headers. Held
+/// answers are left to the handler, which shapes what it sends.
+async fn cross_origin_answer(
+    answer: Answer<OriginBody>,
+    shape: &handoff::CrossOrigin,
+    request: &[Header],
+) -> Result<Answer<OriginBody>, ProxyError> {
+    use holdfast_grip::cross_origin::{apply_cors, jsonp_wrap};
+    let (code, reason, mut headers, body) = match answer {
+        Answer::Relay {
+            code,
+            reason,
+            mut headers,
+            body,
+        } => {
+            let Some(jsonp) = &shape.jsonp else {
+                apply_cors(request, &mut headers);
+                return Ok(Answer::Relay {
+                    code,
+                    reason,
+                    headers,
+                    body,
+                });
+            };
+            let whole = http_body_util::Limited::new(body, JSONP_MAX_BODY);
+            let body = tokio::time::timeout(HANDOFF_TIMEOUT, whole.collect())
+                .await
+                .map_err(|_| holdfast_grip::GripError::Body("answer body took too long".into()))?
+                .map_err(|e| {
+                    holdfast_grip::GripError::Body(format!(
+                        "answer body unreadable or over {JSONP_MAX_BODY} bytes, cannot be JSON-P encoded: {e}"
+                    ))
+                })?
+                .to_bytes();
+            let reason = reason.unwrap_or_default();
+            let (headers, body) = jsonp_wrap(jsonp, code, &reason, &headers, &body);
+            return Ok(Answer::Whole {
+                code: 200,
+                reason: Some("OK".into()),
+                headers,
+                body,
+            });
+        }
+        Answer::Whole {
+            code,
+            reason,
+            headers,
+            body,
+        } => (code, reason, headers, body),
+        hold @ Answer::Hold { .. } => return Ok(hold),
+    };
+    match &shape.jsonp {
+        Some(jsonp) => {
+            let (headers, body) = jsonp_wrap(
+                jsonp,
+                code,
+                reason.as_deref().unwrap_or(""),
+                &headers,
+                &body,
+            );
+            Ok(Answer::Whole {
+                code: 200,
+                reason: Some("OK".into()),
+                headers,
+                body,
+            })
+        }
+        None => {
+            apply_cors(request, &mut headers);
+            Ok(Answer::Whole {
+                code,
+                reason,
+                headers,
+                body,
+            })
+        }
+    }
+}
+
 /// A hold ready to go to the handler: everything the hand-over carries
 /// besides the session's own state.
 struct PendingHold {
@@ -237,6 +349,8 @@ struct PendingHold {
     session: Option<holdfast_protocol::inspect::SessionUpdate>,
     /// The proxy sent the head and the initial body itself.
     started: bool,
+    /// Route `aco`: the handler shapes held responses too.
+    cross_origin: Option<handoff::CrossOrigin>,
 }
 
 /// What moved on the origin side.
@@ -288,10 +402,12 @@ impl Session {
             }
         };
         self.shared.sockets.sessions().unregister(&self.key);
-        tracing::debug!(
-            "{line} -> {status} {}ms {outcome}",
-            started.elapsed().as_millis()
-        );
+        let elapsed = started.elapsed().as_millis();
+        match route_log(self.log_level, 3) {
+            RouteLog::Quiet => {}
+            RouteLog::AsIs => tracing::debug!("{line} -> {status} {elapsed}ms {outcome}"),
+            RouteLog::Lifted => tracing::info!("{line} -> {status} {elapsed}ms {outcome}"),
+        }
     }
 
     async fn prepare(&mut self, first: Packet) -> Result<Prepared, ProxyError> {
@@ -337,16 +453,38 @@ impl Session {
                 host: host.clone(),
                 path: path.clone(),
             })?;
+        self.log_level = route.log_level;
         let trusted = match (&self.shared.upstream, first.header("grip-sig")) {
             (Some(verifier), Some(sig)) => {
                 std::str::from_utf8(sig).is_ok_and(|s| verifier.verify(s))
             }
             _ => false,
         };
-        let body = first.body.clone().filter(|b| !b.is_empty());
+        let mut body = first.body.clone().filter(|b| !b.is_empty());
+        let (mut method, mut path, mut headers, mut uri) = (method, path, headers, uri.to_string());
+        let cross_origin = if (route.aco || self.shared.auto_cross_origin) && proto == Proto::Http {
+            match crate::origin::jsonp::rewrite(&route.jsonp, &method, &path, &headers) {
+                Ok(None) => Some(handoff::CrossOrigin::default()),
+                Ok(Some(jsonp)) => {
+                    uri = format!(
+                        "{}://{host}{}",
+                        uri.split("://").next().unwrap_or("http"),
+                        jsonp.path
+                    );
+                    (method, path, headers, body) =
+                        (jsonp.method, jsonp.path, jsonp.headers, jsonp.body);
+                    Some(handoff::CrossOrigin {
+                        jsonp: Some(jsonp.jsonp),
+                    })
+                }
+                Err(reason) => return Err(ProxyError::BadRequest(reason)),
+            }
+        } else {
+            None
+        };
         self.request = Some(handoff::Request {
             method: method.as_str().to_owned(),
-            uri: uri.to_string(),
+            uri,
             headers: headers.clone(),
             body: body.clone().unwrap_or_default(),
         });
@@ -380,6 +518,7 @@ impl Session {
             websocket: proto == Proto::Ws,
             host: host_only,
             session: None,
+            cross_origin,
         })
     }
 
@@ -403,6 +542,8 @@ impl Session {
         let grip = !prepared.route.no_grip;
         let prefix = prepared.route.prefix.clone().unwrap_or_default();
         let debug = self.shared.debug || prepared.route.debug;
+        let cross_origin = prepared.cross_origin.clone();
+        let client_headers = cross_origin.as_ref().map(|_| prepared.headers.clone());
         let fetch: BoxFuture<'static, Result<Forwarded, ProxyError>> = if cached::applies(&prepared)
         {
             Box::pin(cached::forward_cached(self.shared.clone(), prepared))
@@ -454,6 +595,10 @@ impl Session {
                         }
                         Err(err) => (Err(err), None),
                     };
+                    let answer = match (answer, &cross_origin, &client_headers) {
+                        (Ok(answer), Some(shape), Some(request)) => cross_origin_answer(answer, shape, request).await,
+                        (answer, _, _) => answer,
+                    };
                     let (code, reason, headers, body, pending) = match answer {
                         Ok(Answer::Relay { code, reason, headers, body }) => (code, reason, headers, Some(body), Bytes::new()),
                         Ok(Answer::Whole { code, reason, headers, body }) => (code, reason, headers, None, body),
@@ -464,14 +609,17 @@ impl Session {
                                 Ok(ready) => ready,
                                 Err(ended) => return ended,
                             };
-                            let mut hold = PendingHold { handler, request, instruct, response, origin, prefix: prefix.clone(), session, started: false };
+                            let mut hold = PendingHold { handler, request, instruct, response, origin, prefix: prefix.clone(), session, started: false, cross_origin: cross_origin.clone() };
                             let Some(rest) = rest else {
                                 return self.hand_over(hold).await;
                             };
                             // The head and the body go out from here, as
                             // for a relayed answer; the hold follows.
                             let start = std::mem::take(&mut hold.response.body);
-                            let head = (hold.response.code, Some(hold.response.reason.clone()), hold.response.headers.clone());
+                            let mut head = (hold.response.code, Some(hold.response.reason.clone()), hold.response.headers.clone());
+                            if let Some(request) = &client_headers {
+                                holdfast_grip::cross_origin::apply_cors(request, &mut head.2);
+                            }
                             hold.started = true;
                             then_hold = Some(hold);
                             (head.0, head.1, head.2, Some(rest), start)
@@ -632,6 +780,7 @@ impl Session {
             prefix,
             session,
             started,
+            cross_origin,
         } = hold;
         let code = response.code;
         let start = self.packet(PacketType::HandoffStart);
@@ -667,6 +816,7 @@ impl Session {
             request,
             response,
             started,
+            cross_origin,
             hold,
             origin,
         };
@@ -747,10 +897,13 @@ impl Session {
 
     /// Answers the client with the error's status and short text.
     async fn fail_with(&mut self, err: &ProxyError, debug: bool) -> u16 {
-        match err.source() {
-            crate::error::ErrorSource::Client => {
-                tracing::info!(session = %self.endpoint.id(), "{err}")
-            }
+        let level = match err.source() {
+            crate::error::ErrorSource::Client => 2,
+            _ => 1,
+        };
+        match (route_log(self.log_level, level), level) {
+            (RouteLog::Quiet, _) => {}
+            (_, 2) => tracing::info!(session = %self.endpoint.id(), "{err}"),
             _ => tracing::warn!(session = %self.endpoint.id(), "{err}"),
         }
         let (code, text) = err.response(debug);
@@ -849,7 +1002,16 @@ fn strip_port(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{route_log, strip_port, RouteLog};
+
+    #[test]
+    fn a_route_level_quiets_or_lifts_its_lines() {
+        assert_eq!(route_log(None, 3), RouteLog::AsIs);
+        assert_eq!(route_log(Some(2), 3), RouteLog::Quiet);
+        assert_eq!(route_log(Some(3), 3), RouteLog::Lifted);
+        assert_eq!(route_log(Some(0), 1), RouteLog::Quiet);
+        assert_eq!(route_log(Some(1), 1), RouteLog::AsIs);
+    }
 
     #[test]
     fn ports_are_stripped() {

@@ -189,6 +189,13 @@ pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
     if p.debug {
         proxy.push("--debug".into());
     }
+    if p.auto_cross_origin {
+        proxy.push("--auto-cross-origin".into());
+    }
+    if !p.orig_headers_need_mark.is_empty() {
+        proxy.push("--orig-headers-need-mark".into());
+        proxy.push(p.orig_headers_need_mark.clone());
+    }
     proxy.push("--cache-size".into());
     proxy.push(p.cache_size.to_string());
     // One message-size limit, applied on both sides of the proxy.

@@ -113,7 +113,7 @@ impl Engine {
         let mut packets = Vec::new();
         match session.mode {
             HoldMode::Stream if !session.phase.started() => {
-                let mut response = response;
+                let mut response = session.cross_origin_response(response, false);
                 let body = std::mem::take(&mut response.body);
                 let now = session.endpoint.take_credits(body.len());
                 response.body = body.slice(..now);

@@ -357,6 +357,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
+        response = session.cross_origin_response(response, true);
         let body = std::mem::take(&mut response.body);
         let now = session.endpoint.take_credits(body.len());
         response.body = body.slice(..now);

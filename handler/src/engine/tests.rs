@@ -84,6 +84,7 @@ fn accept(id: &str, mode: HoldMode, credits: u32, body: &'static [u8]) -> Accept
             body: Bytes::from_static(body),
         },
         started: false,
+        cross_origin: None,
         hold: Hold {
             mode,
             channels: vec![Channel {

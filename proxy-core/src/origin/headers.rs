@@ -92,7 +92,12 @@ pub struct ForwardRules {
     pub set_proto: SetProto,
     /// Whether a client's X-Forwarded-Proto is believed.
     pub accept_proto: bool,
+    /// Headers (lower case) `orig_headers` passes only already marked.
+    pub orig_need_mark: Vec<String>,
 }
+
+/// The prefix marking a client's original headers (Pushpin's).
+pub const ORIG_MARK: &str = "eb9bf0f5-";
 
 /// What decides the forwarded headers of one request.
 pub struct Forward<'a> {
@@ -142,8 +147,27 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
         .collect();
     let mut map = HeaderMap::with_capacity(f.headers.len() + 4);
     let mut xff: Vec<String> = Vec::new();
+    // `orig_headers`: every client header again under the mark, as sent
+    // (a trusted client marked them already); otherwise marked ones go.
+    let mut originals = Vec::new();
+    for Header(name, value) in f.headers {
+        let marked = name.len() >= ORIG_MARK.len()
+            && name[..ORIG_MARK.len()].eq_ignore_ascii_case(ORIG_MARK);
+        if !f.route.orig_headers || (f.trusted && !marked) {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if marked {
+            originals.push((name.clone(), value.clone()));
+        } else if !rules.orig_need_mark.contains(&lower) {
+            originals.push((format!("{ORIG_MARK}{name}"), value.clone()));
+        }
+    }
     for Header(name, value) in f.headers {
         let lower = name.to_ascii_lowercase();
+        if lower.starts_with(ORIG_MARK) {
+            continue;
+        }
         let dropped = HOP_BY_HOP.contains(&lower.as_str())
             || named_by_connection.contains(&lower)
             || (lower.starts_with("grip-") && !f.trusted)
@@ -165,6 +189,14 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_maybe_shared(value.clone()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    for (name, value) in originals {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_maybe_shared(value),
         ) {
             map.append(name, value);
         }
@@ -286,6 +318,7 @@ mod tests {
 
     fn rules() -> ForwardRules {
         ForwardRules {
+            orig_need_mark: vec!["cookie".into()],
             xff: "append".parse().unwrap(),
             xff_trusted: XffRule::default(),
             set_proto: SetProto::ProtoOnly,
@@ -371,6 +404,31 @@ mod tests {
     }
 
     #[test]
+    fn orig_headers_are_passed_again_under_the_mark() {
+        let headers = [
+            h("Host", "example.com"),
+            h("Cookie", "a=b"),
+            h("X-Trace", "1"),
+            h("eb9bf0f5-Cookie", "forged"),
+        ];
+        let (mut route, target) = (Route::default(), Target::default());
+        let map = origin_headers(&forward(&headers, &route, &target), &rules());
+        assert!(
+            map.get("eb9bf0f5-cookie").is_none(),
+            "without orig_headers, marked headers go"
+        );
+        route.orig_headers = true;
+        let map = origin_headers(&forward(&headers, &route, &target), &rules());
+        assert_eq!(map.get("eb9bf0f5-host").unwrap(), "example.com");
+        assert_eq!(map.get("eb9bf0f5-x-trace").unwrap(), "1");
+        // Cookie needs a mark (orig_headers_need_mark): only the client's
+        // own marked one passes.
+        let cookies: Vec<_> = map.get_all("eb9bf0f5-cookie").iter().collect();
+        assert_eq!(cookies, ["forged"]);
+        assert_eq!(map.get("cookie").unwrap(), "a=b");
+    }
+
+    #[test]
     fn connection_list_cannot_remove_host_or_framing() {
         let headers = [
             h("Host", "example.com"),
@@ -451,6 +509,7 @@ mod tests {
             false,
             &[h("X-Forwarded-Proto", "https")],
             &ForwardRules {
+                orig_need_mark: Vec::new(),
                 accept_proto: true,
                 ..rules()
             }

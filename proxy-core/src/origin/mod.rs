@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod jsonp;
 
 use crate::routes::Target;
 

@@ -48,8 +48,58 @@ pub struct Route {
     /// Pushpin's session feature (`session`): requests are told their
     /// client session's last ids, held responses may name a session.
     pub session: bool,
+    /// Automatic cross-origin (`aco`): CORS headers, JSON-P.
+    pub aco: bool,
+    /// How JSON-P requests are read (`jsonp_*`), with `aco`.
+    pub jsonp: JsonpConfig,
+    /// The client's headers also go to the origin under the prefix
+    /// `eb9bf0f5-` (`orig_headers`), as Pushpin marks them.
+    pub orig_headers: bool,
+    /// Log level for this route's requests (`log_level`, Pushpin's 0-4).
+    pub log_level: Option<u8>,
     /// Origins, in failover order.
     pub targets: Vec<Target>,
+}
+
+/// JSON-P settings of a route (Pushpin's `jsonp_mode`, `jsonp_cb`,
+/// `jsonp_body`, `jsonp_defcb`, `jsonp_defmethod`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonpConfig {
+    /// `extended` (default): the callback gets `{code, reason, headers,
+    /// body}`; `basic`: the body.
+    pub extended: bool,
+    /// Query parameter naming the callback (default `callback`).
+    pub callback_param: String,
+    /// Query parameter carrying a JSON body, if any.
+    pub body_param: Option<String>,
+    /// Callback used when there is none but the body parameter is there.
+    pub default_callback: Option<String>,
+    /// Method when the request has no `_method` (default GET for
+    /// extended, POST for basic).
+    pub method: Option<http::Method>,
+}
+
+impl Default for JsonpConfig {
+    fn default() -> JsonpConfig {
+        JsonpConfig {
+            extended: true,
+            callback_param: "callback".into(),
+            body_param: None,
+            default_callback: None,
+            method: None,
+        }
+    }
+}
+
+impl JsonpConfig {
+    /// The method of a request without `_method`.
+    pub fn default_method(&self) -> http::Method {
+        self.method.clone().unwrap_or(if self.extended {
+            http::Method::GET
+        } else {
+            http::Method::POST
+        })
+    }
 }
 
 /// Protocol filter of a route.

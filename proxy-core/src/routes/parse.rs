@@ -43,18 +43,7 @@ pub enum RouteError {
 
 /// Condition properties Pushpin knows that Holdfast accepts but does not act
 /// on yet; they are reported so users know, not rejected.
-const NOT_YET: &[&str] = &[
-    "aco",
-    "orig_headers",
-    "sockjs",
-    "sockjs_as_path",
-    "jsonp_mode",
-    "jsonp_cb",
-    "jsonp_body",
-    "jsonp_defcb",
-    "jsonp_defmethod",
-    "log_level",
-];
+const NOT_YET: &[&str] = &["sockjs", "sockjs_as_path"];
 
 /// Parses a whole routes file.
 pub fn parse_routes(text: &str) -> Result<Vec<Route>, RouteError> {
@@ -233,6 +222,51 @@ fn apply_condition_prop(
         "debug" => route.debug = yes_no(name, value, line)?,
         "cache" => route.cache = yes_no(name, value, line)?,
         "session" => route.session = yes_no(name, value, line)?,
+        "aco" => route.aco = yes_no(name, value, line)?,
+        "orig_headers" => route.orig_headers = yes_no(name, value, line)?,
+        "jsonp_mode" => {
+            route.jsonp.extended = match need(name, value, line)?.as_str() {
+                "extended" => true,
+                "basic" => false,
+                other => {
+                    return Err(RouteError::BadValue {
+                        line,
+                        prop: name.to_owned(),
+                        value: other.to_owned(),
+                        reason: "expected basic or extended",
+                    })
+                }
+            }
+        }
+        "jsonp_cb" => route.jsonp.callback_param = need(name, value, line)?,
+        "jsonp_body" => route.jsonp.body_param = Some(need(name, value, line)?),
+        "jsonp_defcb" => route.jsonp.default_callback = Some(need(name, value, line)?),
+        "jsonp_defmethod" => {
+            let value = need(name, value, line)?;
+            route.jsonp.method =
+                Some(http::Method::from_bytes(value.as_bytes()).map_err(|_| {
+                    RouteError::BadValue {
+                        line,
+                        prop: name.to_owned(),
+                        value: value.clone(),
+                        reason: "expected an HTTP method",
+                    }
+                })?);
+        }
+        "log_level" => {
+            let value = need(name, value, line)?;
+            route.log_level = Some(match value.parse::<u8>() {
+                Ok(level) if level <= 4 => level,
+                _ => {
+                    return Err(RouteError::BadValue {
+                        line,
+                        prop: name.to_owned(),
+                        value,
+                        reason: "expected a level from 0 (errors) to 4 (trace)",
+                    })
+                }
+            });
+        }
         other if NOT_YET.contains(&other) => {
             tracing::warn!(
                 line,
@@ -305,6 +339,7 @@ fn parse_target(token: Vec<Prop>, line: usize) -> Result<Target, RouteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::JsonpConfig;
 
     #[test]
     fn full_rule() {
@@ -335,6 +370,30 @@ mod tests {
         let t = &r.targets[1];
         assert_eq!((t.host.as_str(), t.port, t.over_http), ("::1", 9000, true));
         assert_eq!(t.subs, vec!["news".to_owned()]);
+    }
+
+    #[test]
+    fn cross_origin_and_logging_options() {
+        let routes = parse_routes(
+            "*,aco,orig_headers,jsonp_mode=basic,jsonp_cb=cb,jsonp_body=data,jsonp_defcb=f,jsonp_defmethod=PUT,log_level=3 h:1\n* h:2",
+        )
+        .unwrap();
+        let r = &routes[0];
+        assert!(r.aco && r.orig_headers);
+        assert_eq!(r.log_level, Some(3));
+        assert_eq!(
+            r.jsonp,
+            JsonpConfig {
+                extended: false,
+                callback_param: "cb".into(),
+                body_param: Some("data".into()),
+                default_callback: Some("f".into()),
+                method: Some(http::Method::PUT),
+            }
+        );
+        let plain = &routes[1];
+        assert!(!plain.aco && !plain.orig_headers && plain.log_level.is_none());
+        assert_eq!(plain.jsonp.default_method(), http::Method::GET);
     }
 
     #[test]
@@ -416,6 +475,33 @@ mod tests {
                     prop: "ssl".into(),
                     value: "maybe".into(),
                     reason: "expected yes or no",
+                },
+            ),
+            (
+                "*,jsonp_mode=fancy h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "jsonp_mode".into(),
+                    value: "fancy".into(),
+                    reason: "expected basic or extended",
+                },
+            ),
+            (
+                "*,log_level=9 h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "log_level".into(),
+                    value: "9".into(),
+                    reason: "expected a level from 0 (errors) to 4 (trace)",
+                },
+            ),
+            (
+                "*,jsonp_defmethod=\"B AD\" h:1",
+                RouteError::BadValue {
+                    line: 1,
+                    prop: "jsonp_defmethod".into(),
+                    value: "B AD".into(),
+                    reason: "expected an HTTP method",
                 },
             ),
             (

@@ -42,6 +42,11 @@ libexec_dir=/usr/libexec/holdfast
 [proxy]
 routesfile=routes
 debug=false
+# CORS headers (and JSON-P) for every route, as the route option aco
+auto_cross_origin=false
+# with the route option orig_headers: client headers the origin only gets
+# as the client sent them already marked (eb9bf0f5-<name>), comma-separated
+orig_headers_need_mark=
 accept_x_forwarded_protocol=false
 set_x_forwarded_protocol=proto-only
 x_forwarded_for=

@@ -46,6 +46,8 @@ const USED: &[(&str, &[&str])] = &[
             "sig_key",
             "upstream_key",
             "cache_size",
+            "auto_cross_origin",
+            "orig_headers_need_mark",
         ],
     ),
     (
@@ -254,6 +256,10 @@ pub struct ProxySettings {
     pub upstream_key: String,
     /// `cache_size` (Holdfast addition): bytes of the edge cache.
     pub cache_size: usize,
+    /// `auto_cross_origin`: `aco` on every route.
+    pub auto_cross_origin: bool,
+    /// `orig_headers_need_mark`.
+    pub orig_headers_need_mark: String,
 }
 
 /// Log levels: a default and per-process overrides (`2,proxy:3`).
@@ -626,6 +632,8 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             sig_key: get(ini, "proxy", "sig_key").to_owned(),
             upstream_key: get(ini, "proxy", "upstream_key").to_owned(),
             cache_size: number(ini, "proxy", "cache_size")?,
+            auto_cross_origin: boolean(ini, "proxy", "auto_cross_origin")?,
+            orig_headers_need_mark: get(ini, "proxy", "orig_headers_need_mark").to_owned(),
         },
         command_spec: spec("command_spec")?,
         stats_spec: spec("stats_spec")?,

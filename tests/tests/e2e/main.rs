@@ -20,6 +20,7 @@ mod metrics;
 mod proxying;
 mod purge;
 mod recovery;
+mod route_options;
 mod scale_out;
 mod signing;
 mod status_page;

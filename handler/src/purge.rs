@@ -305,6 +305,7 @@ impl Purger {
         let content = CachePurge {
             keys: purge.keys.clone(),
             urls: purge.urls.clone(),
+            soft: purge.soft,
         };
         let content = serde_json::to_vec(&content).map_err(|e| e.to_string())?;
         let deliver = Deliver {

@@ -59,6 +59,9 @@ pub struct CachePurge {
     /// Absolute URLs, as clients request them.
     #[serde(default)]
     pub urls: Vec<String>,
+    /// Mark stale instead of removing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft: bool,
 }
 
 /// Published content for some sessions of one proxy.

@@ -240,6 +240,31 @@ struct Prepared {
     cross_origin: Option<handoff::CrossOrigin>,
 }
 
+impl Prepared {
+    /// The same request again (a background refresh), when its body came
+    /// whole.
+    fn replay(&self) -> Option<Prepared> {
+        if self.streaming_body.is_some() {
+            return None;
+        }
+        Some(Prepared {
+            route: self.route.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            headers: self.headers.clone(),
+            peer: self.peer.clone(),
+            tls: self.tls,
+            trusted: self.trusted,
+            body: self.body.clone(),
+            streaming_body: None,
+            websocket: self.websocket,
+            host: self.host.clone(),
+            session: self.session.clone(),
+            cross_origin: self.cross_origin.clone(),
+        })
+    }
+}
+
 /// Where the response stands.
 enum Phase {
     /// Waiting for the origin's response head.

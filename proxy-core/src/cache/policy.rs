@@ -1,6 +1,9 @@
 //! What the edge cache may store, and for how long: the rules of a shared
 //! cache that is also a surrogate (the origin's `Surrogate-Control` speaks
-//! to it and wins over `Cache-Control`, as on Fastly).
+//! to it and wins over `Cache-Control`, as on Fastly). Freshness per RFC
+//! 9111 4.2: `s-maxage`, `max-age`, else `Expires` less `Date`, less the
+//! `Age` the answer already has; `must-revalidate` and `proxy-revalidate`
+//! forbid serving it stale.
 
 use holdfast_protocol::zhttp::Header;
 use http::HeaderMap;
@@ -16,13 +19,17 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 const STORABLE: &[u16] = &[200, 203, 204, 300, 301, 404, 410];
 
 /// How long a stored answer is fresh, then how long it may still serve
-/// while the origin fails.
+/// while the origin fails, or while it is refreshed in the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
     /// Fresh for this long.
     pub ttl: Duration,
-    /// Then stale but usable on origin errors for this long.
+    /// Then stale but usable on origin errors for this long
+    /// (`stale-if-error`).
     pub grace: Duration,
+    /// Then stale but served at once while one request refreshes it, for
+    /// this long (`stale-while-revalidate`).
+    pub swr: Duration,
 }
 
 /// Whether (and how long) an origin answer may be stored; `None`: not.
@@ -40,7 +47,7 @@ pub fn storable(status: u16, headers: &HeaderMap) -> Option<Freshness> {
             .find(|(n, _)| n == name)
             .and_then(|(_, v)| v.as_deref()?.parse::<u64>().ok())
     };
-    let ttl = match seconds(&surrogate, "max-age") {
+    let lifetime = match seconds(&surrogate, "max-age") {
         Some(ttl) => ttl,
         None => {
             let refused = ["no-store", "private", "no-cache"];
@@ -50,19 +57,72 @@ pub fn storable(status: u16, headers: &HeaderMap) -> Option<Freshness> {
             {
                 return None;
             }
-            seconds(&cache_control, "s-maxage").or_else(|| seconds(&cache_control, "max-age"))?
+            seconds(&cache_control, "s-maxage")
+                .or_else(|| seconds(&cache_control, "max-age"))
+                .or_else(|| expires_lifetime(headers))?
         }
     };
+    // Already this old when it arrived (from another cache).
+    let age = headers
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let ttl = lifetime.saturating_sub(age);
     if ttl == 0 {
         return None;
     }
-    let grace = seconds(&surrogate, "stale-if-error")
-        .or_else(|| seconds(&cache_control, "stale-if-error"))
-        .map_or(DEFAULT_GRACE, Duration::from_secs);
+    let strict = cache_control
+        .iter()
+        .any(|(n, _)| n == "must-revalidate" || n == "proxy-revalidate");
+    let extension = |name: &str| {
+        seconds(&surrogate, name)
+            .or_else(|| seconds(&cache_control, name))
+            .map(Duration::from_secs)
+    };
+    let (grace, swr) = if strict {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (
+            extension("stale-if-error").unwrap_or(DEFAULT_GRACE),
+            extension("stale-while-revalidate").unwrap_or(Duration::ZERO),
+        )
+    };
     Some(Freshness {
         ttl: Duration::from_secs(ttl),
         grace,
+        swr,
     })
+}
+
+/// `Expires` less `Date` (or now, without one), in seconds; `None` without
+/// `Expires`, zero for an invalid or past one (RFC 9111 5.3).
+fn expires_lifetime(headers: &HeaderMap) -> Option<u64> {
+    let date = |name: http::header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| httpdate::parse_http_date(v.trim()).ok())
+    };
+    let expires = date(http::header::EXPIRES)?;
+    let now = date(http::header::DATE)
+        .flatten()
+        .unwrap_or_else(std::time::SystemTime::now);
+    Some(
+        expires
+            .and_then(|e| e.duration_since(now).ok())
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// Whether an answer that may not be stored may still go to every request
+/// that waited for it (not meant for one user: no `private`, `no-store`
+/// or `Set-Cookie`).
+pub fn shareable(headers: &HeaderMap) -> bool {
+    !headers.contains_key(http::header::SET_COOKIE)
+        && !directives(headers, "cache-control")
+            .iter()
+            .any(|(n, _)| n == "private" || n == "no-store")
 }
 
 /// Requests a shared cache must not answer from, nor store for: personal
@@ -158,6 +218,50 @@ mod tests {
             "Surrogate-Control wins"
         );
         assert_eq!(ttl(404, &[("cache-control", "max-age=5")]), Some(5));
+    }
+
+    #[test]
+    fn age_expires_and_must_revalidate() {
+        assert_eq!(
+            ttl(200, &[("cache-control", "max-age=30"), ("age", "10")]),
+            Some(20)
+        );
+        assert_eq!(
+            ttl(200, &[("cache-control", "max-age=30"), ("age", "100")]),
+            None
+        );
+        let date = "Fri, 27 Nov 2026 12:00:00 GMT";
+        let expires = "Fri, 27 Nov 2026 12:01:40 GMT";
+        assert_eq!(ttl(200, &[("date", date), ("expires", expires)]), Some(100));
+        assert_eq!(
+            ttl(
+                200,
+                &[
+                    ("date", date),
+                    ("expires", expires),
+                    ("cache-control", "max-age=5")
+                ]
+            ),
+            Some(5),
+            "max-age wins over Expires"
+        );
+        assert_eq!(ttl(200, &[("date", date), ("expires", "0")]), None);
+        assert_eq!(ttl(200, &[("date", expires), ("expires", date)]), None);
+        let strict = storable(
+            200,
+            &headers(&[(
+                "cache-control",
+                "max-age=5, must-revalidate, stale-if-error=60, stale-while-revalidate=60",
+            )]),
+        )
+        .unwrap();
+        assert_eq!((strict.grace, strict.swr), (Duration::ZERO, Duration::ZERO));
+        let swr = storable(
+            200,
+            &headers(&[("cache-control", "max-age=5, stale-while-revalidate=30")]),
+        )
+        .unwrap();
+        assert_eq!(swr.swr, Duration::from_secs(30));
     }
 
     #[test]

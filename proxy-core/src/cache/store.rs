@@ -1,8 +1,9 @@
 //! The stored answers: one LRU list of URLs (host and path with query),
 //! each with its variants (one per combination of the request headers its
 //! answers `Vary` on), bounded in bytes; purges by URL and by
-//! `Surrogate-Key`; and request collapsing (one origin fetch per URL at a
-//! time, the others wait for it).
+//! `Surrogate-Key` (hard: removed; soft: marked stale, still served within
+//! its stale windows); and request collapsing (one origin fetch per URL at
+//! a time, the others wait for its [`Outcome`]).
 
 use super::policy::Freshness;
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use holdfast_protocol::zhttp::Header;
 use lru::LruCache;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -43,7 +45,7 @@ impl Key {
 }
 
 /// One stored answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Stored {
     /// Status code.
     pub status: u16,
@@ -55,8 +57,14 @@ pub struct Stored {
     pub stored_at: Instant,
     /// Fresh until then.
     pub fresh_until: Instant,
-    /// Usable on origin errors until then.
+    /// Served stale while one request refreshes it, until then
+    /// (`stale-while-revalidate`).
+    pub refresh_until: Instant,
+    /// Usable (on origin errors, or while refreshed) until then.
     pub keep_until: Instant,
+    /// Its stale windows, to move them when it is made stale early.
+    swr: Duration,
+    grace: Duration,
     /// The request headers it varies on, with the values it was fetched
     /// with.
     pub vary: Vec<(String, Option<Bytes>)>,
@@ -75,16 +83,37 @@ impl Stored {
         keys: Vec<String>,
     ) -> Stored {
         let now = Instant::now();
+        let fresh_until = now + freshness.ttl;
         Stored {
             status,
             headers,
             body,
             stored_at: now,
-            fresh_until: now + freshness.ttl,
-            keep_until: now + freshness.ttl + freshness.grace,
+            fresh_until,
+            refresh_until: fresh_until + freshness.swr,
+            keep_until: fresh_until + freshness.grace.max(freshness.swr),
+            swr: freshness.swr,
+            grace: freshness.grace,
             vary,
             keys,
         }
+    }
+
+    /// The same answer, stale from now (a soft purge): its stale windows
+    /// start now.
+    fn made_stale(&self, now: Instant) -> Stored {
+        let fresh_until = self.fresh_until.min(now);
+        Stored {
+            fresh_until,
+            refresh_until: fresh_until + self.swr,
+            keep_until: fresh_until + self.grace.max(self.swr),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a stale answer may be served at once while it is refreshed.
+    pub fn may_refresh_in_background(&self, now: Instant) -> bool {
+        now < self.refresh_until
     }
 
     fn size(&self) -> usize {
@@ -135,11 +164,25 @@ pub enum Lookup {
 
 /// Who fetches a missing URL.
 pub enum Fetch {
-    /// This request: store (or not) and drop the guard; waiters then look
-    /// again.
+    /// This request: it [`FetchGuard::finish`]es with what waiters should
+    /// do.
     Leader(FetchGuard),
-    /// Another request is fetching it: wait for this, then look again.
-    Follower(watch::Receiver<()>),
+    /// Another request is fetching it: wait for its outcome.
+    Follower(watch::Receiver<Outcome>),
+}
+
+/// What a fetch left for the requests that waited for it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Not finished; a guard dropped in this state failed (the origin
+    /// could not be reached): the next waiter becomes the fetcher.
+    Pending,
+    /// Stored: look again.
+    Stored,
+    /// Not storable, but the same for everyone who asked: this answer.
+    Shared(Arc<Stored>),
+    /// Neither storable nor shareable: each waiter asks on its own.
+    Pass,
 }
 
 /// Held by the request fetching a URL; dropping it wakes the waiters.
@@ -147,7 +190,19 @@ pub struct FetchGuard {
     cache: Arc<Cache>,
     key: Key,
     // Dropped with the guard: waiters' `changed()` then returns.
-    _done: watch::Sender<()>,
+    done: watch::Sender<Outcome>,
+}
+
+impl FetchGuard {
+    /// Whether requests wait for this fetch (the cache holds one receiver).
+    pub fn has_waiters(&self) -> bool {
+        self.done.receiver_count() > 1
+    }
+
+    /// Ends the fetch, telling waiters what to do.
+    pub fn finish(self, outcome: Outcome) {
+        self.done.send_replace(outcome);
+    }
 }
 
 impl Drop for FetchGuard {
@@ -184,7 +239,7 @@ pub struct Cache {
 struct Inner {
     urls: LruCache<Key, Vec<Arc<Stored>>>,
     bytes: usize,
-    inflight: HashMap<Key, watch::Receiver<()>>,
+    inflight: HashMap<Key, watch::Receiver<Outcome>>,
     stats: Stats,
 }
 
@@ -235,13 +290,13 @@ impl Cache {
         if let Some(rx) = inner.inflight.get(key) {
             return Fetch::Follower(rx.clone());
         }
-        let (tx, rx) = watch::channel(());
+        let (tx, rx) = watch::channel(Outcome::Pending);
         inner.inflight.insert(key.clone(), rx);
         inner.stats.misses += 1;
         Fetch::Leader(FetchGuard {
             cache: self.clone(),
             key: key.clone(),
-            _done: tx,
+            done: tx,
         })
     }
 
@@ -283,9 +338,22 @@ impl Cache {
         }
     }
 
-    /// Removes every variant of a URL; how many.
-    pub fn purge_url(&self, key: &Key) -> usize {
+    /// Purges every variant of a URL: removed, or with `soft` made stale;
+    /// how many.
+    pub fn purge_url(&self, key: &Key, soft: bool) -> usize {
         let mut inner = self.lock();
+        if soft {
+            let now = Instant::now();
+            let Some(variants) = inner.urls.peek_mut(key) else {
+                return 0;
+            };
+            for stored in variants.iter_mut() {
+                *stored = Arc::new(stored.made_stale(now));
+            }
+            let n = variants.len();
+            inner.stats.purged += n as u64;
+            return n;
+        }
         let Some(variants) = inner.urls.pop(key) else {
             return 0;
         };
@@ -294,22 +362,31 @@ impl Cache {
         variants.len()
     }
 
-    /// Removes every object tagged with one of `keys`; how many.
-    pub fn purge_keys(&self, keys: &[String]) -> usize {
+    /// Purges every object tagged with one of `keys`: removed, or with
+    /// `soft` made stale; how many.
+    pub fn purge_keys(&self, keys: &[String], soft: bool) -> usize {
+        let now = Instant::now();
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let mut removed = 0;
+        let mut purged = 0;
         let mut emptied = Vec::new();
         for (url, variants) in inner.urls.iter_mut() {
             let before = variants.len();
+            let tagged = |s: &Stored| s.keys.iter().any(|k| keys.contains(k));
+            if soft {
+                for stored in variants.iter_mut().filter(|s| tagged(s)) {
+                    *stored = Arc::new(stored.made_stale(now));
+                    purged += 1;
+                }
+                continue;
+            }
             variants.retain(|s| {
-                let tagged = s.keys.iter().any(|k| keys.contains(k));
-                if tagged {
+                if tagged(s) {
                     inner.bytes -= s.size();
                 }
-                !tagged
+                !tagged(s)
             });
-            removed += before - variants.len();
+            purged += before - variants.len();
             if variants.is_empty() {
                 emptied.push(url.clone());
             }
@@ -317,8 +394,8 @@ impl Cache {
         for url in emptied {
             inner.urls.pop(&url);
         }
-        inner.stats.purged += removed as u64;
-        removed
+        inner.stats.purged += purged as u64;
+        purged
     }
 
     /// Applies a purge from the handler (a `purge` delivery: keys and URLs
@@ -337,10 +414,10 @@ impl Cache {
                 return 0;
             }
         };
-        let mut purged = self.purge_keys(&purge.keys);
+        let mut purged = self.purge_keys(&purge.keys, purge.soft);
         for url in &purge.urls {
             if let Some(key) = Key::of_url(url) {
-                purged += self.purge_url(&key);
+                purged += self.purge_url(&key, purge.soft);
             }
         }
         tracing::info!(
@@ -383,6 +460,7 @@ mod tests {
             Freshness {
                 ttl: Duration::from_secs(ttl),
                 grace: Duration::from_secs(60),
+                swr: Duration::ZERO,
             },
             vary,
             keys.iter().map(|k| k.to_string()).collect(),
@@ -429,7 +507,7 @@ mod tests {
         cache.store(key("/c"), answer("stream 2", 10, sse, &[]));
         assert_eq!(body(&accept("text/event-stream")), "stream 2");
         assert_eq!(cache.stats().objects, 2);
-        assert_eq!(cache.purge_url(&key("/c")), 2);
+        assert_eq!(cache.purge_url(&key("/c"), false), 2);
         assert_eq!(body(&[]), "Miss");
     }
 
@@ -439,7 +517,7 @@ mod tests {
         cache.store(key("/1"), answer("1", 10, vec![], &["counters", "c1"]));
         cache.store(key("/2"), answer("2", 10, vec![], &["counters"]));
         cache.store(key("/3"), answer("3", 10, vec![], &["other"]));
-        assert_eq!(cache.purge_keys(&["counters".into()]), 2);
+        assert_eq!(cache.purge_keys(&["counters".into()], false), 2);
         assert!(matches!(cache.lookup(&key("/1"), &[]), Lookup::Miss));
         assert!(matches!(cache.lookup(&key("/3"), &[]), Lookup::Fresh(_)));
         let stats = cache.stats();
@@ -483,9 +561,10 @@ mod tests {
         };
         assert!(matches!(cache.begin_fetch(&key("/y")), Fetch::Leader(_)));
         cache.store(key("/x"), answer("x", 10, vec![], &[]));
-        drop(guard);
-        // The wait ends (the sender is gone) and the answer is there.
-        assert!(waiting.changed().await.is_err());
+        guard.finish(Outcome::Stored);
+        // The wait ends with what to do, and the answer is there.
+        assert!(waiting.changed().await.is_ok());
+        assert!(matches!(*waiting.borrow(), Outcome::Stored));
         assert!(matches!(cache.lookup(&key("/x"), &[]), Lookup::Fresh(_)));
         assert!(matches!(cache.begin_fetch(&key("/x")), Fetch::Leader(_)));
     }

@@ -1,15 +1,22 @@
 //! A request on a route with `cache`: answered from the edge cache when it
 //! holds a fresh answer (GRIP instructions included, so a hold starts
 //! without the origin); otherwise one request per URL goes to the origin
-//! while the others wait for its answer, which is stored when the origin
-//! allows it. A stale answer serves while the origin fails. `PURGE` from
-//! this machine removes a URL, or the objects tagged with the
-//! `Surrogate-Key`s it names.
+//! while the others wait for its outcome: the answer stored, or shared
+//! with them when it may not be stored, or (a large or personal answer)
+//! each asks on its own. The origin is asked without the client's
+//! conditional headers, so the whole answer can be stored; the cache then
+//! answers conditionals (304) and `HEAD` itself. A stale answer serves at
+//! once while one request refreshes it (`stale-while-revalidate`, also
+//! after a soft purge), and while the origin fails (`stale-if-error`).
+//! `PURGE` from this machine removes a URL, or the objects tagged with the
+//! `Surrogate-Key`s it names; with `Fastly-Soft-Purge: 1` (or
+//! `xkey-softpurge`) it marks them stale instead.
 
 use super::forward::{forward, origin_of, Forwarded};
 use super::{Prepared, Shared};
 use crate::cache::policy::{self, Freshness};
-use crate::cache::store::{request_value, Fetch};
+use crate::cache::store::FetchGuard;
+use crate::cache::store::{request_value, Fetch, Outcome};
 use crate::cache::{Key, Lookup, Stored};
 use crate::error::ProxyError;
 use crate::origin::body::OriginBody;
@@ -19,6 +26,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long a request waits for another's fetch of the same URL.
 const COLLAPSE_WAIT: Duration = Duration::from_secs(30);
@@ -36,7 +44,7 @@ const SURROGATE: &[&str] = &["surrogate-control", "surrogate-key"];
 /// Whether the cache takes part in this request.
 pub(super) fn applies(prepared: &Prepared) -> bool {
     prepared.route.cache
-        && prepared.method == http::Method::GET
+        && (prepared.method == http::Method::GET || prepared.method == http::Method::HEAD)
         && !prepared.websocket
         && prepared.streaming_body.is_none()
         && !policy::personal(&prepared.headers)
@@ -74,7 +82,10 @@ pub(super) fn purge(shared: &Shared, prepared: &Prepared) -> (u16, String) {
         let peer = prepared.peer.as_deref().unwrap_or("an unknown address");
         return (403, format!("Purging is not allowed from {peer}.\n"));
     }
-    let keys: Vec<String> = ["surrogate-key", "xkey-purge"]
+    let soft = request_value(&prepared.headers, "fastly-soft-purge")
+        .is_some_and(|v| &v[..] == b"1")
+        || request_value(&prepared.headers, "xkey-softpurge").is_some();
+    let keys: Vec<String> = ["surrogate-key", "xkey-purge", "xkey-softpurge"]
         .iter()
         .filter_map(|name| request_value(&prepared.headers, name))
         .flat_map(|v| {
@@ -85,93 +96,269 @@ pub(super) fn purge(shared: &Shared, prepared: &Prepared) -> (u16, String) {
         })
         .collect();
     let purged = if keys.is_empty() {
-        shared.cache.purge_url(&key_of(prepared))
+        shared.cache.purge_url(&key_of(prepared), soft)
     } else {
-        shared.cache.purge_keys(&keys)
+        shared.cache.purge_keys(&keys, soft)
     };
-    tracing::info!(purged, keys = ?keys, path = %prepared.path, "edge cache purge");
+    tracing::info!(purged, keys = ?keys, soft, path = %prepared.path, "edge cache purge");
     (200, format!("Purged {purged} objects.\n"))
 }
+
+/// Request headers that make a request conditional; the origin is asked
+/// without them and the cache answers them from what it holds.
+const CONDITIONAL: &[&str] = &["if-none-match", "if-modified-since"];
 
 /// Answers from the cache, or asks the origin (once per URL at a time)
 /// and stores what it may.
 pub(super) async fn forward_cached(
     shared: Arc<Shared>,
-    prepared: Prepared,
+    mut prepared: Prepared,
 ) -> Result<Forwarded, ProxyError> {
     let key = key_of(&prepared);
     let cache = shared.cache.clone();
-    let mut waited = false;
+    let ask = Asked {
+        head: prepared.method == http::Method::HEAD,
+        conditions: prepared
+            .headers
+            .iter()
+            .filter(|Header(n, _)| CONDITIONAL.iter().any(|c| n.eq_ignore_ascii_case(c)))
+            .cloned()
+            .collect(),
+    };
+    prepared
+        .headers
+        .retain(|Header(n, _)| !CONDITIONAL.iter().any(|c| n.eq_ignore_ascii_case(c)));
+    if ask.head {
+        // A HEAD is answered from a fresh GET's answer; otherwise it goes
+        // to the origin as it is, and nothing is stored.
+        if let Lookup::Fresh(stored) = cache.lookup(&key, &prepared.headers) {
+            if let Some(answer) = ask.answer(&shared, &prepared, &stored, "HIT") {
+                return Ok(answer);
+            }
+        }
+        let mut forwarded = forward(shared.clone(), prepared).await?;
+        mark(forwarded.response.headers_mut(), "MISS");
+        return Ok(forwarded);
+    }
+    let deadline = Instant::now() + COLLAPSE_WAIT;
     loop {
-        let (stale, guard) = match cache.lookup(&key, &prepared.headers) {
-            Lookup::Fresh(stored) => {
-                if let Some(origin) = origin_of(&shared, &prepared) {
-                    return Ok(Forwarded {
-                        response: from_cache(&stored, "HIT"),
-                        origin,
-                    });
+        let now = Instant::now();
+        let (guard, stale) = match cache.lookup(&key, &prepared.headers) {
+            Lookup::Fresh(stored) => match ask.answer(&shared, &prepared, &stored, "HIT") {
+                Some(answer) => return Ok(answer),
+                None => (None, None),
+            },
+            Lookup::Stale(stored) if stored.may_refresh_in_background(now) => {
+                if let Fetch::Leader(guard) = cache.begin_fetch(&key) {
+                    if let Some(replay) = prepared.replay() {
+                        tokio::spawn(refresh(shared.clone(), replay, key.clone(), guard));
+                    }
                 }
-                (None, None)
+                match ask.answer(&shared, &prepared, &stored, "STALE") {
+                    Some(answer) => return Ok(answer),
+                    None => (None, None),
+                }
             }
             Lookup::Stale(stored) => match cache.begin_fetch(&key) {
-                Fetch::Leader(guard) => (Some(stored), Some(guard)),
+                Fetch::Leader(guard) => (Some(guard), Some(stored)),
                 // Someone is refreshing it: the stale answer will do.
-                Fetch::Follower(_) => match origin_of(&shared, &prepared) {
-                    Some(origin) => {
-                        return Ok(Forwarded {
-                            response: from_cache(&stored, "STALE"),
-                            origin,
-                        })
-                    }
+                Fetch::Follower(_) => match ask.answer(&shared, &prepared, &stored, "STALE") {
+                    Some(answer) => return Ok(answer),
                     None => (None, None),
                 },
             },
             Lookup::Miss => match cache.begin_fetch(&key) {
-                Fetch::Leader(guard) => (None, Some(guard)),
-                Fetch::Follower(mut done) if !waited => {
-                    waited = true;
-                    let _ = tokio::time::timeout(COLLAPSE_WAIT, done.changed()).await;
-                    continue;
+                Fetch::Leader(guard) => (Some(guard), None),
+                Fetch::Follower(mut done) if now < deadline => {
+                    let _ = tokio::time::timeout_at(deadline, done.changed()).await;
+                    let outcome = done.borrow().clone();
+                    match outcome {
+                        Outcome::Shared(answer) => {
+                            if let Some(answer) = ask.answer(&shared, &prepared, &answer, "MISS") {
+                                return Ok(answer);
+                            }
+                            (None, None)
+                        }
+                        Outcome::Pass => (None, None),
+                        // Stored: found on the next look; the fetch failed:
+                        // the next waiter fetches.
+                        Outcome::Stored | Outcome::Pending => continue,
+                    }
                 }
-                // Waited once and still nothing stored: ask on our own.
+                // Waited long enough: ask on our own.
                 Fetch::Follower(_) => (None, None),
             },
         };
-        let vary_request = prepared.headers.clone();
-        let fallback = stale.as_ref().and_then(|s| {
-            let origin = origin_of(&shared, &prepared)?;
-            Some((s.clone(), origin))
-        });
-        let result = forward(shared.clone(), prepared).await;
-        let failed = match &result {
-            Ok(f) => f.response.status().is_server_error(),
-            Err(_) => true,
+        return fetch(&shared, prepared, key, guard, stale, &ask).await;
+    }
+}
+
+/// What the client asked beyond the URL: only the head, or only if the
+/// answer changed.
+struct Asked {
+    head: bool,
+    /// Its `If-None-Match` / `If-Modified-Since`.
+    conditions: Vec<Header>,
+}
+
+impl Asked {
+    /// A stored answer as the client asked for it: `304` when its
+    /// conditions hold (not for GRIP answers, which start holds), the
+    /// head alone for `HEAD`. `None` when the request cannot be answered
+    /// without the origin (no target to name).
+    fn answer(
+        &self,
+        shared: &Shared,
+        prepared: &Prepared,
+        stored: &Stored,
+        verdict: &str,
+    ) -> Option<Forwarded> {
+        let origin = origin_of(shared, prepared)?;
+        let grip = stored
+            .headers
+            .keys()
+            .any(|n| n.as_str().starts_with("grip-"));
+        let response = if !grip && not_modified(&self.conditions, &stored.headers) {
+            not_modified_response(stored, verdict)
+        } else {
+            let mut response = from_cache(stored, verdict);
+            if self.head {
+                *response.body_mut() = OriginBody::Stored(None);
+            }
+            response
         };
-        if failed {
-            if let Some((stored, origin)) = fallback {
-                cache.served_stale();
-                tracing::info!(path = %key.path, "origin failed; serving the stale cached answer");
-                return Ok(Forwarded {
-                    response: from_cache(&stored, "STALE"),
-                    origin,
-                });
+        Some(Forwarded { response, origin })
+    }
+}
+
+/// Whether the client's conditions hold for a stored answer: its
+/// `If-None-Match` names the answer's `ETag` (weak comparison, or `*`), or,
+/// without `If-None-Match`, the answer's `Last-Modified` is no later than
+/// `If-Modified-Since` (RFC 9110 13.1).
+fn not_modified(conditions: &[Header], headers: &http::HeaderMap) -> bool {
+    let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    if let Some(none_match) = request_value(conditions, "if-none-match") {
+        let Some(etag) = headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let etag = weak(etag);
+        return String::from_utf8_lossy(&none_match)
+            .split(',')
+            .any(|tag| tag.trim() == "*" || weak(tag) == etag);
+    }
+    let since = request_value(conditions, "if-modified-since")
+        .and_then(|v| httpdate::parse_http_date(std::str::from_utf8(&v).ok()?.trim()).ok());
+    let modified = headers
+        .get(http::header::LAST_MODIFIED)
+        .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?.trim()).ok());
+    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+}
+
+/// `304 Not Modified` for a stored answer: its validators and caching
+/// headers, no body.
+fn not_modified_response(stored: &Stored, verdict: &str) -> http::Response<OriginBody> {
+    const KEPT: &[http::header::HeaderName] = &[
+        http::header::ETAG,
+        http::header::LAST_MODIFIED,
+        http::header::CACHE_CONTROL,
+        http::header::EXPIRES,
+        http::header::VARY,
+        http::header::CONTENT_LOCATION,
+        http::header::DATE,
+    ];
+    let full = from_cache(stored, verdict);
+    let mut response = http::Response::new(OriginBody::Stored(None));
+    *response.status_mut() = http::StatusCode::NOT_MODIFIED;
+    for name in KEPT.iter().chain([&http::header::AGE]) {
+        for value in full.headers().get_all(name) {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    mark(response.headers_mut(), verdict);
+    response
+}
+
+/// Asks the origin as the fetcher of `key` (or on its own, without a
+/// guard), serves `stale` if the origin fails, stores what it may, and
+/// tells the waiters.
+async fn fetch(
+    shared: &Arc<Shared>,
+    prepared: Prepared,
+    key: Key,
+    guard: Option<FetchGuard>,
+    stale: Option<Arc<Stored>>,
+    ask: &Asked,
+) -> Result<Forwarded, ProxyError> {
+    let vary_request = prepared.headers.clone();
+    let fallback = stale.and_then(|s| Some((s, origin_of(shared, &prepared)?)));
+    let result = forward(shared.clone(), prepared).await;
+    let failed = match &result {
+        Ok(f) => f.response.status().is_server_error(),
+        Err(_) => true,
+    };
+    if let (true, Some((stored, origin))) = (failed, &fallback) {
+        shared.cache.served_stale();
+        tracing::info!(path = %key.path, "origin failed; serving the stale cached answer");
+        let response = from_cache(stored, "STALE");
+        return Ok(Forwarded {
+            response,
+            origin: origin.clone(),
+        });
+    }
+    // An unreachable origin: the guard drops unfinished, the next waiter
+    // tries.
+    let forwarded = result?;
+    let waiters = guard.as_ref().is_some_and(FetchGuard::has_waiters);
+    let (forwarded, outcome, kept) = store(shared, key, &vary_request, forwarded, waiters).await?;
+    if let Some(guard) = guard {
+        guard.finish(outcome);
+    }
+    // The client's conditions, against what was just kept.
+    if let Some(kept) = kept {
+        let grip = kept.headers.keys().any(|n| n.as_str().starts_with("grip-"));
+        if !grip && not_modified(&ask.conditions, &kept.headers) {
+            return Ok(Forwarded {
+                response: not_modified_response(&kept, "MISS"),
+                origin: forwarded.origin,
+            });
+        }
+    }
+    Ok(forwarded)
+}
+
+/// Refreshes a stale answer in the background (`stale-while-revalidate`);
+/// an error answer leaves the stale one in place.
+async fn refresh(shared: Arc<Shared>, prepared: Prepared, key: Key, guard: FetchGuard) {
+    let vary_request = prepared.headers.clone();
+    match forward(shared.clone(), prepared).await {
+        Ok(forwarded) if !forwarded.response.status().is_server_error() => {
+            match store(&shared, key, &vary_request, forwarded, false).await {
+                Ok((_, outcome, _)) => guard.finish(outcome),
+                Err(err) => tracing::info!("background refresh failed: {err}"),
             }
         }
-        let forwarded = result?;
-        let stored = store(&shared, key, &vary_request, forwarded).await;
-        drop(guard);
-        return stored;
+        Ok(forwarded) => {
+            tracing::info!(status = %forwarded.response.status(), "background refresh: the origin failed; the stale answer stays")
+        }
+        Err(err) => tracing::info!("background refresh failed: {err}"),
     }
 }
 
 /// Stores the origin's answer when it may be (its body read whole first),
-/// and returns it for the client.
+/// and returns it for the client, with what waiters should do and the
+/// answer kept (stored or shared). An answer
+/// that may not be stored is read whole and shared with `waiters` when it
+/// is small and not personal; otherwise it passes on as it comes.
 async fn store(
     shared: &Shared,
     key: Key,
     request: &[Header],
     forwarded: Forwarded,
-) -> Result<Forwarded, ProxyError> {
+    waiters: bool,
+) -> Result<(Forwarded, Outcome, Option<Arc<Stored>>), ProxyError> {
     let Forwarded { response, origin } = forwarded;
     let (mut parts, body) = response.into_parts();
     let freshness = policy::storable(parts.status.as_u16(), &parts.headers);
@@ -181,14 +368,17 @@ async fn store(
         .any(|name| name.as_str().starts_with("grip-"));
     let limit = if grip { MAX_INSTRUCT_BODY } else { MAX_OBJECT };
     let bounded = body.size_hint().upper().is_some_and(|n| n <= limit as u64);
-    let Some(freshness) = freshness.filter(|_| grip || bounded) else {
-        // Not stored: passed on as it comes.
-        strip_surrogate(&mut parts.headers);
-        mark(&mut parts.headers, "MISS");
-        return Ok(Forwarded {
-            response: http::Response::from_parts(parts, body),
-            origin,
-        });
+    let shareable = waiters && bounded && !grip && policy::shareable(&parts.headers);
+    let keep = match freshness.filter(|_| grip || bounded) {
+        Some(freshness) => Some(freshness),
+        None if shareable => None,
+        None => {
+            // Not stored: passed on as it comes.
+            strip_surrogate(&mut parts.headers);
+            mark(&mut parts.headers, "MISS");
+            let response = http::Response::from_parts(parts, body);
+            return Ok((Forwarded { response, origin }, Outcome::Pass, None));
+        }
     };
     let bytes = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect())
         .await
@@ -199,6 +389,12 @@ async fn store(
             ))
         })?
         .to_bytes();
+    // A shared answer is kept only for the waiters: fresh for no time.
+    let freshness = keep.unwrap_or(Freshness {
+        ttl: Duration::ZERO,
+        grace: Duration::ZERO,
+        swr: Duration::ZERO,
+    });
     let stored = stored_answer(
         parts.status.as_u16(),
         &parts.headers,
@@ -207,8 +403,14 @@ async fn store(
         request,
     );
     let response = from_cache(&stored, "MISS");
-    shared.cache.store(key, stored);
-    Ok(Forwarded { response, origin })
+    let kept = Arc::new(stored);
+    let outcome = if keep.is_some() {
+        shared.cache.store(key, Stored::clone(&kept));
+        Outcome::Stored
+    } else {
+        Outcome::Shared(kept.clone())
+    };
+    Ok((Forwarded { response, origin }, outcome, Some(kept)))
 }
 
 /// The object to store for an answer.

@@ -8,6 +8,7 @@ mod cdn;
 mod client_sessions;
 mod delivery_settings;
 mod edge_cache;
+mod edge_cache_http;
 mod eventstream;
 mod faults;
 mod flow_control;

@@ -15,8 +15,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Bytes counted per stored answer beyond its body and headers.
-const ENTRY_OVERHEAD: usize = 256;
+/// Bytes counted per stored answer beyond what it holds: the object, its
+/// place in the index and the LRU list, allocator rounding (measured: see
+/// BENCHMARKS.md, "Edge cache memory").
+const ENTRY_OVERHEAD: usize = 768;
+
+/// Bytes counted per stored header beyond its name and value (the header
+/// map's entry and index).
+const HEADER_OVERHEAD: usize = 96;
+
+/// What a URL costs in the index (its strings and their bookkeeping).
+fn url_cost(key: &Key) -> usize {
+    key.host.len() + key.path.len() + 48
+}
 
 /// A URL as the cache knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,6 +81,8 @@ pub struct Stored {
     pub vary: Vec<(String, Option<Bytes>)>,
     /// Its `Surrogate-Key`s.
     pub keys: Vec<String>,
+    /// Bytes of its URL in the index.
+    url_len: usize,
 }
 
 impl Stored {
@@ -96,6 +109,7 @@ impl Stored {
             grace: freshness.grace,
             vary,
             keys,
+            url_len: 0,
         }
     }
 
@@ -116,13 +130,21 @@ impl Stored {
         now < self.refresh_until
     }
 
+    /// What it costs in memory, as counted against the cache's size:
+    /// everything it holds, with the bookkeeping around each part.
     fn size(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .map(|(n, v)| n.as_str().len() + v.len() + HEADER_OVERHEAD)
             .sum();
-        self.body.len() + headers + ENTRY_OVERHEAD
+        let vary: usize = self
+            .vary
+            .iter()
+            .map(|(n, v)| n.len() + v.as_ref().map_or(0, Bytes::len) + 48)
+            .sum();
+        let keys: usize = self.keys.iter().map(|k| k.len() + 24).sum();
+        self.body.len() + headers + vary + keys + self.url_len + ENTRY_OVERHEAD
     }
 
     fn matches(&self, request: &[Header]) -> bool {
@@ -308,7 +330,8 @@ impl Cache {
     /// Stores an answer, replacing the one with the same variant; evicts
     /// the least recently used URLs beyond the size. Larger than the whole
     /// cache: not stored.
-    pub fn store(&self, key: Key, stored: Stored) {
+    pub fn store(&self, key: Key, mut stored: Stored) {
+        stored.url_len = url_cost(&key);
         let size = stored.size();
         if size > self.max_bytes {
             return;
@@ -527,7 +550,7 @@ mod tests {
     #[tokio::test]
     async fn least_recently_used_go_first() {
         let body = "x".repeat(1000);
-        let one = answer(&body, 10, vec![], &[]).size();
+        let one = answer(&body, 10, vec![], &[]).size() + url_cost(&key("/1"));
         let cache = Cache::new(one * 3);
         for path in ["/1", "/2", "/3"] {
             cache.store(key(path), answer(&body, 10, vec![], &[]));

@@ -421,20 +421,26 @@ fn stored_answer(
     freshness: Freshness,
     request: &[Header],
 ) -> Stored {
+    // Everything kept is copied into buffers of its own size: the origin's
+    // header values and body, and the request's, may be slices of whole
+    // read buffers, which would stay alive with them.
     let vary = policy::vary_names(headers)
         .into_iter()
         .map(|name| {
-            let value = request_value(request, &name);
+            let value = request_value(request, &name).map(|v| bytes::Bytes::copy_from_slice(&v));
             (name, value)
         })
         .collect();
     let keys = policy::surrogate_keys(headers);
-    let mut kept = http::HeaderMap::new();
+    let mut kept = http::HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         if !is_hop_by_hop(name.as_str()) && name != http::header::CONTENT_LENGTH {
-            kept.append(name.clone(), value.clone());
+            if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                kept.append(name.clone(), value);
+            }
         }
     }
+    let body = bytes::Bytes::copy_from_slice(&body);
     Stored::new(status, kept, body, freshness, vary, keys)
 }
 

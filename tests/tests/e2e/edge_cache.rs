@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// `/counter`: SSE stream hold on `counter`, 10 minutes; `/slow`: a
 /// cacheable answer after 500 ms; `/short`: fresh 1 s, stale-if-error 60 s;
 /// `/tagged`: tagged `counters`; `/vary`: varies on Accept; `/big/<n>`: n
-/// bytes, cacheable.
+/// bytes, cacheable; `/tiny/<n>`: 2 bytes, cacheable.
 fn origin_script(seen: &Seen, failing: bool) -> holdfast_tests::harness::scripted::Answer {
     if failing {
         return answer(503, &[], "down\n");
@@ -60,6 +60,7 @@ fn origin_script(seen: &Seen, failing: bool) -> holdfast_tests::harness::scripte
                 if sse { "as sse\n" } else { "as text\n" },
             )
         }
+        _ if path.starts_with("/tiny/") => answer(200, &[("Cache-Control", "max-age=600")], "t\n"),
         _ if path.starts_with("/big/") => {
             let n: usize = path[5..].parse().unwrap_or(0);
             answer(200, &[("Cache-Control", "max-age=600")], &"b".repeat(n))
@@ -260,8 +261,9 @@ async fn purge_by_url_vary_and_personal_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_least_recently_used_answers_make_room() {
-    // Room for about two 1,500-byte answers.
-    let Setup { origin, hf, .. } = setup(Some("4000")).await;
+    // Room for two 1,500-byte answers (each counts its bookkeeping too,
+    // about 2,600 bytes), not three.
+    let Setup { origin, hf, .. } = setup(Some("6000")).await;
     let client = Client::new();
     let get = |path: &'static str| {
         let (client, url) = (client.clone(), hf.url(path));
@@ -283,6 +285,47 @@ async fn the_least_recently_used_answers_make_room() {
     assert_eq!(get("/big/1501").await, "MISS");
     assert_eq!(hits(&origin, "/big/1501"), 2);
     // Larger than the whole cache: passed on, never stored.
-    assert_eq!(get("/big/5000").await, "MISS");
-    assert_eq!(get("/big/5000").await, "MISS");
+    assert_eq!(get("/big/7000").await, "MISS");
+    assert_eq!(get("/big/7000").await, "MISS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_stays_within_its_size_in_memory() {
+    const SIZE: u64 = 2 << 20;
+    let Setup {
+        origin: _origin,
+        hf,
+        ..
+    } = setup(Some(&SIZE.to_string())).await;
+    let warm = Client::new();
+    for n in 0..200 {
+        warm.get(&hf.url(&format!("/tiny/{}", n % 2))).await;
+    }
+    let before = hf.rss_kib(Some("holdfast-proxy"));
+    // Many distinct tiny answers: each costs far more in bookkeeping than
+    // its body; the bound must hold for what they really take.
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let base = hf.url("/tiny/");
+            tokio::spawn(async move {
+                let client = Client::new();
+                for i in 0..1000 {
+                    let reply = client.get(&format!("{base}{}", 2 + w * 1000 + i)).await;
+                    assert_eq!(reply.status, 200, "{}", reply.text());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let grown = hf.rss_kib(Some("holdfast-proxy")).saturating_sub(before);
+    let metrics = Client::new().get(&hf.publish_url("/metrics")).await.text();
+    let counted = holdfast_tests::harness::holdfast::metric(&metrics, "holdfast_cache_bytes", &[]);
+    assert!(counted.is_some_and(|b| b <= SIZE as f64), "{counted:?}");
+    assert!(
+        grown <= (SIZE >> 10) + 3 * 1024,
+        "the proxy grew by {grown} KiB for a {} KiB cache",
+        SIZE >> 10
+    );
 }

@@ -54,6 +54,12 @@ sub vcl_recv {
 }
 
 sub vcl_backend_response {
+    # A background refresh of a stale object that fails keeps the stale
+    # object serving (what grace is for): the error answer is given up
+    # rather than stored over it.
+    if (bereq.is_bgfetch && beresp.status >= 500) {
+        return (abandon);
+    }
     # Surrogate-Control is for caches like this one (Fastly honours it; it
     # wins over Cache-Control).
     if (beresp.http.Surrogate-Control ~ "max-age=[0-9]+") {
@@ -70,7 +76,10 @@ sub vcl_backend_response {
 }
 
 sub vcl_deliver {
+    # Meant for this cache, as on Fastly: not passed on.
     unset resp.http.xkey;
+    unset resp.http.Surrogate-Key;
+    unset resp.http.Surrogate-Control;
     if (obj.hits > 0) {
         set resp.http.X-Cache = "HIT";
     } else {

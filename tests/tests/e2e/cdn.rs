@@ -231,6 +231,53 @@ async fn varnish_purges_by_url_and_by_surrogate_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_background_refresh_keeps_the_stale_copy_and_surrogate_headers_stay_in_varnish() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let origin = Scripted::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            return answer(500, &[], "broken\n");
+        }
+        answer(
+            200,
+            &[
+                ("Surrogate-Control", "max-age=1"),
+                ("Surrogate-Key", "page"),
+            ],
+            "v1\n",
+        )
+    })
+    .await;
+    let varnish = Varnish::start(&origin.target()).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", varnish.target()))
+        .run()
+        .await;
+    let client = Client::new();
+    let first = client.get(&hf.url("/page")).await;
+    assert_eq!(first.text(), "v1\n");
+    for name in ["surrogate-key", "surrogate-control", "xkey"] {
+        assert_eq!(first.header(name), None, "{name} reached the client");
+    }
+    // Fresh for a second: wait that out (time passing is the event).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    failing.store(true, Ordering::SeqCst);
+    // Stale: served while Varnish refreshes it in the background, which
+    // fails; the stale copy keeps serving.
+    assert_eq!(client.get(&hf.url("/page")).await.text(), "v1\n");
+    assert!(origin
+        .wait_for(WAIT, |_| origin.seen().len() >= 2)
+        .await
+        .is_some());
+    for _ in 0..3 {
+        let reply = client.get(&hf.url("/page")).await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, "v1\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn varnish_does_not_cache_for_clients_that_bypass_holdfast() {
     let origin = Scripted::start(cdn_origin).await;
     let varnish = Varnish::start(&origin.target()).await;

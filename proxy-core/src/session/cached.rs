@@ -151,7 +151,8 @@ pub(super) async fn forward_cached(
             Lookup::Stale(stored) if stored.may_refresh_in_background(now) => {
                 if let Fetch::Leader(guard) = cache.begin_fetch(&key) {
                     if let Some(replay) = prepared.replay() {
-                        tokio::spawn(refresh(shared.clone(), replay, key.clone(), guard));
+                        let stale = stored.clone();
+                        tokio::spawn(refresh(shared.clone(), replay, key.clone(), guard, stale));
                     }
                 }
                 match ask.answer(&shared, &prepared, &stored, "STALE") {
@@ -286,15 +287,27 @@ fn not_modified_response(stored: &Stored, verdict: &str) -> http::Response<Origi
 /// tells the waiters.
 async fn fetch(
     shared: &Arc<Shared>,
-    prepared: Prepared,
+    mut prepared: Prepared,
     key: Key,
     guard: Option<FetchGuard>,
     stale: Option<Arc<Stored>>,
     ask: &Asked,
 ) -> Result<Forwarded, ProxyError> {
     let vary_request = prepared.headers.clone();
+    if let Some(stale) = &stale {
+        prepared.headers.extend(validators(stale));
+    }
     let fallback = stale.and_then(|s| Some((s, origin_of(shared, &prepared)?)));
-    let result = forward(shared.clone(), prepared).await;
+    let result = match (forward(shared.clone(), prepared).await, &fallback) {
+        // Unchanged: the stale answer, fresh again, without its body resent.
+        (Ok(forwarded), Some((stale, _)))
+            if forwarded.response.status() == http::StatusCode::NOT_MODIFIED =>
+        {
+            let renewed = revalidated(stale, forwarded.response.headers(), &vary_request);
+            return Ok(renew(shared, key, guard, renewed, stale, forwarded, ask));
+        }
+        (result, _) => result,
+    };
     let failed = match &result {
         Ok(f) => f.response.status().is_server_error(),
         Err(_) => true,
@@ -329,11 +342,108 @@ async fn fetch(
     Ok(forwarded)
 }
 
-/// Refreshes a stale answer in the background (`stale-while-revalidate`);
-/// an error answer leaves the stale one in place.
-async fn refresh(shared: Arc<Shared>, prepared: Prepared, key: Key, guard: FetchGuard) {
+/// The validators of a stored answer, as a revalidation asks with them.
+fn validators(stored: &Stored) -> Vec<Header> {
+    let mut out = Vec::new();
+    let mut pass = |from: http::header::HeaderName, to: &str| {
+        if let Some(value) = stored.headers.get(from) {
+            out.push(Header(
+                to.to_owned(),
+                bytes::Bytes::copy_from_slice(value.as_bytes()),
+            ));
+        }
+    };
+    pass(http::header::ETAG, "if-none-match");
+    pass(http::header::LAST_MODIFIED, "if-modified-since");
+    out
+}
+
+/// A stale answer the origin said is unchanged (`304`): its headers
+/// updated with the 304's (RFC 9111 4.3.4) and its freshness from them;
+/// `None` when it may no longer be stored.
+fn revalidated(
+    stale: &Stored,
+    not_modified: &http::HeaderMap,
+    request: &[Header],
+) -> Option<Stored> {
+    let mut headers = stale.headers.clone();
+    for name in not_modified.keys() {
+        if is_hop_by_hop(name.as_str()) || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        headers.remove(name);
+        for value in not_modified.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let freshness = policy::storable(stale.status, &headers)?;
+    Some(stored_answer(
+        stale.status,
+        &headers,
+        stale.body.clone(),
+        freshness,
+        request,
+    ))
+}
+
+/// Keeps (and answers with) a revalidated answer; when the origin's 304
+/// made it unstorable, the stale answer still goes to this client.
+fn renew(
+    shared: &Shared,
+    key: Key,
+    guard: Option<FetchGuard>,
+    renewed: Option<Stored>,
+    stale: &Stored,
+    forwarded: Forwarded,
+    ask: &Asked,
+) -> Forwarded {
+    let answer = |stored: &Stored| {
+        let grip = stored
+            .headers
+            .keys()
+            .any(|n| n.as_str().starts_with("grip-"));
+        if !grip && not_modified(&ask.conditions, &stored.headers) {
+            not_modified_response(stored, "MISS")
+        } else {
+            from_cache(stored, "MISS")
+        }
+    };
+    let response = match renewed {
+        Some(renewed) => {
+            let response = answer(&renewed);
+            shared.cache.store(key, renewed);
+            if let Some(guard) = guard {
+                guard.finish(Outcome::Stored);
+            }
+            response
+        }
+        None => answer(stale),
+    };
+    Forwarded {
+        response,
+        origin: forwarded.origin,
+    }
+}
+
+/// Refreshes a stale answer in the background (`stale-while-revalidate`),
+/// asking with its validators; an error answer leaves it in place.
+async fn refresh(
+    shared: Arc<Shared>,
+    mut prepared: Prepared,
+    key: Key,
+    guard: FetchGuard,
+    stale: Arc<Stored>,
+) {
     let vary_request = prepared.headers.clone();
+    prepared.headers.extend(validators(&stale));
     match forward(shared.clone(), prepared).await {
+        Ok(forwarded) if forwarded.response.status() == http::StatusCode::NOT_MODIFIED => {
+            if let Some(renewed) = revalidated(&stale, forwarded.response.headers(), &vary_request)
+            {
+                shared.cache.store(key, renewed);
+                guard.finish(Outcome::Stored);
+            }
+        }
         Ok(forwarded) if !forwarded.response.status().is_server_error() => {
             match store(&shared, key, &vary_request, forwarded, false).await {
                 Ok((_, outcome, _)) => guard.finish(outcome),

@@ -15,7 +15,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// `/aged/<n>` (max-age 30 with Age n), `/expires` (Expires in 60 s, no
 /// Cache-Control), `/strict` (max-age 1, must-revalidate, stale-if-error
 /// 60), `/page` (cacheable, ETag and Last-Modified), `/swr` (max-age 1,
-/// stale-while-revalidate 60; refreshes take 3 s), `/soft` (tagged `k`,
+/// stale-while-revalidate 60; refreshes take 3 s), `/etagged` (max-age 1,
+/// ETag "e1"; asked with that ETag, 304 and max-age 60), `/soft` (tagged `k`,
 /// stale-if-error 600). Bodies count the origin's answers per path;
 /// everything answers 503 while `failing`.
 fn origin(seen: &Seen, failing: bool, count: usize) -> holdfast_tests::harness::scripted::Answer {
@@ -36,6 +37,16 @@ fn origin(seen: &Seen, failing: bool, count: usize) -> holdfast_tests::harness::
             &body,
         ),
         "/flaky" => answer(503, &[(DELAY, "1000")], &body),
+        "/etagged" if seen.header("if-none-match").as_deref() == Some("\"e1\"") => answer(
+            304,
+            &[("Cache-Control", "max-age=60"), ("ETag", "\"e1\"")],
+            "",
+        ),
+        "/etagged" => answer(
+            200,
+            &[("Cache-Control", "max-age=1"), ("ETag", "\"e1\"")],
+            &body,
+        ),
         "/aged/10" => answer(
             200,
             &[("Cache-Control", "max-age=30"), ("Age", "10")],
@@ -340,4 +351,31 @@ async fn a_soft_purge_keeps_the_answer_for_errors_a_hard_one_does_not() {
     assert_eq!(asked(&setup.origin, "/soft"), 2);
     assert_eq!(purge(false).await, "Purged 1 objects.\n");
     assert_eq!(client.get(&setup.hf.url("/soft")).await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_answer_is_revalidated_with_its_validators() {
+    let setup = setup().await;
+    let client = Client::new();
+    assert_eq!(
+        client.get(&setup.hf.url("/etagged")).await.text(),
+        "/etagged #1\n"
+    );
+    // Fresh for a second: wait that out (time passing is the event).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let renewed = client.get(&setup.hf.url("/etagged")).await;
+    assert_eq!(
+        (renewed.status, renewed.text().as_str()),
+        (200, "/etagged #1\n")
+    );
+    let asked_again = setup.origin.seen()[1].clone();
+    assert_eq!(
+        asked_again.header("if-none-match").as_deref(),
+        Some("\"e1\"")
+    );
+    // The 304 made it fresh for a minute.
+    let hit = client.get(&setup.hf.url("/etagged")).await;
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    assert_eq!(hit.text(), "/etagged #1\n");
+    assert_eq!(asked(&setup.origin, "/etagged"), 2);
 }

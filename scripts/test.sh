@@ -2,7 +2,8 @@
 # The whole test suite, as the README names it and CI runs it (.ci/run).
 # Needs a Rust toolchain, a C/C++ compiler (libzmq is built from source by
 # the zmq crate) and python3; installs the Python client libraries the tests
-# use into .venv, and from Debian: chromium for the browser tests, varnish
+# use into .venv, the npm packages the browser pages load into .npm
+# (sockjs-client), and from Debian: chromium for the browser tests, varnish
 # (with varnish-modules) for the CDN chaining tests, and pushpin 1.36 (with
 # condure and zurl) for the tests that mix its processes with Holdfast's.
 # The tests include the Debian package, built with scripts/package-deb.sh,
@@ -28,6 +29,9 @@ scripts/python-env.sh
 
 step "chromium for the browser tests"
 scripts/browser-env.sh
+
+step "npm packages the browser pages load (.npm)"
+scripts/npm-env.sh
 
 step "varnish for the CDN chaining tests"
 scripts/varnish-env.sh

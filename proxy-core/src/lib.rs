@@ -135,6 +135,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             None => None,
         },
         ws_routes: session::WsRoutes::default(),
+        sockjs: session::SockJsSessions::default(),
         inspector: match &config.handler_inspect_spec {
             Some(spec) => Some(inspect::Inspector::connect(
                 &ctx,

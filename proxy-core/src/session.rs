@@ -7,6 +7,7 @@
 //! WebSocket sessions: `websocket` (passthrough to a WebSocket origin),
 //! `over_http` (WebSocket-over-HTTP), `grip_ws` (GRIP on either), and
 //! `ws_client` (what waits for the client, within connmgr's credits);
+//! `sockjs` (SockJS endpoints, their sessions toward WebSocket origins);
 //! `forward` sends a request to the route's targets; `cached` answers
 //! from the edge cache.
 
@@ -43,11 +44,13 @@ mod cached;
 mod forward;
 mod grip_ws;
 mod over_http;
+mod sockjs;
 mod websocket;
 mod ws_client;
 
 use forward::{forward, signer_for, Forwarded};
 pub use grip_ws::WsRoutes;
+pub use sockjs::Registry as SockJsSessions;
 
 /// Request body bytes connmgr may send before we grant more. Large enough to
 /// keep an upload flowing across one round trip of credit packets.
@@ -100,6 +103,8 @@ pub struct Shared {
     pub ws_routes: WsRoutes,
     /// Asks the handler for requests' client sessions (`session` routes).
     pub inspector: Option<crate::inspect::Inspector>,
+    /// Live SockJS sessions (routes with `sockjs`).
+    pub sockjs: SockJsSessions,
 }
 
 impl Shared {
@@ -150,8 +155,53 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         to_client: VecDeque::new(),
         client_close: ClientClose::Open,
         log_level: None,
+        local: None,
+        route: None,
     };
     shared.tracker.spawn(session.run(first));
+}
+
+/// Starts a WebSocket session whose peer is in this process (a SockJS
+/// session standing for its client): `first` is the request as connmgr
+/// would send it, from `from`; the session's packets go to `to_peer`,
+/// its peer's come through the session table like connmgr's; `route` is
+/// used as it is (no routing by path).
+fn start_local(
+    shared: &Arc<Shared>,
+    first: Packet,
+    from: &str,
+    to_peer: mpsc::Sender<Packet>,
+    route: Route,
+) -> Result<(), ProxyError> {
+    let id = first
+        .single_id()
+        .ok_or_else(|| ProxyError::BadRequest("local session without an id".into()))?
+        .to_owned();
+    let key = session_key(Some(from), &id);
+    let mut endpoint = Endpoint::new(shared.from.clone(), id, Instant::now());
+    endpoint
+        .receive(&first, Instant::now())
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let inbox = shared.sockets.sessions().register(key.clone());
+    let session = Session {
+        shared: shared.clone(),
+        connmgr: from.to_owned(),
+        endpoint,
+        key,
+        inbox,
+        body_tx: None,
+        drained: Arc::new(Drained::default()),
+        request: None,
+        body_open: false,
+        peer: first.peer_address.clone(),
+        to_client: VecDeque::new(),
+        client_close: ClientClose::Open,
+        log_level: None,
+        local: Some(to_peer),
+        route: Some(route),
+    };
+    shared.tracker.spawn(session.run(first));
+    Ok(())
 }
 
 struct Session {
@@ -182,6 +232,10 @@ struct Session {
     client_close: ClientClose,
     /// The route's `log_level`, once the request is routed.
     log_level: Option<u8>,
+    /// A peer in this process (a SockJS session), instead of connmgr.
+    local: Option<mpsc::Sender<Packet>>,
+    /// The route, when the peer chose it (no routing by path).
+    route: Option<Route>,
 }
 
 /// What becomes of a line about a request, given its route's `log_level`
@@ -403,7 +457,9 @@ impl Session {
             first.method.as_deref().unwrap_or("-"),
             first.uri.as_deref().unwrap_or("-")
         );
+        let local = self.local.is_some();
         let (status, outcome) = match self.prepare(first).await {
+            Ok(prepared) if !local && sockjs::applies(&prepared) => self.sockjs(prepared).await,
             Ok(prepared) if prepared.websocket => {
                 let gauge = self.shared.metrics.websockets.clone();
                 gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -465,19 +521,23 @@ impl Session {
         } else {
             Proto::Http
         };
-        let routes = self.shared.routes();
-        let route = routes
-            .find(RequestInfo {
-                host: &host_only,
-                path: &path,
-                ssl: tls,
-                proto,
-            })
-            .cloned()
-            .ok_or(ProxyError::NoRoute {
-                host: host.clone(),
-                path: path.clone(),
-            })?;
+        let route = match self.route.take() {
+            Some(route) => route,
+            None => self
+                .shared
+                .routes()
+                .find(RequestInfo {
+                    host: &host_only,
+                    path: &path,
+                    ssl: tls,
+                    proto,
+                })
+                .cloned()
+                .ok_or(ProxyError::NoRoute {
+                    host: host.clone(),
+                    path: path.clone(),
+                })?,
+        };
         self.log_level = route.log_level;
         let trusted = match (&self.shared.upstream, first.header("grip-sig")) {
             (Some(verifier), Some(sig)) => {
@@ -991,6 +1051,11 @@ impl Session {
     /// Numbers `packet` as it leaves (see [`Endpoint::stamp`]) and sends it.
     async fn send(&mut self, mut packet: Packet) {
         if self.endpoint.stamp(&mut packet, Instant::now()).is_none() {
+            return;
+        }
+        if let Some(peer) = &self.local {
+            // Gone: the session ends on its own when it hears nothing.
+            let _ = peer.send(packet).await;
             return;
         }
         if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {

@@ -57,6 +57,11 @@ pub struct Route {
     pub orig_headers: bool,
     /// Log level for this route's requests (`log_level`, Pushpin's 0-4).
     pub log_level: Option<u8>,
+    /// Path prefix of SockJS endpoints (`sockjs=`).
+    pub sockjs: Option<String>,
+    /// The WebSocket path the origin sees for SockJS sessions
+    /// (`sockjs_as_path=`; default: the prefix).
+    pub sockjs_as_path: Option<String>,
     /// Origins, in failover order.
     pub targets: Vec<Target>,
 }

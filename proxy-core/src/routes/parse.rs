@@ -41,10 +41,6 @@ pub enum RouteError {
     },
 }
 
-/// Condition properties Pushpin knows that Holdfast accepts but does not act
-/// on yet; they are reported so users know, not rejected.
-const NOT_YET: &[&str] = &["sockjs", "sockjs_as_path"];
-
 /// Parses a whole routes file.
 pub fn parse_routes(text: &str) -> Result<Vec<Route>, RouteError> {
     let mut routes = Vec::new();
@@ -267,13 +263,11 @@ fn apply_condition_prop(
                 }
             });
         }
-        other if NOT_YET.contains(&other) => {
-            tracing::warn!(
-                line,
-                prop = other,
-                "route property not supported yet; ignored"
-            );
+        "sockjs" => {
+            let prefix = need(name, value, line)?;
+            route.sockjs = Some(prefix.trim_end_matches('/').to_owned());
         }
+        "sockjs_as_path" => route.sockjs_as_path = Some(need(name, value, line)?),
         other => {
             tracing::warn!(line, prop = other, "unknown route property ignored");
         }

@@ -220,7 +220,17 @@ impl Client {
 
     /// [`Client::open`] with request headers.
     pub async fn open_with(&self, url: &str, headers: &[(&str, &str)]) -> OpenStream {
-        let mut req = http::Request::builder().uri(url);
+        self.open_request("GET", url, headers).await
+    }
+
+    /// [`Client::open`] with a method (and no body) and request headers.
+    pub async fn open_request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> OpenStream {
+        let mut req = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             req = req.header(*name, *value);
         }

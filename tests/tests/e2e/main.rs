@@ -24,6 +24,7 @@ mod recovery;
 mod route_options;
 mod scale_out;
 mod signing;
+mod sockjs;
 mod status_page;
 mod tls;
 mod websocket;

@@ -5,6 +5,10 @@ use clap::Parser;
 use holdfast_runtime::DaemonArgs;
 use std::path::PathBuf;
 
+/// Where SockJS's iframe page loads the client library from (Pushpin's
+/// default).
+pub const DEFAULT_SOCKJS_URL: &str = "http://cdn.jsdelivr.net/sockjs/0.3.4/sockjs.min.js";
+
 /// Command line of `holdfast-proxy`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "holdfast-proxy", version, about = "Holdfast proxy")]
@@ -85,6 +89,11 @@ pub struct Config {
     /// Detailed error bodies for every route.
     #[arg(long)]
     pub debug: bool,
+
+    /// The SockJS client library the page of SockJS's iframe transports
+    /// loads.
+    #[arg(long = "sockjs-url", default_value = DEFAULT_SOCKJS_URL)]
+    pub sockjs_url: String,
 
     /// CORS headers (and JSON-P) on every route, as the route option `aco`.
     #[arg(long = "auto-cross-origin")]

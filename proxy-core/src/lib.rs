@@ -136,6 +136,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         },
         ws_routes: session::WsRoutes::default(),
         sockjs: session::SockJsSessions::default(),
+        sockjs_url: config.sockjs_url.clone(),
         inspector: match &config.handler_inspect_spec {
             Some(spec) => Some(inspect::Inspector::connect(
                 &ctx,

@@ -105,6 +105,8 @@ pub struct Shared {
     pub inspector: Option<crate::inspect::Inspector>,
     /// Live SockJS sessions (routes with `sockjs`).
     pub sockjs: SockJsSessions,
+    /// The SockJS client library the iframe page loads.
+    pub sockjs_url: String,
 }
 
 impl Shared {

@@ -189,6 +189,10 @@ pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
     if p.debug {
         proxy.push("--debug".into());
     }
+    if !p.sockjs_url.is_empty() {
+        proxy.push("--sockjs-url".into());
+        proxy.push(p.sockjs_url.clone());
+    }
     if p.auto_cross_origin {
         proxy.push("--auto-cross-origin".into());
     }

@@ -369,11 +369,15 @@ mod tests {
     #[test]
     fn cross_origin_and_logging_options() {
         let routes = parse_routes(
-            "*,aco,orig_headers,jsonp_mode=basic,jsonp_cb=cb,jsonp_body=data,jsonp_defcb=f,jsonp_defmethod=PUT,log_level=3 h:1\n* h:2",
+            "*,aco,orig_headers,jsonp_mode=basic,jsonp_cb=cb,jsonp_body=data,jsonp_defcb=f,jsonp_defmethod=PUT,log_level=3,sockjs=/sock/,sockjs_as_path=/ws h:1\n* h:2",
         )
         .unwrap();
         let r = &routes[0];
         assert!(r.aco && r.orig_headers);
+        assert_eq!(
+            (r.sockjs.as_deref(), r.sockjs_as_path.as_deref()),
+            (Some("/sock"), Some("/ws"))
+        );
         assert_eq!(r.log_level, Some(3));
         assert_eq!(
             r.jsonp,

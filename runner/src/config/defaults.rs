@@ -42,6 +42,8 @@ libexec_dir=/usr/libexec/holdfast
 [proxy]
 routesfile=routes
 debug=false
+# the SockJS client library the page of SockJS's iframe transports loads
+sockjs_url=http://cdn.jsdelivr.net/sockjs/0.3.4/sockjs.min.js
 # CORS headers (and JSON-P) for every route, as the route option aco
 auto_cross_origin=false
 # with the route option orig_headers: client headers the origin only gets

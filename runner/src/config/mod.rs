@@ -48,6 +48,7 @@ const USED: &[(&str, &[&str])] = &[
             "cache_size",
             "auto_cross_origin",
             "orig_headers_need_mark",
+            "sockjs_url",
         ],
     ),
     (
@@ -260,6 +261,8 @@ pub struct ProxySettings {
     pub auto_cross_origin: bool,
     /// `orig_headers_need_mark`.
     pub orig_headers_need_mark: String,
+    /// `sockjs_url`.
+    pub sockjs_url: String,
 }
 
 /// Log levels: a default and per-process overrides (`2,proxy:3`).
@@ -634,6 +637,7 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             cache_size: number(ini, "proxy", "cache_size")?,
             auto_cross_origin: boolean(ini, "proxy", "auto_cross_origin")?,
             orig_headers_need_mark: get(ini, "proxy", "orig_headers_need_mark").to_owned(),
+            sockjs_url: get(ini, "proxy", "sockjs_url").to_owned(),
         },
         command_spec: spec("command_spec")?,
         stats_spec: spec("stats_spec")?,

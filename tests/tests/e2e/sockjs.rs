@@ -1,7 +1,8 @@
 //! SockJS (route option `sockjs`): the sockjs-client library in headless
 //! Chromium reaches a WebSocket-over-HTTP origin with GRIP through each
 //! transport it may use (WebSocket, xhr-streaming, EventSource,
-//! xhr-polling): the origin's greeting, an echo of what the page sends,
+//! xhr-polling, JSONP polling, EventSource in the iframe page): the
+//! origin's greeting, an echo of what the page sends,
 //! and a publish to the channel the origin subscribed the session to.
 //! The page reports what it sees by requesting `/report?...`.
 
@@ -70,9 +71,17 @@ async fn chromium_sockjs_client_over_every_transport() {
     let origin = Scripted::start(move |seen| origin(seen, &library)).await;
     let hf = Holdfast::builder()
         .route(format!("*,sockjs=/sock {},over_http", origin.target()))
+        .set("proxy", "sockjs_url", "/sockjs.min.js")
         .run()
         .await;
-    for transport in ["websocket", "xhr-streaming", "eventsource", "xhr-polling"] {
+    for transport in [
+        "websocket",
+        "xhr-streaming",
+        "eventsource",
+        "xhr-polling",
+        "jsonp-polling",
+        "iframe-eventsource",
+    ] {
         let _browser = Browser::open(&hf.url(&format!("/page?t={transport}")));
         let echoed = format!("msg=hello%20{transport}");
         let seen = origin
@@ -170,6 +179,37 @@ async fn sockjs_endpoints_answer_as_the_protocol_says() {
         .await;
     assert_eq!(unknown.status, 404);
     assert_eq!(client.get(&hf.url("/sock/000/s1/bogus")).await.status, 404);
+    // JSONP polling: frames as calls; sends as a form.
+    let jsonp = hf.url("/sock/000/s2/jsonp?c=cb");
+    assert_eq!(client.get(&jsonp).await.text(), "/**/cb(\"o\");\r\n");
+    let sent = client
+        .send(
+            "POST",
+            &hf.url("/sock/000/s2/jsonp_send"),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            "d=%5B%22j%22%5D",
+        )
+        .await;
+    assert_eq!((sent.status, sent.text().as_str()), (200, "ok"));
+    let mut calls = String::new();
+    while !calls.contains("\\\"j\\\"") {
+        calls += &client.get(&jsonp).await.text();
+    }
+    let no_callback = client.get(&hf.url("/sock/000/s3/jsonp")).await;
+    assert_eq!(no_callback.status, 500);
+    // The iframe page, cached by its ETag.
+    let iframe = client.get(&hf.url("/sock/iframe.html")).await;
+    assert!(iframe.text().contains("SockJS.bootstrap_iframe()"));
+    let etag = iframe.header("etag").expect("an ETag").to_owned();
+    let again = client
+        .send(
+            "GET",
+            &hf.url("/sock/iframe.html"),
+            &[("If-None-Match", etag.as_str())],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(again.status, 304);
     // Two receiving connections: the second is told so. A streaming one
     // is attached once its prelude has come.
     let mut streaming = client

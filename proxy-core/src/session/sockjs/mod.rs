@@ -1,7 +1,9 @@
 //! SockJS (route options `sockjs=<prefix>` and `sockjs_as_path=<path>`), as
 //! Pushpin offers it: browsers with the sockjs-client library talk to
 //! `<prefix>/...` over whichever transport they can (WebSocket,
-//! xhr-streaming, EventSource, xhr-polling), and the origin sees one
+//! xhr-streaming, EventSource, xhr-polling, JSONP polling, and the iframe
+//! ones through `/iframe.html`, which loads `[proxy] sockjs_url`; not
+//! htmlfile), and the origin sees one
 //! WebSocket per SockJS session, at `sockjs_as_path` (by default the
 //! prefix), through the route's targets as any WebSocket of the route
 //! (GRIP and WebSocket-over-HTTP included). `<prefix>/websocket` is a
@@ -52,7 +54,7 @@ pub(super) fn applies(prepared: &Prepared) -> bool {
 }
 
 /// How a receiving connection writes frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Transport {
     /// `xhr`: one frame per request.
     Polling,
@@ -60,19 +62,26 @@ enum Transport {
     Streaming,
     /// `eventsource`: frames as server-sent events.
     EventSource,
+    /// `jsonp`: one frame per request, as a call to this callback.
+    Jsonp(String),
 }
 
 impl Transport {
-    fn content_type(self) -> &'static str {
+    fn content_type(&self) -> &'static str {
         match self {
             Transport::EventSource => "text/event-stream; charset=UTF-8",
             _ => "application/javascript; charset=UTF-8",
         }
     }
 
-    fn prelude(self) -> Bytes {
+    /// One frame per request.
+    fn polls(&self) -> bool {
+        matches!(self, Transport::Polling | Transport::Jsonp(_))
+    }
+
+    fn prelude(&self) -> Bytes {
         match self {
-            Transport::Polling => Bytes::new(),
+            Transport::Polling | Transport::Jsonp(_) => Bytes::new(),
             Transport::Streaming => {
                 let mut prelude = "h".repeat(2048);
                 prelude.push('\n');
@@ -82,9 +91,13 @@ impl Transport {
         }
     }
 
-    fn write(self, frame: &Frame) -> Bytes {
+    fn write(&self, frame: &Frame) -> Bytes {
         match self {
             Transport::EventSource => Bytes::from(format!("data: {}\r\n\r\n", frame.encode())),
+            Transport::Jsonp(callback) => {
+                let frame = serde_json::Value::String(frame.encode()).to_string();
+                Bytes::from(format!("/**/{callback}({frame});\r\n"))
+            }
             _ => Bytes::from(format!("{}\n", frame.encode())),
         }
     }
@@ -185,6 +198,7 @@ impl Session {
                     .await;
                 return (200, "sockjs welcome");
             }
+            ("GET", iframe) if is_iframe(iframe) => return self.sockjs_iframe(&prepared).await,
             ("GET", "/info" | "/info/") => {
                 let info = serde_json::json!({
                     "websocket": true,
@@ -217,7 +231,18 @@ impl Session {
                 self.sockjs_receive(&prepared, &key, Transport::EventSource)
                     .await
             }
-            ("POST", "xhr_send") => self.sockjs_send(&prepared, &key).await,
+            ("GET", "jsonp") => match query_value(&prepared.path, &["c", "callback"]) {
+                Some(callback) if valid_callback(&callback) => {
+                    self.sockjs_receive(&prepared, &key, Transport::Jsonp(callback))
+                        .await
+                }
+                _ => {
+                    self.sockjs_plain(&prepared, 500, "\"callback\" parameter required")
+                        .await
+                }
+            },
+            ("POST", "xhr_send") => self.sockjs_send(&prepared, &key, false).await,
+            ("POST", "jsonp_send") => self.sockjs_send(&prepared, &key, true).await,
             _ => self.sockjs_plain(&prepared, 404, "Not Found").await,
         }
     }
@@ -270,7 +295,7 @@ impl Session {
             return (200, "sockjs busy");
         }
         let outcome = self
-            .sockjs_stream(&session, headers, transport)
+            .sockjs_stream(&session, headers, &transport)
             .await
             .unwrap_or("client disconnected");
         session.detach();
@@ -281,7 +306,7 @@ impl Session {
         &mut self,
         session: &SockSession,
         headers: Vec<Header>,
-        transport: Transport,
+        transport: &Transport,
     ) -> Result<&'static str, &'static str> {
         let mut head = self.packet(PacketType::Data);
         head.code = Some(200);
@@ -306,9 +331,8 @@ impl Session {
             let bytes = transport.write(&frame);
             sent += bytes.len();
             self.sockjs_write(bytes).await?;
-            let done = matches!(frame, Frame::Close(..))
-                || transport == Transport::Polling
-                || sent > STREAM_LIMIT;
+            let done =
+                matches!(frame, Frame::Close(..)) || transport.polls() || sent > STREAM_LIMIT;
             if done {
                 let mut end = self.packet(PacketType::Data);
                 end.body = Some(Bytes::new());
@@ -356,9 +380,15 @@ impl Session {
         }
     }
 
-    /// `xhr_send`: the client's messages, passed on (waiting while too many
-    /// wait for the origin); 204, or what is wrong.
-    async fn sockjs_send(&mut self, prepared: &Prepared, key: &str) -> (u16, &'static str) {
+    /// `xhr_send` (or `jsonp_send`, whose body may be a form with `d`): the
+    /// client's messages, passed on (waiting while too many wait for the
+    /// origin); 204 (`ok` for JSONP), or what is wrong.
+    async fn sockjs_send(
+        &mut self,
+        prepared: &Prepared,
+        key: &str,
+        jsonp: bool,
+    ) -> (u16, &'static str) {
         let Some(session) = self.shared.sockjs.get(key) else {
             return self.sockjs_plain(prepared, 404, "Not Found").await;
         };
@@ -369,6 +399,15 @@ impl Session {
             Some(request) if request.body.len() <= MAX_SEND => request.body.clone(),
             _ => return self.sockjs_plain(prepared, 413, "Payload too large.").await,
         };
+        let form = prepared.headers.iter().any(|Header(n, v)| {
+            n.eq_ignore_ascii_case("content-type")
+                && v.starts_with(b"application/x-www-form-urlencoded")
+        });
+        let body = if jsonp && form {
+            Bytes::from(form_value(&body, "d").unwrap_or_default())
+        } else {
+            body
+        };
         let messages = match frames::messages(&body, false) {
             Ok(messages) => messages,
             Err(err) => return self.sockjs_plain(prepared, 500, &err.to_string()).await,
@@ -378,8 +417,35 @@ impl Session {
         }
         let mut headers = common_headers(&prepared.headers);
         headers.push(header("Content-Type", "text/plain; charset=UTF-8"));
+        if jsonp {
+            self.sockjs_respond(200, headers, Bytes::from_static(b"ok"))
+                .await;
+            return (200, "sockjs send");
+        }
         self.sockjs_respond(204, headers, Bytes::new()).await;
         (204, "sockjs send")
+    }
+
+    /// `/iframe.html` (or `/iframe<anything>.html`): the page iframe-based
+    /// transports run in, loading `[proxy] sockjs_url`; cached for a year,
+    /// `304` for its `ETag`.
+    async fn sockjs_iframe(&mut self, prepared: &Prepared) -> (u16, &'static str) {
+        let page = iframe_page(&self.shared.sockjs_url);
+        let etag = format!("\"{:016x}\"", fnv1a(page.as_bytes()));
+        let mut headers = vec![
+            header("ETag", etag.clone()),
+            header("Cache-Control", "public, max-age=31536000"),
+        ];
+        let matches = prepared.headers.iter().any(|Header(n, v)| {
+            n.eq_ignore_ascii_case("if-none-match") && v[..] == *etag.as_bytes()
+        });
+        if matches {
+            self.sockjs_respond(304, headers, Bytes::new()).await;
+            return (304, "sockjs iframe");
+        }
+        headers.push(header("Content-Type", "text/html; charset=UTF-8"));
+        self.sockjs_respond(200, headers, Bytes::from(page)).await;
+        (200, "sockjs iframe")
     }
 
     /// The WebSocket transport: the session's frames as text messages, the
@@ -515,6 +581,57 @@ impl Session {
     }
 }
 
+fn is_iframe(path: &str) -> bool {
+    path.strip_prefix("/iframe")
+        .and_then(|rest| rest.strip_suffix(".html"))
+        .is_some_and(|middle| !middle.contains('/'))
+}
+
+/// The page of iframe-based transports (SockJS's own wording).
+fn iframe_page(sockjs_url: &str) -> String {
+    let src = serde_json::Value::String(sockjs_url.to_owned()).to_string();
+    format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script src={src}></script>\n  <script>\n    document.domain = document.domain;\n    SockJS.bootstrap_iframe();\n  </script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>\n"
+    )
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A JSONP callback that is a JavaScript name or member path.
+fn valid_callback(callback: &str) -> bool {
+    !callback.is_empty()
+        && callback.len() <= 256
+        && callback
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_$.[]".contains(c))
+}
+
+/// The first of `names` in the request's query, decoded.
+fn query_value(path: &str, names: &[&str]) -> Option<String> {
+    let query = path.split_once('?')?.1;
+    names
+        .iter()
+        .find_map(|name| form_value(query.as_bytes(), name))
+}
+
+/// A value of a form (`a=1&b=2`, `+` for space), decoded.
+fn form_value(form: &[u8], name: &str) -> Option<String> {
+    let form = std::str::from_utf8(form).ok()?;
+    form.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| {
+            let value = value.replace('+', " ");
+            percent_encoding::percent_decode_str(&value)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
 /// `entropy` of `/info`: a number clients may use to seed themselves.
 fn rand_entropy() -> u32 {
     use std::hash::{BuildHasher, Hasher};
@@ -538,6 +655,31 @@ mod tests {
         assert_eq!(session_url("/000/a.b/xhr"), None);
         assert_eq!(session_url("//abc/xhr"), None);
         assert_eq!(session_url("/info"), None);
+    }
+
+    #[test]
+    fn jsonp_and_iframe_helpers() {
+        assert_eq!(
+            &Transport::Jsonp("cb".into()).write(&Frame::Messages(vec!["x".into()]))[..],
+            b"/**/cb(\"a[\\\"x\\\"]\");\r\n"
+        );
+        assert_eq!(
+            query_value("/x?c=f.g&d=1", &["c", "callback"]).as_deref(),
+            Some("f.g")
+        );
+        assert_eq!(
+            form_value(b"d=%5B%22a+b%22%5D", "d").as_deref(),
+            Some("[\"a b\"]")
+        );
+        assert!(valid_callback("_jp.a1b2") && !valid_callback("alert(1)"));
+        assert!(
+            is_iframe("/iframe.html")
+                && is_iframe("/iframe-a1.html")
+                && !is_iframe("/iframe/x.html")
+        );
+        assert!(
+            iframe_page("https://cdn/x.js").contains("<script src=\"https://cdn/x.js\"></script>")
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 # condure and zurl) for the tests that mix its processes with Holdfast's.
 # The tests include the Debian package, built with scripts/package-deb.sh,
 # installed with dpkg, run and purged (tests/tests/package.rs: needs root).
-# Then it runs the Autobahn WebSocket suite through Holdfast
+# It builds the manual (docs/) with mdBook from crates.io, checks its links
+# and renders its first page. Then it runs the Autobahn WebSocket suite through Holdfast
 # (scripts/autobahn.sh installs it with pyenv's Python 2.7), and fails if
 # anything it ran changed the working tree.
 set -euo pipefail
@@ -51,6 +52,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "every feature set of the wire crate builds"
 cargo check -p holdfast-protocol --no-default-features --quiet
 cargo check -p holdfast-protocol --no-default-features --features zmq --quiet
+
+step "the manual (mdBook in docs/: links checked, first page rendered in chromium)"
+scripts/manual.sh
 
 step "fuzz targets compile"
 # One target folder for both fuzz crates: they share what --cfg fuzzing builds.

@@ -12,6 +12,14 @@
 //! - [`metrics`]: counters, gauges, histograms; reports to the handler, Prometheus text.
 //! - [`body`]: an HTTP body fed from a queue, counting what is drained.
 //! - [`ws`]: WebSocket messages to and from ZHTTP packets; the [`ws::Outbox`].
+//!
+//! Linking this crate makes jemalloc the process's allocator (feature
+//! `jemalloc`, on by default; not in fuzz builds, which keep the
+//! sanitizer's).
+
+#[cfg(all(feature = "jemalloc", not(fuzzing)))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod body;
 mod logging;

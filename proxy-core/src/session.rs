@@ -142,24 +142,7 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         tracing::warn!(%from, "request packet refused: {err}");
         return;
     }
-    let inbox = shared.sockets.sessions().register(key.clone());
-    let session = Session {
-        shared: shared.clone(),
-        connmgr: from,
-        endpoint,
-        key,
-        inbox,
-        body_tx: None,
-        drained: Arc::new(Drained::default()),
-        request: None,
-        body_open: false,
-        peer: first.peer_address.clone(),
-        to_client: VecDeque::new(),
-        client_close: ClientClose::Open,
-        log_level: None,
-        local: None,
-        route: None,
-    };
+    let session = Session::new(shared, from, endpoint, key, first.peer_address.clone());
     shared.tracker.spawn(session.run(first));
 }
 
@@ -184,24 +167,15 @@ fn start_local(
     endpoint
         .receive(&first, Instant::now())
         .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-    let inbox = shared.sockets.sessions().register(key.clone());
-    let session = Session {
-        shared: shared.clone(),
-        connmgr: from.to_owned(),
+    let mut session = Session::new(
+        shared,
+        from.to_owned(),
         endpoint,
         key,
-        inbox,
-        body_tx: None,
-        drained: Arc::new(Drained::default()),
-        request: None,
-        body_open: false,
-        peer: first.peer_address.clone(),
-        to_client: VecDeque::new(),
-        client_close: ClientClose::Open,
-        log_level: None,
-        local: Some(to_peer),
-        route: Some(route),
-    };
+        first.peer_address.clone(),
+    );
+    session.local = Some(to_peer);
+    session.route = Some(route);
     shared.tracker.spawn(session.run(first));
     Ok(())
 }
@@ -452,6 +426,35 @@ async fn origin_event(phase: &mut Phase, can_read: bool) -> OriginEvent {
 }
 
 impl Session {
+    /// A session with its peer `from` (connmgr's id), registered in the
+    /// session table under `key`.
+    fn new(
+        shared: &Arc<Shared>,
+        from: String,
+        endpoint: Endpoint,
+        key: String,
+        peer: Option<String>,
+    ) -> Session {
+        let inbox = shared.sockets.sessions().register(key.clone());
+        Session {
+            shared: shared.clone(),
+            connmgr: from,
+            endpoint,
+            key,
+            inbox,
+            body_tx: None,
+            drained: Arc::new(Drained::default()),
+            request: None,
+            body_open: false,
+            peer,
+            to_client: VecDeque::new(),
+            client_close: ClientClose::Open,
+            log_level: None,
+            local: None,
+            route: None,
+        }
+    }
+
     async fn run(mut self, first: Packet) {
         let started = Instant::now();
         let line = format!(
@@ -1000,17 +1003,28 @@ impl Session {
 
     /// Answers the client with `code` and a short text.
     async fn respond_text(&mut self, code: u16, text: &str) {
+        let headers = vec![Header(
+            "Content-Type".into(),
+            Bytes::from_static(b"text/plain"),
+        )];
+        let body = Bytes::copy_from_slice(text.as_bytes());
+        self.respond(code, headers, body).await;
+    }
+
+    /// Answers the client with a whole response (its length added).
+    async fn respond(&mut self, code: u16, mut headers: Vec<Header>, body: Bytes) {
+        headers.push(Header(
+            "Content-Length".into(),
+            Bytes::from(body.len().to_string()),
+        ));
         let mut packet = self.packet(PacketType::Data);
         packet.code = Some(code);
         packet.reason = http::StatusCode::from_u16(code)
             .ok()
             .and_then(|s| s.canonical_reason())
             .map(str::to_owned);
-        packet.headers = Some(vec![
-            Header("Content-Type".into(), Bytes::from_static(b"text/plain")),
-            Header("Content-Length".into(), Bytes::from(text.len().to_string())),
-        ]);
-        packet.body = Some(Bytes::copy_from_slice(text.as_bytes()));
+        packet.headers = Some(headers);
+        packet.body = Some(body);
         self.send(packet).await;
     }
 

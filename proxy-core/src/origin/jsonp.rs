@@ -42,8 +42,9 @@ fn decode(s: &str) -> Option<String> {
 }
 
 /// A callback the wrapped answer may call safely: a JavaScript name or
-/// member path (letters, digits, `_`, `$`, `.`, `[`, `]`).
-fn valid_callback(callback: &str) -> bool {
+/// member path (letters, digits, `_`, `$`, `.`, `[`, `]`). SockJS's JSONP
+/// transport checks its callbacks with it too.
+pub fn valid_callback(callback: &str) -> bool {
     !callback.is_empty()
         && callback.len() <= 256
         && callback

@@ -61,12 +61,6 @@ const USED: &[(&str, &[&str])] = &[
             "push_in_http_basic_auth",
             "push_in_http_jwt_key",
             "push_in_http_jwt_leeway",
-            "push_in_http_max_body_size",
-            "message_hwm",
-            "message_wait",
-            "id_cache_ttl",
-            "connection_subscription_max",
-            "subscription_linger",
             "push_in_http_addr",
             "push_in_http_port",
             "command_spec",
@@ -368,8 +362,13 @@ fn unused_keys(file: &Ini, path: &Path) -> Vec<String> {
             .iter()
             .find(|(s, _)| s == section)
             .map_or(&[][..], |(_, k)| *k);
+        let delivery = if section == "handler" {
+            &DELIVERY_KEYS[..]
+        } else {
+            &[]
+        };
         for key in keys.keys() {
-            if !used.contains(&key.as_str()) {
+            if !used.contains(&key.as_str()) && !delivery.contains(&key.as_str()) {
                 unused.push(format!("[{section}] {key}"));
             }
         }

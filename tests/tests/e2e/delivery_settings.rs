@@ -3,7 +3,7 @@
 //! `id_cache_ttl`, `subscription_linger`, `message_hwm` (`message_wait` is
 //! covered by the engine's unit tests, where time can be controlled).
 
-use holdfast_tests::{answer, Client, Holdfast, Origin, Scripted};
+use holdfast_tests::{answer, Client, Holdfast, OpenStream, Origin, Scripted};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -13,6 +13,28 @@ fn stream_item(channel: &str, id: Option<&str>, content: &str) -> String {
     serde_json::json!({"items": [{"channel": channel, "id": id,
         "formats": {"http-stream": {"content": content}}}]})
     .to_string()
+}
+
+/// An origin holding every request as a stream on `channels` (initial
+/// body `open`), Holdfast in front with `[handler] key=value`, and a
+/// client held open past the initial body.
+async fn held(channels: &'static str, key: &str, value: &str) -> (Scripted, Holdfast, OpenStream) {
+    let origin = Scripted::start(move |_| {
+        answer(
+            200,
+            &[("Grip-Hold", "stream"), ("Grip-Channel", channels)],
+            "open\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("handler", key, value)
+        .run()
+        .await;
+    let mut stream = Client::new().open(&hf.url("/")).await;
+    assert!(stream.read_until("open\n", WAIT).await, "{}", hf.logs());
+    (origin, hf, stream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,21 +52,7 @@ async fn the_publish_body_limit_follows_push_in_http_max_body_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_past_connection_subscription_max_are_ignored() {
-    let origin = Scripted::start(|_| {
-        answer(
-            200,
-            &[("Grip-Hold", "stream"), ("Grip-Channel", "a, b, c")],
-            "open\n",
-        )
-    })
-    .await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .set("handler", "connection_subscription_max", "2")
-        .run()
-        .await;
-    let mut stream = Client::new().open(&hf.url("/")).await;
-    assert!(stream.read_until("open\n", WAIT).await, "{}", hf.logs());
+    let (_origin, hf, mut stream) = held("a, b, c", "connection_subscription_max", "2").await;
     // One engine, items in order: were "c" delivered, it would come first.
     assert_eq!(hf.publish(&stream_item("c", None, "to c\n")).await.0, 200);
     assert_eq!(hf.publish(&stream_item("b", None, "to b\n")).await.0, 200);
@@ -59,21 +67,7 @@ async fn id_cache_ttl_zero_keeps_repeated_ids() {
         ("60", "open\none\nthree\n"),
         ("0", "open\none\ntwo\nthree\n"),
     ] {
-        let origin = Scripted::start(|_| {
-            answer(
-                200,
-                &[("Grip-Hold", "stream"), ("Grip-Channel", "d")],
-                "open\n",
-            )
-        })
-        .await;
-        let hf = Holdfast::builder()
-            .route(format!("* {}", origin.target()))
-            .set("handler", "id_cache_ttl", ttl)
-            .run()
-            .await;
-        let mut stream = Client::new().open(&hf.url("/")).await;
-        assert!(stream.read_until("open\n", WAIT).await);
+        let (_origin, hf, mut stream) = held("d", "id_cache_ttl", ttl).await;
         for (id, text) in [("1", "one\n"), ("1", "two\n"), ("3", "three\n")] {
             assert_eq!(hf.publish(&stream_item("d", Some(id), text)).await.0, 200);
         }
@@ -144,21 +138,7 @@ async fn a_long_poll_channel_stays_subscribed_for_subscription_linger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_message_hwm_makes_publishers_wait_and_loses_nothing() {
-    let origin = Scripted::start(|_| {
-        answer(
-            200,
-            &[("Grip-Hold", "stream"), ("Grip-Channel", "h")],
-            "open\n",
-        )
-    })
-    .await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .set("handler", "message_hwm", "1")
-        .run()
-        .await;
-    let mut stream = Client::new().open(&hf.url("/")).await;
-    assert!(stream.read_until("open\n", WAIT).await);
+    let (_origin, hf, mut stream) = held("h", "message_hwm", "1").await;
     // 200 publishers at once through a queue of one.
     let publishes: Vec<_> = (0..200)
         .map(|i| {

@@ -42,18 +42,22 @@ fn site(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_passes_a_preflighted_credentialed_request_through_aco() {
+/// The site's origin, Holdfast in front of it with `options` on its route,
+/// and the page's URL on the site's own origin, asking Holdfast.
+async fn cross_origin_site(options: &str) -> (Scripted, Holdfast, String) {
     let origin = Scripted::start(site).await;
     let hf = Holdfast::builder()
-        .route(format!("*,aco {}", origin.target()))
+        .route(format!("*{options} {}", origin.target()))
         .run()
         .await;
-    let api = format!(
-        "http://127.0.0.1:{}",
-        hf.url("").rsplit(':').next().unwrap()
-    );
+    let api = format!("http://{}", hf.addr());
     let page = format!("http://{}/page?api={api}", origin.target());
+    (origin, hf, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_passes_a_preflighted_credentialed_request_through_aco() {
+    let (origin, hf, page) = cross_origin_site(",aco").await;
     let _browser = Browser::open(&page);
     let report = origin
         .wait_for(WAIT, |s| s.path.starts_with("/report?"))
@@ -78,16 +82,8 @@ async fn chromium_passes_a_preflighted_credentialed_request_through_aco() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_request_without_aco_is_refused_by_chromium() {
-    let origin = Scripted::start(site).await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
-    let api = format!(
-        "http://127.0.0.1:{}",
-        hf.url("").rsplit(':').next().unwrap()
-    );
-    let _browser = Browser::open(&format!("http://{}/page?api={api}", origin.target()));
+    let (origin, _hf, page) = cross_origin_site("").await;
+    let _browser = Browser::open(&page);
     let report = origin
         .wait_for(WAIT, |s| s.path.starts_with("/report?"))
         .await

@@ -56,6 +56,19 @@ fn origin(seen: &Seen, library: &str) -> holdfast_tests::harness::scripted::Answ
     }
 }
 
+/// The origin (serving `library` as the client library) and Holdfast in
+/// front of it with SockJS at `/sock`.
+async fn sockjs_site(library: &str) -> (Scripted, Holdfast) {
+    let library = library.to_owned();
+    let origin = Scripted::start(move |seen| origin(seen, &library)).await;
+    let hf = Holdfast::builder()
+        .route(format!("*,sockjs=/sock {},over_http", origin.target()))
+        .set("proxy", "sockjs_url", "/sockjs.min.js")
+        .run()
+        .await;
+    (origin, hf)
+}
+
 fn reports(origin: &Scripted, transport: &str) -> Vec<String> {
     let prefix = format!("/report?t={transport}&");
     origin
@@ -67,13 +80,7 @@ fn reports(origin: &Scripted, transport: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_sockjs_client_over_every_transport() {
-    let library = sockjs_library();
-    let origin = Scripted::start(move |seen| origin(seen, &library)).await;
-    let hf = Holdfast::builder()
-        .route(format!("*,sockjs=/sock {},over_http", origin.target()))
-        .set("proxy", "sockjs_url", "/sockjs.min.js")
-        .run()
-        .await;
+    let (origin, hf) = sockjs_site(&sockjs_library()).await;
     for transport in [
         "websocket",
         "xhr-streaming",
@@ -114,11 +121,7 @@ async fn chromium_sockjs_client_over_every_transport() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockjs_endpoints_answer_as_the_protocol_says() {
-    let origin = Scripted::start(|seen| origin(seen, "")).await;
-    let hf = Holdfast::builder()
-        .route(format!("*,sockjs=/sock {},over_http", origin.target()))
-        .run()
-        .await;
+    let (_origin, hf) = sockjs_site("").await;
     let client = Client::new();
     let info = client
         .send(
@@ -222,11 +225,7 @@ async fn sockjs_endpoints_answer_as_the_protocol_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_publishes_reaches_a_polling_client_in_order_and_idle_sessions_end() {
-    let origin = Scripted::start(|seen| origin(seen, "")).await;
-    let hf = Holdfast::builder()
-        .route(format!("*,sockjs=/sock {},over_http", origin.target()))
-        .run()
-        .await;
+    let (origin, hf) = sockjs_site("").await;
     let client = Client::new();
     let xhr = hf.url("/sock/000/burst/xhr");
     let poll = || {

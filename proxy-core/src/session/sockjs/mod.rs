@@ -22,6 +22,7 @@ mod peer;
 pub use peer::Registry;
 
 use super::{Prepared, Session};
+use crate::origin::jsonp::valid_callback;
 use bytes::Bytes;
 use frames::Frame;
 use holdfast_protocol::zhttp::{Header, Packet, PacketType};
@@ -187,14 +188,14 @@ impl Session {
             {
                 headers.push(header("Access-Control-Allow-Headers", asked.1.clone()));
             }
-            self.sockjs_respond(204, headers, Bytes::new()).await;
+            self.respond(204, headers, Bytes::new()).await;
             return (204, "sockjs options");
         }
         match (method.as_str(), rest.as_str()) {
             ("GET", "" | "/") => {
                 let mut headers = common_headers(&prepared.headers);
                 headers.push(header("Content-Type", "text/plain; charset=UTF-8"));
-                self.sockjs_respond(200, headers, Bytes::from_static(b"Welcome to SockJS!\n"))
+                self.respond(200, headers, Bytes::from_static(b"Welcome to SockJS!\n"))
                     .await;
                 return (200, "sockjs welcome");
             }
@@ -208,7 +209,7 @@ impl Session {
                 });
                 let mut headers = common_headers(&prepared.headers);
                 headers.push(header("Content-Type", "application/json; charset=UTF-8"));
-                self.sockjs_respond(200, headers, Bytes::from(format!("{info}\n")))
+                self.respond(200, headers, Bytes::from(format!("{info}\n")))
                     .await;
                 return (200, "sockjs info");
             }
@@ -291,7 +292,7 @@ impl Session {
             let frame = Frame::Close(2010, "Another connection still open".into());
             let mut body = transport.prelude().to_vec();
             body.extend_from_slice(&transport.write(&frame));
-            self.sockjs_respond(200, headers, Bytes::from(body)).await;
+            self.respond(200, headers, Bytes::from(body)).await;
             return (200, "sockjs busy");
         }
         let outcome = self
@@ -418,11 +419,10 @@ impl Session {
         let mut headers = common_headers(&prepared.headers);
         headers.push(header("Content-Type", "text/plain; charset=UTF-8"));
         if jsonp {
-            self.sockjs_respond(200, headers, Bytes::from_static(b"ok"))
-                .await;
+            self.respond(200, headers, Bytes::from_static(b"ok")).await;
             return (200, "sockjs send");
         }
-        self.sockjs_respond(204, headers, Bytes::new()).await;
+        self.respond(204, headers, Bytes::new()).await;
         (204, "sockjs send")
     }
 
@@ -440,11 +440,11 @@ impl Session {
             n.eq_ignore_ascii_case("if-none-match") && v[..] == *etag.as_bytes()
         });
         if matches {
-            self.sockjs_respond(304, headers, Bytes::new()).await;
+            self.respond(304, headers, Bytes::new()).await;
             return (304, "sockjs iframe");
         }
         headers.push(header("Content-Type", "text/html; charset=UTF-8"));
-        self.sockjs_respond(200, headers, Bytes::from(page)).await;
+        self.respond(200, headers, Bytes::from(page)).await;
         (200, "sockjs iframe")
     }
 
@@ -553,20 +553,6 @@ impl Session {
         self.send(packet).await;
     }
 
-    /// A whole answer with these headers.
-    async fn sockjs_respond(&mut self, code: u16, mut headers: Vec<Header>, body: Bytes) {
-        headers.push(header("Content-Length", body.len().to_string()));
-        let mut packet = self.packet(PacketType::Data);
-        packet.code = Some(code);
-        packet.reason = http::StatusCode::from_u16(code)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .map(str::to_owned);
-        packet.headers = Some(headers);
-        packet.body = Some(body);
-        self.send(packet).await;
-    }
-
     async fn sockjs_plain(
         &mut self,
         prepared: &Prepared,
@@ -575,7 +561,7 @@ impl Session {
     ) -> (u16, &'static str) {
         let mut headers = common_headers(&prepared.headers);
         headers.push(header("Content-Type", "text/plain; charset=UTF-8"));
-        self.sockjs_respond(code, headers, Bytes::from(format!("{text}\n")))
+        self.respond(code, headers, Bytes::from(format!("{text}\n")))
             .await;
         (code, "sockjs")
     }
@@ -599,15 +585,6 @@ fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// A JSONP callback that is a JavaScript name or member path.
-fn valid_callback(callback: &str) -> bool {
-    !callback.is_empty()
-        && callback.len() <= 256
-        && callback
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_$.[]".contains(c))
 }
 
 /// The first of `names` in the request's query, decoded.

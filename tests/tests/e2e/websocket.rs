@@ -206,50 +206,37 @@ async fn a_ping_is_answered_once_also_between_fragments() {
     assert_eq!(text, b"fragment");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_utf8_in_a_text_message_closes_with_1007() {
+/// Sends `bytes` on a fresh WebSocket through Holdfast and returns the
+/// code of the close frame that answers them.
+async fn close_code_for(bytes: &[u8]) -> u16 {
     let origin = WsOrigin::start().await;
     let hf = Holdfast::builder()
         .route(format!("* {}", origin.target()))
         .run()
         .await;
     let (mut stream, _) = raw_upgrade(&hf, "").await;
-    stream
-        .write_all(&client_frame(0x81, &[0xff, 0xfe]))
-        .await
-        .unwrap();
+    stream.write_all(bytes).await.unwrap();
     let (first, payload) = server_frame(&mut stream).await;
-    assert_eq!(first, 0x88, "a close frame");
+    assert_eq!(first, 0x88, "a close frame\n{}", hf.logs());
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_in_a_text_message_closes_with_1007() {
     assert_eq!(
-        u16::from_be_bytes([payload[0], payload[1]]),
-        1007,
-        "{}",
-        hf.logs()
+        close_code_for(&client_frame(0x81, &[0xff, 0xfe])).await,
+        1007
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_length_with_its_top_bit_set_closes_with_1002() {
-    let origin = WsOrigin::start().await;
-    let hf = Holdfast::builder()
-        .route(format!("* {}", origin.target()))
-        .run()
-        .await;
-    let (mut stream, _) = raw_upgrade(&hf, "").await;
     // Binary, masked, 64-bit length 2^63 + 5 (RFC 6455 5.2: the top bit
     // must be 0), then a mask.
     let mut frame = vec![0x82, 0xff];
     frame.extend_from_slice(&(0x8000_0000_0000_0005u64).to_be_bytes());
     frame.extend_from_slice(&[1, 2, 3, 4]);
-    stream.write_all(&frame).await.unwrap();
-    let (first, payload) = server_frame(&mut stream).await;
-    assert_eq!(first, 0x88, "a close frame");
-    assert_eq!(
-        u16::from_be_bytes([payload[0], payload[1]]),
-        1002,
-        "{}",
-        hf.logs()
-    );
+    assert_eq!(close_code_for(&frame).await, 1002);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

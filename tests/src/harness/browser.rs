@@ -56,6 +56,8 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // A group of its own, so its helper processes go with it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromium started");
@@ -65,16 +67,25 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // SIGTERM lets Chromium take its helper processes down with it.
+        // SIGTERM lets Chromium take its helper processes down with it;
+        // whatever of its group is still there after a second is killed.
+        // Its profile (several MiB) goes once none of them can write to it.
         if let Some(pid) = self.child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
-        // Its profile (several MiB) goes once it has stopped writing to it.
-        for _ in 0..50 {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                break;
+            let group = Pid::from_raw(-(pid as i32));
+            let _ = kill(group, Signal::SIGTERM);
+            for _ in 0..50 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            let _ = kill(group, Signal::SIGKILL);
+            for _ in 0..100 {
+                if kill(group, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let _ = std::fs::remove_dir_all(&self.profile);
     }

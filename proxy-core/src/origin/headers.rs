@@ -150,10 +150,11 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
     // `orig_headers`: every client header again under the mark, as sent
     // (a trusted client marked them already); otherwise marked ones go.
     let mut originals = Vec::new();
-    for Header(name, value) in f.headers {
+    let copied = if f.route.orig_headers { f.headers } else { &[] };
+    for Header(name, value) in copied {
         let marked = name.len() >= ORIG_MARK.len()
             && name[..ORIG_MARK.len()].eq_ignore_ascii_case(ORIG_MARK);
-        if !f.route.orig_headers || (f.trusted && !marked) {
+        if f.trusted && !marked {
             continue;
         }
         let lower = name.to_ascii_lowercase();

@@ -5,7 +5,8 @@
 # use into .venv, the npm packages the browser pages load into .npm
 # (sockjs-client), and from Debian: chromium for the browser tests, varnish
 # (with varnish-modules) for the CDN chaining tests, and pushpin 1.36 (with
-# condure and zurl) for the tests that mix its processes with Holdfast's.
+# condure and zurl) for the tests that mix its processes with Holdfast's,
+# and nats-server for the bus tests (a 3-node cluster on loopback).
 # The tests include the Debian package, built with scripts/package-deb.sh,
 # installed with dpkg, run and purged (tests/tests/package.rs: needs root).
 # It builds the manual (docs/) with mdBook from crates.io, checks its links
@@ -39,6 +40,9 @@ scripts/varnish-env.sh
 
 step "pushpin for the interoperability tests"
 scripts/pushpin-env.sh
+
+step "nats-server for the bus tests"
+scripts/nats-env.sh
 
 step "format"
 cargo fmt --all -- --check

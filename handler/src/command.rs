@@ -3,7 +3,7 @@
 //! `{id, success: false, condition}`. Pushpin's tools send it bare or with a
 //! `T` tag; the answer uses the request's form.
 
-use crate::publish::Input;
+use crate::publish::{Input, Sink};
 use holdfast_protocol::tnetstring;
 use holdfast_protocol::value::Value;
 use holdfast_protocol::zmq::Multipart;
@@ -19,8 +19,8 @@ pub struct Context<'a> {
     pub publish_pull: Option<&'a str>,
     /// The SUB input's address.
     pub publish_sub: Option<&'a str>,
-    /// Where `publish` and `recover` go.
-    pub items: Option<&'a tokio::sync::mpsc::Sender<Input>>,
+    /// Where `publish`, `recover` and `refresh` go.
+    pub items: Option<&'a Sink>,
 }
 
 fn bytes(s: &str) -> Value {
@@ -33,14 +33,14 @@ fn entry(key: &str, value: Value) -> (Vec<u8>, Value) {
 
 /// Answers one ZeroMQ message from the command socket; `None` when it is not
 /// even a request (no envelope), which is dropped.
-pub fn answer(msg: Multipart, ctx: &Context<'_>) -> Option<Multipart> {
+pub async fn answer(msg: Multipart, ctx: &Context<'_>) -> Option<Multipart> {
     let delimiter = msg.iter().position(|f| f.is_empty())?;
     let body = msg.get(delimiter + 1)?;
     let (tagged, raw) = match body.split_first() {
         Some((b'T', rest)) => (true, rest),
         _ => (false, &body[..]),
     };
-    let reply = respond(raw, ctx);
+    let reply = respond(raw, ctx).await;
     let mut encoded = if tagged { vec![b'T'] } else { Vec::new() };
     tnetstring::write(&reply, &mut encoded);
     let mut out: Multipart = msg[..=delimiter].to_vec();
@@ -58,7 +58,7 @@ fn failure(id: Option<Value>, condition: &str) -> Value {
     Value::Map(entries)
 }
 
-fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
+async fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
     let request = match tnetstring::parse_complete(raw) {
         Ok(request @ Value::Map(_)) => request,
         Ok(_) | Err(_) => {
@@ -100,13 +100,17 @@ fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
             let Ok(items) = parsed else {
                 return failure(id, "bad-format");
             };
-            match ctx.items.map(|tx| tx.try_send(Input::Items(items))) {
-                Some(Ok(())) => Value::Null,
-                _ => return failure(id, "service-unavailable"),
+            let Some(sink) = ctx.items else {
+                return failure(id, "service-unavailable");
+            };
+            if let Err(refused) = sink.publish(items).await {
+                tracing::warn!("command: publish refused: {refused}");
+                return failure(id, "service-unavailable");
             }
+            Value::Null
         }
-        "recover" => match ctx.items.map(|tx| tx.try_send(Input::Recover)) {
-            Some(Ok(())) => Value::Null,
+        "recover" => match ctx.items {
+            Some(sink) if sink.local(Input::Recover).await.is_ok() => Value::Null,
             _ => return failure(id, "service-unavailable"),
         },
         "refresh" => {
@@ -122,11 +126,10 @@ fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
             if cid.is_none() && channel.is_none() {
                 return failure(id, "bad-request");
             }
-            match ctx
-                .items
-                .map(|tx| tx.try_send(Input::Refresh { cid, channel }))
-            {
-                Some(Ok(())) => Value::Null,
+            match ctx.items {
+                Some(sink) if sink.local(Input::Refresh { cid, channel }).await.is_ok() => {
+                    Value::Null
+                }
                 _ => return failure(id, "service-unavailable"),
             }
         }
@@ -148,6 +151,13 @@ fn respond(raw: &[u8], ctx: &Context<'_>) -> Value {
 mod tests {
     use super::*;
 
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     fn call(body: &[u8]) -> Value {
         let ctx = Context {
             command_spec: "tcp://127.0.0.1:5563",
@@ -155,7 +165,11 @@ mod tests {
             publish_sub: None,
             items: None,
         };
-        let out = answer(vec![b"peer".to_vec(), Vec::new(), body.to_vec()], &ctx).unwrap();
+        let out = run(answer(
+            vec![b"peer".to_vec(), Vec::new(), body.to_vec()],
+            &ctx,
+        ))
+        .unwrap();
         assert_eq!(out[0], b"peer");
         assert!(out[1].is_empty());
         let raw = out[2].strip_prefix(b"T").unwrap_or(&out[2]);
@@ -223,6 +237,6 @@ mod tests {
             publish_sub: None,
             items: None,
         };
-        assert!(answer(vec![b"no-envelope".to_vec()], &ctx).is_none());
+        assert!(run(answer(vec![b"no-envelope".to_vec()], &ctx)).is_none());
     }
 }

@@ -149,12 +149,57 @@ pub struct Config {
     )]
     pub fastly_api_token: Option<String>,
 
+    /// The bus between instances: comma-separated NATS server URLs (may
+    /// carry `user:password@`, so it is read from the environment too).
+    #[arg(long = "bus-url", env = "HOLDFAST_BUS_URL", hide_env_values = true)]
+    pub bus_url: Option<String>,
+
+    /// First token of the bus subjects (`<prefix>.ch.<channel>`).
+    #[arg(long = "bus-subject-prefix", default_value = "holdfast")]
+    pub bus_subject_prefix: String,
+
+    /// NATS credentials file (`.creds`: JWT and NKey seed).
+    #[arg(long = "bus-credentials-file")]
+    pub bus_credentials_file: Option<std::path::PathBuf>,
+
+    /// NATS token.
+    #[arg(long = "bus-token", env = "HOLDFAST_BUS_TOKEN", hide_env_values = true)]
+    pub bus_token: Option<String>,
+
+    /// CA certificates (PEM) for `tls://` NATS servers.
+    #[arg(long = "bus-tls-ca-file")]
+    pub bus_tls_ca_file: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM) for NATS servers that ask for one.
+    #[arg(long = "bus-tls-cert-file")]
+    pub bus_tls_cert_file: Option<std::path::PathBuf>,
+
+    /// The client certificate's key (PEM).
+    #[arg(long = "bus-tls-key-file")]
+    pub bus_tls_key_file: Option<std::path::PathBuf>,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,
 }
 
 impl Config {
+    /// How to reach the bus, when `--bus-url` names one.
+    pub fn bus(&self) -> Option<crate::bus::Settings> {
+        let url = self.bus_url.as_deref().filter(|u| !u.trim().is_empty())?;
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        Some(crate::bus::Settings {
+            url: url.to_owned(),
+            subject_prefix: self.bus_subject_prefix.clone(),
+            credentials_file: self.bus_credentials_file.clone(),
+            token: set(&self.bus_token),
+            tls_ca_file: self.bus_tls_ca_file.clone(),
+            tls_cert_file: self.bus_tls_cert_file.clone(),
+            tls_key_file: self.bus_tls_key_file.clone(),
+            name: self.instance_id(),
+        })
+    }
+
     /// The instance id, defaulting as Pushpin does.
     pub fn instance_id(&self) -> String {
         self.id

@@ -22,10 +22,12 @@
 //! - [`stats`]: Pushpin's stats socket (conn, sub, message, report events).
 //! - [`status`]: the live status page and its SSE stream.
 //! - [`publish`]: the publish inputs (HTTP, ZeroMQ PULL and SUB).
+//! - [`bus`]: the NATS bus between instances (`bus_url`).
 //! - [`command`]: the ZRPC command socket.
 //! - [`purge`]: purge + publish (items naming cache objects), paced per channel.
 //! - [`publisher`]: the `holdfast-publish` command-line publisher.
 
+pub mod bus;
 pub mod client_sessions;
 pub mod command;
 pub mod config;
@@ -74,6 +76,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     // Publishers wait (HTTP) or are not read (ZeroMQ) while it is full.
     let (items_tx, items_rx) = mpsc::channel(config.message_hwm.max(1));
+    let bus = match config.bus() {
+        Some(settings) => Some(bus::Bus::connect(&settings, metrics.clone()).await?),
+        None => None,
+    };
+    let sink = publish::Sink::new(items_tx.clone(), bus.clone());
     if let Some(addr) = config.push_in_http {
         let auth = publish::auth::Auth::new(
             config.push_in_http_basic_auth.as_deref(),
@@ -87,7 +94,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         };
         publish::http::serve(
             addr,
-            items_tx.clone(),
+            sink.clone(),
             api,
             metrics.clone(),
             shutdown.token.clone(),
@@ -96,7 +103,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen for publishes on {addr}: {e}"))?;
     }
     if let Some(spec) = &config.push_in_spec {
-        publish::zmq_pull::start(&ctx, spec, items_tx.clone())?;
+        publish::zmq_pull::start(&ctx, spec, sink.clone())?;
     }
     let sub_control = match &config.push_in_sub_specs {
         Some(specs) => Some(publish::zmq_sub::start(
@@ -108,7 +115,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => None,
     };
     let purge_items = items_tx.clone();
-    let command_items = items_tx;
 
     let engine_task = match (&config.connmgr_stream, &config.accept_spec) {
         (Some(base), Some(accept_spec)) => {
@@ -138,8 +144,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 id_cache_ttl: Duration::from_secs(config.id_cache_ttl),
                 message_wait: Duration::from_millis(config.message_wait),
             };
+            let mut interest = Vec::new();
+            interest.extend(sub_control);
+            if let Some(bus) = &bus {
+                let (tx, rx) = mpsc::channel(holdfast_protocol::zmq::CHANNEL_CAPACITY);
+                bus.follow(rx, items_tx.clone());
+                interest.push(tx);
+            }
             let engine_link = link.clone();
-            let mut engine = engine::Engine::new(engine_link, sub_control, options);
+            let mut engine = engine::Engine::new(engine_link, interest, options);
             if let Some(spec) = &config.inspect_spec {
                 let store = client_sessions::Shared::default();
                 let router = holdfast_protocol::zmq::new_socket(&ctx, zmq::ROUTER)?;
@@ -215,13 +228,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         command_spec: &config.command_spec,
         publish_pull: config.push_in_spec.as_deref(),
         publish_sub: config.push_in_sub_specs.as_deref(),
-        items: Some(&command_items),
+        items: Some(&sink),
     };
     loop {
         tokio::select! {
             msg = command.rx.recv() => {
                 let Some(msg) = msg else { break };
-                if let Some(reply) = command::answer(msg, &context) {
+                if let Some(reply) = command::answer(msg, &context).await {
                     if command.tx.send(reply).await.is_err() {
                         break;
                     }

@@ -6,7 +6,8 @@
 use holdfast_protocol::format;
 use holdfast_runtime::metrics::{render, Registry, Report, REPORT_INTERVAL};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,6 +42,20 @@ pub struct Metrics {
     pub purges: Arc<AtomicU64>,
     /// Purges that failed (each attempt).
     pub purge_failures: Arc<AtomicU64>,
+    /// Whether a bus (`bus_url`) is configured: `/health` then requires it.
+    pub bus_configured: AtomicBool,
+    /// 1 while the bus is connected.
+    pub bus_connected: Arc<AtomicI64>,
+    /// Items published on the bus and confirmed.
+    pub bus_published: Arc<AtomicU64>,
+    /// Messages received from the bus.
+    pub bus_received: Arc<AtomicU64>,
+    /// Bus messages that were not items.
+    pub bus_undecodable: Arc<AtomicU64>,
+    /// Subscription overflows (NATS slow consumer events).
+    pub bus_slow_consumer: Arc<AtomicU64>,
+    /// Channels subscribed on the bus.
+    pub bus_channels: Arc<AtomicI64>,
 }
 
 impl Metrics {
@@ -94,6 +109,37 @@ impl Metrics {
                 "holdfast_purges_total",
                 "Cache purges sent, per target.",
                 &[("result", "failed")],
+            ),
+            bus_configured: AtomicBool::new(false),
+            bus_connected: r.gauge(
+                "holdfast_bus_connected",
+                "1 while the bus (NATS) is connected.",
+                &[],
+            ),
+            bus_published: r.counter(
+                "holdfast_bus_published_total",
+                "Items published on the bus and confirmed by it.",
+                &[],
+            ),
+            bus_received: r.counter(
+                "holdfast_bus_received_total",
+                "Messages received from the bus.",
+                &[],
+            ),
+            bus_undecodable: r.counter(
+                "holdfast_bus_undecodable_total",
+                "Bus messages dropped for not being publish items (logged).",
+                &[],
+            ),
+            bus_slow_consumer: r.counter(
+                "holdfast_bus_slow_consumer_total",
+                "Channel subscriptions that overflowed and lost messages (logged).",
+                &[],
+            ),
+            bus_channels: r.gauge(
+                "holdfast_bus_channels",
+                "Channels subscribed on the bus.",
+                &[],
             ),
             registry: r,
             required,
@@ -153,6 +199,12 @@ impl Metrics {
             healthy &= state == "ok";
             status.insert(process.clone(), state.into());
         }
+        if self.bus_configured.load(Relaxed) {
+            let connected = self.bus_connected.load(Relaxed) == 1;
+            healthy &= connected;
+            let state = if connected { "ok" } else { "disconnected" };
+            status.insert("bus".into(), state.into());
+        }
         (healthy, serde_json::Value::Object(status).to_string())
     }
 }
@@ -161,9 +213,9 @@ impl Metrics {
     /// The numbers the status page shows, as JSON: connections (every
     /// connmgr's), held sessions, WebSocket sessions, channels,
     /// subscriptions, and the items and deliveries totals (the page derives
-    /// rates), with the time they were taken.
+    /// rates), the bus's state when there is one, with the time they were
+    /// taken.
     pub fn snapshot(&self) -> serde_json::Value {
-        use std::sync::atomic::Ordering::Relaxed;
         let mut connections = 0.0;
         if let Ok(reports) = self.reports.lock() {
             for (report, at) in reports.values() {
@@ -190,6 +242,13 @@ impl Metrics {
             "subscriptions": self.subscriptions.load(Relaxed),
             "items": self.items.load(Relaxed),
             "deliveries": self.deliveries.load(Relaxed),
+            "bus": self.bus_configured.load(Relaxed).then(|| serde_json::json!({
+                "connected": self.bus_connected.load(Relaxed) == 1,
+                "channels": self.bus_channels.load(Relaxed),
+                "published": self.bus_published.load(Relaxed),
+                "received": self.bus_received.load(Relaxed),
+                "lost": self.bus_slow_consumer.load(Relaxed),
+            })),
         })
     }
 }

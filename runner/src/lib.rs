@@ -298,6 +298,16 @@ pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
             settings.fastly_api_token.clone(),
         ));
     }
+    for (key, value) in &settings.bus {
+        match *key {
+            "bus_url" => handler_env.push(("HOLDFAST_BUS_URL".to_owned(), value.clone())),
+            "bus_token" => handler_env.push(("HOLDFAST_BUS_TOKEN".to_owned(), value.clone())),
+            _ => {
+                handler.push(format!("--{}", key.replace('_', "-")));
+                handler.push(value.clone());
+            }
+        }
+    }
     let bin = |name: &str| -> PathBuf { helpers.path(name) };
     let grace = settings.shutdown_grace.to_string();
     let stop_grace = Duration::from_secs(settings.shutdown_grace) + supervisor::STOP_MARGIN;

@@ -22,6 +22,7 @@ pub mod harness;
 pub use harness::browser::{screenshot, Browser};
 pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
+pub use harness::nats::NatsCluster;
 pub use harness::origin::Origin;
 pub use harness::ports::free_port;
 pub use harness::pushpin::Pushpin;

@@ -102,9 +102,10 @@ pub struct Engine {
     /// long-poll left lately), with the timer that ends it.
     lingering: HashMap<String, tokio_util::time::delay_queue::Key>,
     timers: DelayQueue<(String, Timer)>,
-    /// The SUB publish input's subscriptions, following local interest.
-    sub_control: Option<mpsc::Sender<Multipart>>,
-    /// Subscription changes not yet sent to it.
+    /// Who follows local interest (the SUB publish input, the bus): each
+    /// gets every channel's first subscription and last unsubscription.
+    interest: Vec<mpsc::Sender<Multipart>>,
+    /// Subscription changes not yet sent to them.
     sub_changes: Vec<Multipart>,
     /// Item order, duplicates and each channel's last id.
     sequencer: Sequencer,
@@ -148,7 +149,7 @@ impl Engine {
     /// An engine sending through `link`.
     pub fn new(
         link: Arc<Link>,
-        sub_control: Option<mpsc::Sender<Multipart>>,
+        interest: Vec<mpsc::Sender<Multipart>>,
         options: Options,
     ) -> Engine {
         let (fetcher, fetched) = Fetcher::new();
@@ -160,7 +161,7 @@ impl Engine {
             channels: HashMap::new(),
             lingering: HashMap::new(),
             timers: DelayQueue::new(),
-            sub_control,
+            interest,
             sub_changes: Vec::new(),
             sequencer: Sequencer::new(options.id_cache_ttl),
             fetcher,
@@ -332,14 +333,11 @@ impl Engine {
                 _ = reports.tick(), if self.stats.is_some() => self.stats_report(),
                 _ = token.cancelled() => break,
             }
-            if let Some(control) = &self.sub_control {
-                for change in self.sub_changes.drain(..) {
-                    if control.send(change).await.is_err() {
-                        break;
-                    }
+            for change in self.sub_changes.drain(..) {
+                for follower in &self.interest {
+                    // A follower gone (its input ended) is not waited for.
+                    let _ = follower.send(change.clone()).await;
                 }
-            } else {
-                self.sub_changes.clear();
             }
         }
         let keys: Vec<String> = self.sessions.keys().cloned().collect();

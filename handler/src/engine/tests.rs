@@ -38,7 +38,7 @@ fn start() -> Peers {
         message_wait: MESSAGE_WAIT,
         ..Options::default()
     };
-    let engine = Engine::new(link, None, options).with_ws_out(ws_tx);
+    let engine = Engine::new(link, Vec::new(), options).with_ws_out(ws_tx);
     let (accepts, accepts_rx) = mpsc::channel(8);
     let (packets, packets_rx) = mpsc::channel(8);
     let (inputs, inputs_rx) = mpsc::channel(8);

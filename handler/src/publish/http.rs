@@ -3,10 +3,11 @@
 //! errors as 4xx with a message saying what is wrong. A bad item refuses the
 //! whole request: nothing is half-published. The same port serves
 //! `GET /metrics` and `GET /health` ([`crate::metrics`]), without the
-//! publish credentials.
+//! publish credentials. With a bus, 200 means the bus confirmed the items;
+//! when it cannot, the answer is 503 with `Retry-After`.
 
 use super::auth::Auth;
-use super::Input;
+use super::{Input, Refused, Sink};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use holdfast_protocol::publish::parse_items_json;
@@ -21,7 +22,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Largest publish body accepted by default (Pushpin's
@@ -49,7 +49,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 /// The status page and its stream (streamed bodies), else [`handle`].
 async fn route(
     req: Request<Incoming>,
-    items: mpsc::Sender<Input>,
+    items: Sink,
     api: Arc<Api>,
     metrics: Arc<Metrics>,
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
@@ -87,7 +87,7 @@ async fn route(
 
 async fn handle(
     req: Request<Incoming>,
-    items: mpsc::Sender<Input>,
+    items: Sink,
     api: &Api,
     metrics: Arc<Metrics>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -145,7 +145,7 @@ async fn handle(
         return Ok(resp);
     }
     if recover {
-        if items.send(Input::Recover).await.is_err() {
+        if items.local(Input::Recover).await.is_err() {
             return Ok(text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Handler is shutting down.",
@@ -176,11 +176,21 @@ async fn handle(
         }
     };
     let count = parsed.len();
-    if items.send(Input::Items(parsed)).await.is_err() {
-        return Ok(text(
+    if let Err(refused) = items.publish(parsed).await {
+        tracing::warn!("POST {path} -> 503 items={count}: {refused}");
+        let advice = match refused {
+            Refused::Closed => "",
+            Refused::Bus(_) => " Try again later.",
+        };
+        let mut resp = text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Handler is shutting down; nothing was published.",
-        ));
+            &format!("Service unavailable: {refused}.{advice}"),
+        );
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        return Ok(resp);
     }
     tracing::info!("POST {path} -> 200 items={count}");
     if wants_json {
@@ -199,7 +209,7 @@ async fn handle(
 /// Serves the publish API on `addr` until `token` is cancelled.
 pub async fn serve(
     addr: SocketAddr,
-    items: mpsc::Sender<Input>,
+    items: Sink,
     api: Api,
     metrics: Arc<Metrics>,
     token: CancellationToken,

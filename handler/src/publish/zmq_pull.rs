@@ -2,18 +2,17 @@
 //! `T` + TNetString, or a bare TNetString. Bad frames are logged and
 //! dropped (there is nobody to answer).
 
-use super::Input;
+use super::Sink;
 use holdfast_protocol::publish::{parse_item_frame, Item, PublishError};
 use holdfast_protocol::zmq::{apply_specs, spawn, SpecError};
-use tokio::sync::mpsc;
 
 /// Parses one frame into an item.
 pub fn parse_frame(frame: &[u8]) -> Result<Item, PublishError> {
     parse_item_frame(frame, None)
 }
 
-/// Binds the PULL socket and forwards items to the engine.
-pub fn start(ctx: &zmq::Context, spec: &str, items: mpsc::Sender<Input>) -> Result<(), StartError> {
+/// Binds the PULL socket and forwards items to the engine (or the bus).
+pub fn start(ctx: &zmq::Context, spec: &str, items: Sink) -> Result<(), StartError> {
     let socket = holdfast_protocol::zmq::new_socket(ctx, zmq::PULL)?;
     // Pushpin's publish HWM: bursts this deep wait in libzmq, not in memory here.
     socket.set_rcvhwm(101_000)?;
@@ -25,7 +24,7 @@ pub fn start(ctx: &zmq::Context, spec: &str, items: mpsc::Sender<Input>) -> Resu
             let Some(frame) = msg.first() else { continue };
             match parse_frame(frame) {
                 Ok(item) => {
-                    if items.send(Input::Items(vec![item])).await.is_err() {
+                    if items.publish_patiently(vec![item]).await.is_err() {
                         return;
                     }
                 }

@@ -625,5 +625,8 @@ fn parse_purge(fields: &Fields<'_>) -> Result<Option<Purge>, PublishError> {
     Ok(Some(purge))
 }
 
+mod encode;
+pub use encode::encode_item_frame;
+
 #[cfg(test)]
 mod tests;

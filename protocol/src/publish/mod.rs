@@ -10,7 +10,7 @@
 mod item;
 
 pub use item::{
-    parse_item_frame, parse_item_tnetstring, parse_item_value, parse_items_json, Action, Format,
-    HttpResponse, HttpStream, Item, PublishError, Purge, WsMessage, WsMessageType, MAX_ITEMS,
-    MAX_PURGE,
+    encode_item_frame, parse_item_frame, parse_item_tnetstring, parse_item_value, parse_items_json,
+    Action, Format, HttpResponse, HttpStream, Item, PublishError, Purge, WsMessage, WsMessageType,
+    MAX_ITEMS, MAX_PURGE,
 };

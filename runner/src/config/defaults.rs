@@ -93,6 +93,20 @@ fastly_api_token=
 # Holdfast addition: publish API Bearer tokens may be this many seconds past
 # `exp` or before `nbf` (clock skew)
 push_in_http_jwt_leeway=5
+# Holdfast addition, the bus between instances: comma-separated NATS server
+# URLs (nats://host:4222, tls://...; user:password@ allowed). Empty: no bus,
+# this instance delivers what its own inputs accept (and the SUB input's).
+# With it, every publish goes through NATS to every instance's subscribers.
+bus_url=
+# subjects are <prefix>.ch.<channel> (channel bytes other than letters,
+# digits, _ and - written %XX)
+bus_subject_prefix=holdfast
+# NATS credentials: a .creds file, or a token; TLS: CA file, client cert/key
+bus_credentials_file=
+bus_token=
+bus_tls_ca_file=
+bus_tls_cert_file=
+bus_tls_key_file=
 "#;
 
 /// The route used when there is no routes file (Pushpin ships the same).

@@ -70,6 +70,13 @@ const USED: &[(&str, &[&str])] = &[
             "purge_window_ms",
             "fastly_api_url",
             "fastly_api_token",
+            "bus_url",
+            "bus_subject_prefix",
+            "bus_credentials_file",
+            "bus_token",
+            "bus_tls_ca_file",
+            "bus_tls_cert_file",
+            "bus_tls_key_file",
         ],
     ),
 ];
@@ -193,6 +200,10 @@ pub struct Settings {
     pub push_in_http_jwt_leeway: u64,
     /// `push_in_http_addr:push_in_http_port`, port offset applied.
     pub push_in_http: String,
+    /// The NATS bus (Holdfast addition): `bus_url` (empty: none), then the
+    /// other `bus_*` keys by name, passed as `--bus-...` (`bus_url` and
+    /// `bus_token` in the environment: they may carry secrets).
+    pub bus: Vec<(&'static str, String)>,
 }
 
 /// A connection manager program other than Holdfast's own.
@@ -395,6 +406,17 @@ fn bad(section: &str, key: &str, value: &str, reason: impl Into<String>) -> Conf
 fn get<'a>(ini: &'a Ini, section: &str, key: &str) -> &'a str {
     ini.get(section, key).unwrap_or("")
 }
+
+/// The bus keys, passed on when set.
+pub const BUS_KEYS: [&str; 7] = [
+    "bus_url",
+    "bus_subject_prefix",
+    "bus_credentials_file",
+    "bus_token",
+    "bus_tls_ca_file",
+    "bus_tls_cert_file",
+    "bus_tls_key_file",
+];
 
 /// The handler keys passed on as `--<key with dashes> <number>`.
 const DELIVERY_KEYS: [&str; 6] = [
@@ -661,6 +683,11 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             .map(|&key| number(ini, "handler", key).map(|n| (key, n)))
             .collect::<Result<_, _>>()?,
         push_in_http,
+        bus: BUS_KEYS
+            .iter()
+            .map(|&key| (key, get(ini, "handler", key).trim().to_owned()))
+            .filter(|(_, value)| !value.is_empty())
+            .collect(),
         rundir,
     })
 }
@@ -684,6 +711,33 @@ mod tests {
         // Everything is read by now; leave nothing in /tmp.
         let _ = std::fs::remove_dir_all(&dir);
         loaded
+    }
+
+    #[test]
+    fn bus_keys_reach_the_handler_secrets_in_its_environment() {
+        let text = "[handler]\nbus_url=nats://u:secret@127.0.0.1:4222\nbus_token=t0k\nbus_tls_ca_file=/etc/ca.pem\n";
+        let (s, _) = load_text(text, Overrides::default()).unwrap();
+        let services = crate::services(
+            &s,
+            &crate::Helpers::in_dir(std::path::Path::new("/opt/holdfast")),
+        );
+        let handler = services.iter().find(|s| &*s.name == "handler").unwrap();
+        let args = handler.args.join(" ");
+        assert!(args.contains("--bus-tls-ca-file /etc/ca.pem"), "{args}");
+        assert!(args.contains("--bus-subject-prefix holdfast"), "{args}");
+        assert!(!args.contains("secret") && !args.contains("t0k"), "{args}");
+        let env = |name: &str| {
+            handler
+                .env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(env("HOLDFAST_BUS_URL"), Some("nats://u:secret@127.0.0.1:4222"));
+        assert_eq!(env("HOLDFAST_BUS_TOKEN"), Some("t0k"));
+        // Unset: no bus at all.
+        let (s, _) = load_text("[runner]\n", Overrides::default()).unwrap();
+        assert!(s.bus.iter().all(|(k, _)| *k != "bus_url"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod binaries;
 pub mod browser;
 pub mod client;
 pub mod holdfast;
+pub mod nats;
 pub mod origin;
 pub mod ports;
 pub mod pushpin;

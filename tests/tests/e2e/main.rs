@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod browser;
+mod bus;
 mod cdn;
 mod client_sessions;
 mod delivery_settings;

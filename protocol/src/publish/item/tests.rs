@@ -325,3 +325,131 @@ fn purge_lists() {
         "more than 256",
     );
 }
+
+mod round_trip {
+    //! Every valid item survives `encode_item_frame` then `parse_item_frame`
+    //! unchanged: what crosses the bus is what was accepted.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.-]{1,12}"
+    }
+
+    fn any_bytes() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            Just(Action::Send),
+            Just(Action::Hint),
+            Just(Action::Close),
+            Just(Action::Refresh)
+        ]
+    }
+
+    fn filters() -> impl Strategy<Value = Option<Vec<String>>> {
+        proptest::option::of(proptest::collection::vec(token(), 0..3))
+    }
+
+    fn header_value() -> impl Strategy<Value = Bytes> {
+        // Visible bytes, tab and bytes past ASCII (TNetString inputs may carry them).
+        proptest::collection::vec(prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff], 0..20)
+            .prop_map(Bytes::from)
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        let response = (
+            action(),
+            proptest::option::of(100u16..600),
+            proptest::option::of("[A-Za-z ]{1,10}"),
+            proptest::collection::vec(("[A-Za-z-]{1,10}", header_value()), 0..3),
+            any_bytes(),
+            filters(),
+        )
+            .prop_map(
+                |(action, code, reason, headers, body, content_filters)| HttpResponse {
+                    action,
+                    code,
+                    reason,
+                    headers,
+                    body,
+                    content_filters,
+                },
+            );
+        let stream =
+            (action(), any_bytes(), filters()).prop_map(|(action, content, f)| HttpStream {
+                action,
+                content,
+                content_filters: f,
+            });
+        let ws = (
+            action(),
+            prop_oneof![
+                Just(WsMessageType::Text),
+                Just(WsMessageType::Binary),
+                Just(WsMessageType::Ping),
+                Just(WsMessageType::Pong)
+            ],
+            any_bytes(),
+            proptest::option::of(0u16..5000),
+            proptest::option::of("[a-z ]{0,10}"),
+        )
+            .prop_map(|(action, kind, content, code, reason)| WsMessage {
+                action,
+                kind,
+                content,
+                code,
+                reason,
+            });
+        let purge = proptest::option::of(
+            (
+                proptest::collection::vec(token(), 1..3),
+                proptest::collection::vec(token().prop_map(|h| format!("https://{h}/p")), 0..2),
+                any::<bool>(),
+            )
+                .prop_map(|(keys, urls, soft)| Purge { keys, urls, soft }),
+        );
+        (
+            "[^\u{0}]{1,20}",
+            proptest::option::of(token()),
+            proptest::option::of(token()),
+            proptest::collection::vec((token(), "[^\u{0}]{0,8}"), 0..3),
+            any::<bool>(),
+            (
+                proptest::option::of(response),
+                proptest::option::of(stream),
+                proptest::option::of(ws),
+            ),
+            purge,
+        )
+            .prop_filter("an item carries a format", |(.., (r, s, w), _)| {
+                r.is_some() || s.is_some() || w.is_some()
+            })
+            .prop_map(
+                |(channel, id, prev_id, meta, no_seq, (r, s, w), purge)| Item {
+                    channel,
+                    id,
+                    prev_id,
+                    meta,
+                    no_seq,
+                    formats: Format {
+                        http_response: r,
+                        // A stream send always carries content (maybe empty).
+                        http_stream: s,
+                        ws_message: w,
+                    },
+                    purge,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_parse_is_identity(item in item()) {
+            let frame = encode_item_frame(&item);
+            prop_assert_eq!(parse_item_frame(&frame, None).unwrap(), item);
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The NATS bus between Holdfast instances (`[handler] bus_url`).
+//!
+//! With a bus, what any instance's publish inputs accept (HTTP, ZeroMQ PULL,
+//! the command socket) is published on NATS, one message per item on the
+//! channel's [`subject`], and only a confirmed publish is answered 200: the
+//! server has it once the flush that follows returns. Each instance
+//! subscribes to the subjects of the channels it has local subscribers
+//! for, following the engine's subscription changes (the same ones the
+//! ZeroMQ SUB input follows), and hands what arrives to its engine: every
+//! subscriber on every instance gets each item once. Items published
+//! straight to NATS by applications are read the same way (JSON, or
+//! Pushpin's `J`/`T` framing).
+//!
+//! NATS core delivery is at most once: a subscription whose buffer
+//! overflows loses messages (NATS calls it a slow consumer). The buffer
+//! holds [`SUBSCRIPTION_CAPACITY`] messages while the engine catches up,
+//! and each loss is logged and counted (`holdfast_bus_slow_consumer_total`),
+//! never silent.
+
+pub mod subject;
+
+use crate::metrics::Metrics;
+use crate::publish::Input;
+use async_nats::{ConnectOptions, Event, ServerAddr};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use holdfast_protocol::publish::{encode_item_frame, parse_item_frame, Item};
+use holdfast_protocol::zmq::Multipart;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Messages a channel's subscription holds while the engine is busy.
+pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// How long a publish waits for the server's confirmation.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to reach the bus.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Comma-separated server URLs (`nats://host:4222`, `tls://...`;
+    /// `user:password@` in a URL is used).
+    pub url: String,
+    /// First subject token (`holdfast`: subjects are `holdfast.ch.<channel>`).
+    pub subject_prefix: String,
+    /// A `.creds` file (JWT + NKey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// A token.
+    pub token: Option<String>,
+    /// CA certificates (PEM) to trust for `tls://` servers.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for servers that ask for one.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The client certificate's key.
+    pub tls_key_file: Option<PathBuf>,
+    /// The connection's name, as NATS monitoring shows it.
+    pub name: String,
+}
+
+/// Why a publish was not confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Disconnected: nothing was sent.
+    #[error("the bus (NATS) is not connected; nothing was published")]
+    NotConnected,
+    /// Sent, but the server did not confirm in time: it may or may not
+    /// have it.
+    #[error("the bus (NATS) did not confirm within {}s; the items may not have been published", CONFIRM_TIMEOUT.as_secs())]
+    Unconfirmed,
+    /// The client refused (closed, or the connection failed meanwhile).
+    #[error("the bus (NATS) refused the publish: {0}")]
+    Refused(String),
+}
+
+/// A connection to the bus.
+pub struct Bus {
+    client: async_nats::Client,
+    prefix: String,
+    metrics: Arc<Metrics>,
+}
+
+/// Parses `bus_url`: comma-separated server URLs.
+pub fn server_addrs(url: &str) -> Result<Vec<ServerAddr>, String> {
+    let addrs: Vec<ServerAddr> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<ServerAddr>()
+                .map_err(|e| format!("bus_url: {u:?} is not a NATS server URL: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        return Err("bus_url names no server".into());
+    }
+    Ok(addrs)
+}
+
+impl Bus {
+    /// Starts connecting. Returns at once: an unreachable bus is retried in
+    /// the background (with back-off) while the instance runs, `/health`
+    /// says so and publishes are refused until it is back.
+    pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Bus>> {
+        let addrs = server_addrs(&settings.url).map_err(anyhow::Error::msg)?;
+        metrics.bus_configured.store(true, Relaxed);
+        let events = metrics.clone();
+        let mut options = ConnectOptions::new()
+            .name(&settings.name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
+            .event_callback(move |event| {
+                let metrics = events.clone();
+                async move { on_event(&metrics, event) }
+            });
+        if let Some(path) = &settings.credentials_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| anyhow::anyhow!("bus_credentials_file {}: {e}", path.display()))?;
+        }
+        if let Some(token) = &settings.token {
+            options = options.token(token.clone());
+        }
+        if let Some(ca) = &settings.tls_ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        match (&settings.tls_cert_file, &settings.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("bus_tls_cert_file and bus_tls_key_file go together"),
+        }
+        tracing::info!(servers = %settings.url, "connecting to the bus (NATS)");
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|e| anyhow::anyhow!("bus (NATS): {e}"))?;
+        Ok(Arc::new(Bus {
+            client,
+            prefix: settings.subject_prefix.clone(),
+            metrics,
+        }))
+    }
+
+    /// Publishes `items` and waits for the server to confirm it has them.
+    pub async fn publish(&self, items: &[Item]) -> Result<(), BusError> {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(BusError::NotConnected);
+        }
+        for item in items {
+            let subject = subject::subject(&self.prefix, &item.channel);
+            self.client
+                .publish(subject, Bytes::from(encode_item_frame(item)))
+                .await
+                .map_err(|e| BusError::Refused(e.to_string()))?;
+        }
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {
+                self.metrics
+                    .bus_published
+                    .fetch_add(items.len() as u64, Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(BusError::Refused(e.to_string())),
+            Err(_) => Err(BusError::Unconfirmed),
+        }
+    }
+
+    /// Subscribes to the channels the engine has subscribers for, as its
+    /// changes (`[1|0] + channel`, the XSUB form) say, and hands every
+    /// item that arrives to `engine`.
+    pub fn follow(
+        self: &Arc<Self>,
+        changes: mpsc::Receiver<Multipart>,
+        engine: mpsc::Sender<Input>,
+    ) {
+        let bus = self.clone();
+        tokio::spawn(async move { bus.follow_changes(changes, engine).await });
+    }
+
+    async fn follow_changes(
+        &self,
+        mut changes: mpsc::Receiver<Multipart>,
+        engine: mpsc::Sender<Input>,
+    ) {
+        let mut subscribed: HashMap<String, JoinHandle<()>> = HashMap::new();
+        while let Some(change) = changes.recv().await {
+            let Some((&flag, name)) = change.first().and_then(|f| f.split_first()) else {
+                continue;
+            };
+            let channel = String::from_utf8_lossy(name).into_owned();
+            if flag == 0 {
+                // Dropping the subscription unsubscribes; what it still
+                // held was for nobody here.
+                if let Some(task) = subscribed.remove(&channel) {
+                    task.abort();
+                }
+            } else if let std::collections::hash_map::Entry::Vacant(slot) =
+                subscribed.entry(channel)
+            {
+                let subject = subject::subject(&self.prefix, slot.key());
+                // Queued while disconnected; the client subscribes again
+                // after every reconnection.
+                match self.client.subscribe(subject).await {
+                    Ok(subscription) => {
+                        slot.insert(tokio::spawn(forward(
+                            subscription,
+                            self.prefix.clone(),
+                            engine.clone(),
+                            self.metrics.clone(),
+                        )));
+                    }
+                    Err(err) => {
+                        let channel = slot.key();
+                        tracing::error!(%channel, error = %err, "bus (NATS): cannot subscribe");
+                    }
+                }
+            }
+            self.metrics
+                .bus_channels
+                .store(subscribed.len() as i64, Relaxed);
+        }
+        for task in subscribed.into_values() {
+            task.abort();
+        }
+    }
+}
+
+/// One channel's messages, in order, to the engine.
+async fn forward(
+    mut subscription: async_nats::Subscriber,
+    prefix: String,
+    engine: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(message) = subscription.next().await {
+        metrics.bus_received.fetch_add(1, Relaxed);
+        match decode(&prefix, &message.subject, &message.payload) {
+            Ok(item) => {
+                if engine.send(Input::Items(vec![item])).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                metrics.bus_undecodable.fetch_add(1, Relaxed);
+                tracing::warn!(subject = %message.subject, "bus message dropped: {err}");
+            }
+        }
+    }
+}
+
+/// An item from a bus message: JSON (`{...}`), or `J` + JSON, `T` +
+/// TNetString or a bare TNetString as on Pushpin's ZeroMQ inputs. The
+/// subject names the channel.
+pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<Item, String> {
+    let channel = subject::channel(prefix, subject)
+        .ok_or_else(|| format!("subject {subject:?} names no channel"))?;
+    let item = if payload.first() == Some(&b'{') {
+        let mut framed = Vec::with_capacity(payload.len() + 1);
+        framed.push(b'J');
+        framed.extend_from_slice(payload);
+        parse_item_frame(&framed, Some(&channel))
+    } else {
+        parse_item_frame(payload, Some(&channel))
+    };
+    item.map_err(|e| e.to_string())
+}
+
+fn on_event(metrics: &Metrics, event: Event) {
+    match event {
+        Event::Connected => {
+            metrics.bus_connected.store(1, Relaxed);
+            tracing::info!("bus (NATS) connected");
+        }
+        Event::Disconnected => {
+            metrics.bus_connected.store(0, Relaxed);
+            tracing::warn!("bus (NATS) disconnected; reconnecting, publishes refused meanwhile");
+        }
+        Event::SlowConsumer(sid) => {
+            metrics.bus_slow_consumer.fetch_add(1, Relaxed);
+            tracing::error!(
+                subscription = sid,
+                "bus (NATS): a channel's subscription overflowed ({SUBSCRIPTION_CAPACITY} waiting); messages were lost"
+            );
+        }
+        other => tracing::warn!("bus (NATS): {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists() {
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        assert_eq!(
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(server_addrs("").unwrap_err().contains("names no server"));
+        let err = server_addrs("nats://127.0.0.1:4222,http://x:1").unwrap_err();
+        assert!(err.contains("\"http://x:1\""), "{err}");
+    }
+
+    #[test]
+    fn messages_in_every_framing() {
+        let subject = subject::subject("holdfast", "a.b");
+        let json = br#"{"formats":{"http-stream":{"content":"x"}}}"#;
+        let item = decode("holdfast", &subject, json).unwrap();
+        assert_eq!(item.channel, "a.b");
+        let framed = [b"J".as_slice(), json].concat();
+        assert_eq!(decode("holdfast", &subject, &framed).unwrap(), item);
+        let encoded = encode_item_frame(&item);
+        assert_eq!(decode("holdfast", &subject, &encoded).unwrap(), item);
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        let s = subject::subject("holdfast", "c");
+        assert!(decode("holdfast", "holdfast.ch.a.b", b"{}")
+            .unwrap_err()
+            .contains("names no channel"));
+        for bad in [&b"{"[..], b"{}", b"", b"\xff\xfe", b"J[1]"] {
+            assert!(decode("holdfast", &s, bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Scale-out on NATS (`[handler] bus_url`): three Holdfast instances on a
+//! three-node NATS cluster. What any instance accepts reaches every
+//! subscriber on every instance once and in order; items published
+//! straight to NATS too; without the bus, publishes are refused (503) and
+//! `/health` says why.
+
+use holdfast_tests::{answer, free_port, Client, Holdfast, NatsCluster, Scripted, Seen};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A stream hold on the channel the path names (`/ch/<channel>`).
+fn stream_hold(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    let channel = seen.path.trim_start_matches("/ch/").to_owned();
+    answer(
+        200,
+        &[
+            ("Content-Type", "text/plain"),
+            ("Grip-Hold", "stream"),
+            ("Grip-Channel", &channel),
+        ],
+        "initial\n",
+    )
+}
+
+/// A held stream on raw TCP (thousands of them stay cheap).
+async fn hold(addr: &str, channel: &str) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /ch/{channel} HTTP/1.1\r\nHost: h\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, b"initial\n").await;
+    let at = seen.windows(8).position(|w| w == b"initial\n").unwrap() + 8;
+    (stream, seen.split_off(at))
+}
+
+async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "stream ended: {}", String::from_utf8_lossy(seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no {:?} in {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(seen)
+        )
+    });
+}
+
+/// The item numbers in a stream's body (`item-<n>` lines, chunked framing
+/// and all).
+fn item_numbers(body: &[u8]) -> Vec<usize> {
+    String::from_utf8_lossy(body)
+        .split("item-")
+        .skip(1)
+        .filter_map(|rest| rest.split('\n').next()?.parse().ok())
+        .collect()
+}
+
+async fn instances(nats: &NatsCluster, origin: &Scripted, count: usize) -> Vec<Holdfast> {
+    let mut instances = Vec::new();
+    for _ in 0..count {
+        instances.push(
+            Holdfast::builder()
+                .route(format!("* {}", origin.target()))
+                .set("handler", "bus_url", nats.urls())
+                .run()
+                .await,
+        );
+    }
+    instances
+}
+
+/// Waits until `instances` instances subscribe to each channel (given as
+/// subject tokens) and every NATS node knows.
+async fn wait_interest(nats: &NatsCluster, channels: &[String], instances: usize) {
+    let known = tokio::time::timeout(WAIT, async {
+        loop {
+            let mut all = true;
+            for channel in channels {
+                let subject = format!("holdfast.ch.{channel}");
+                all &= nats.interest_everywhere(&subject, instances).await;
+            }
+            if all {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(known.is_ok(), "interest never reached every node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_item_reaches_every_subscriber_on_every_instance_once_in_order() {
+    const PER_INSTANCE: usize = 1000;
+    const CHANNELS: usize = 10;
+    const ITEMS: usize = 200;
+    let nats = NatsCluster::start(3).await;
+    let origin = Scripted::start(stream_hold).await;
+    let instances = instances(&nats, &origin, 3).await;
+    let channels: Vec<String> = (0..CHANNELS).map(|c| format!("news-{c}")).collect();
+
+    let mut streams = Vec::new();
+    for hf in &instances {
+        let mut tasks = Vec::new();
+        for i in 0..PER_INSTANCE {
+            let (addr, channel) = (hf.addr(), channels[i % CHANNELS].clone());
+            tasks.push(tokio::spawn(async move {
+                let (stream, seen) = hold(&addr, &channel).await;
+                (i % CHANNELS, stream, seen)
+            }));
+        }
+        for task in tasks {
+            streams.push(task.await.unwrap());
+        }
+    }
+    wait_interest(&nats, &channels, 3).await;
+
+    // Item k goes to channel k % 10 through instance k % 3; each channel's
+    // items name their predecessor, so order is the publishers' order.
+    let client = Client::new();
+    let mut expected: Vec<Vec<usize>> = vec![Vec::new(); CHANNELS];
+    for k in 0..ITEMS {
+        let channel = k % CHANNELS;
+        let mut item = serde_json::json!({"channel": channels[channel], "id": k.to_string(),
+            "formats": {"http-stream": {"content": format!("item-{k}\n")}}});
+        if let Some(prev) = expected[channel].last() {
+            item["prev-id"] = prev.to_string().into();
+        }
+        let body = serde_json::json!({"items": [item]}).to_string();
+        let url = instances[k % 3].publish_url("/publish/");
+        let reply = client.send("POST", &url, &[], body).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        expected[channel].push(k);
+    }
+
+    let mut checks = Vec::new();
+    for (channel, mut stream, mut seen) in streams {
+        let want = expected[channel].clone();
+        checks.push(tokio::spawn(async move {
+            let last = format!("item-{}\n", want.last().unwrap());
+            read_until(&mut stream, &mut seen, last.as_bytes()).await;
+            (item_numbers(&seen), want)
+        }));
+    }
+    for check in checks {
+        let (got, want) = check.await.unwrap();
+        assert_eq!(got, want, "every item once, in order");
+    }
+    let text = client
+        .get(&instances[0].publish_url("/metrics"))
+        .await
+        .text();
+    assert!(
+        text.contains("holdfast_bus_connected{process=\"handler\""),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_published_straight_to_nats_are_delivered() {
+    let nats = NatsCluster::start(3).await;
+    let origin = Scripted::start(stream_hold).await;
+    let instances = instances(&nats, &origin, 2).await;
+    let mut held = Vec::new();
+    for hf in &instances {
+        held.push(hold(&hf.addr(), "a.b").await);
+    }
+    // `a.b` is one subject token: `.` is written %2E.
+    let subject = "holdfast.ch.a%2Eb";
+    wait_interest(&nats, &["a%2Eb".to_owned()], 2).await;
+    // An application's own NATS client: plain JSON, the subject names
+    // the channel; then Pushpin's `J` framing.
+    let publisher = async_nats::connect(nats.url(1)).await.expect("nats client");
+    let json = r#"{"formats": {"http-stream": {"content": "item-1\n"}}}"#;
+    publisher.publish(subject, json.into()).await.unwrap();
+    let framed = r#"J{"formats": {"http-stream": {"content": "item-2\n"}}}"#;
+    publisher.publish(subject, framed.into()).await.unwrap();
+    // Not an item: dropped, logged and counted; the next one still arrives.
+    publisher.publish(subject, "{oops".into()).await.unwrap();
+    let last = r#"{"http-stream": {"content": "item-3\n"}}"#;
+    publisher.publish(subject, last.into()).await.unwrap();
+    publisher.flush().await.unwrap();
+    for (mut stream, mut seen) in held {
+        read_until(&mut stream, &mut seen, b"item-3\n").await;
+        assert_eq!(item_numbers(&seen), vec![1, 2, 3]);
+    }
+    let client = Client::new();
+    let text = client
+        .get(&instances[0].publish_url("/metrics"))
+        .await
+        .text();
+    let undecodable =
+        holdfast_tests::harness::holdfast::metric(&text, "holdfast_bus_undecodable_total", &[]);
+    assert_eq!(undecodable, Some(1.0), "{text}");
+    assert!(instances[0].count_log("bus message dropped") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_bus_publishes_are_refused_and_health_says_so() {
+    // Nothing listens on the bus port yet: the instance starts anyway.
+    let port = free_port();
+    let origin = Scripted::start(stream_hold).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("handler", "bus_url", format!("nats://127.0.0.1:{port}"))
+        .run()
+        .await;
+    let client = Client::new();
+    let body = r#"{"items": [{"channel": "c", "formats": {"http-stream": {"content": "x\n"}}}]}"#;
+    let reply = client
+        .send("POST", &hf.publish_url("/publish/"), &[], body)
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(
+        reply.text().contains("bus (NATS) is not connected"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let health = client.get(&hf.publish_url("/health")).await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["bus"], "disconnected", "{}", health.text());
+
+    // The server comes up on that port: the instance connects by itself,
+    // and the same publish goes through to a subscriber.
+    let nats = NatsCluster::start_on(&[port]).await;
+    let connected = tokio::time::timeout(WAIT, async {
+        loop {
+            let health = client.get(&hf.publish_url("/health")).await;
+            if health.json()["bus"] == "ok" {
+                return health.status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(connected, Ok(200), "{}", hf.logs());
+    let (mut stream, mut seen) = hold(&hf.addr(), "c").await;
+    wait_interest(&nats, &["c".to_owned()], 1).await;
+    let reply = client
+        .send("POST", &hf.publish_url("/publish/"), &[], body)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    read_until(&mut stream, &mut seen, b"x\n").await;
+}

@@ -102,6 +102,20 @@ pub struct Config {
     #[arg(long = "message-wait", default_value_t = 5000)]
     pub message_wait: u64,
 
+    /// Items kept per channel for clients coming back (`history_size`); 0:
+    /// no history.
+    #[arg(long = "history-size", default_value_t = 0)]
+    pub history_size: usize,
+
+    /// Seconds an item is kept in history (`history_ttl`).
+    #[arg(long = "history-ttl", default_value_t = 600)]
+    pub history_ttl: u64,
+
+    /// Channels history remembers; past it the least recently published
+    /// is forgotten (`history_channels`).
+    #[arg(long = "history-channels", default_value_t = 10_000)]
+    pub history_channels: usize,
+
     /// Clock skew allowed on a Bearer token's `exp` and `nbf`, seconds.
     #[arg(long = "push-in-http-jwt-leeway", default_value_t = 5)]
     pub push_in_http_jwt_leeway: u64,

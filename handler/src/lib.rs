@@ -18,6 +18,7 @@
 //! - [`filters`]: subscription filters (skip-self, build-id, ...).
 //! - [`ws`]: WebSocket sessions' subscriptions (GRIP over WebSocket).
 //! - [`sequencing`]: item order (prev-id) and duplicate ids per channel.
+//! - [`history`]: the last items of each channel, for clients coming back.
 //! - [`metrics`]: `/metrics` (every process's reports) and `/health`.
 //! - [`stats`]: Pushpin's stats socket (conn, sub, message, report events).
 //! - [`status`]: the live status page and its SSE stream.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod filters;
+pub mod history;
 pub mod metrics;
 pub mod publish;
 pub mod publisher;
@@ -143,6 +145,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
                 subscription_linger: Duration::from_secs(config.subscription_linger),
                 id_cache_ttl: Duration::from_secs(config.id_cache_ttl),
                 message_wait: Duration::from_millis(config.message_wait),
+                history: history::Limits {
+                    size: config.history_size,
+                    ttl: Duration::from_secs(config.history_ttl),
+                    channels: config.history_channels,
+                },
             };
             let mut interest = Vec::new();
             interest.extend(sub_control);

@@ -56,6 +56,12 @@ pub struct Metrics {
     pub bus_slow_consumer: Arc<AtomicU64>,
     /// Channels subscribed on the bus.
     pub bus_channels: Arc<AtomicI64>,
+    /// Items kept in channel history.
+    pub history_items: Arc<AtomicI64>,
+    /// Channels with items in history.
+    pub history_channels: Arc<AtomicI64>,
+    /// Items sent to returning sessions from history.
+    pub history_replayed: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -139,6 +145,21 @@ impl Metrics {
             bus_channels: r.gauge(
                 "holdfast_bus_channels",
                 "Channels subscribed on the bus.",
+                &[],
+            ),
+            history_items: r.gauge(
+                "holdfast_history_items",
+                "Items kept in channel history.",
+                &[],
+            ),
+            history_channels: r.gauge(
+                "holdfast_history_channels",
+                "Channels with items in history.",
+                &[],
+            ),
+            history_replayed: r.counter(
+                "holdfast_history_replayed_total",
+                "Items sent from history to sessions that came back.",
                 &[],
             ),
             registry: r,
@@ -242,6 +263,7 @@ impl Metrics {
             "subscriptions": self.subscriptions.load(Relaxed),
             "items": self.items.load(Relaxed),
             "deliveries": self.deliveries.load(Relaxed),
+            "history_items": self.history_items.load(Relaxed),
             "bus": self.bus_configured.load(Relaxed).then(|| serde_json::json!({
                 "connected": self.bus_connected.load(Relaxed) == 1,
                 "channels": self.bus_channels.load(Relaxed),

@@ -2,7 +2,9 @@
 //! a hold (from the hand-over, a retried long-poll or a next link) applied
 //! to a session, the channel index, and connmgr's packets for a session.
 
+use super::fanout::Decision;
 use super::*;
+use crate::history::Since;
 
 /// Delay between a channel's first subscription and the update of its
 /// sessions.
@@ -158,11 +160,41 @@ impl Engine {
                 Duration::from_secs((*seconds).into()),
             ));
         }
+        // Where the client was: what history still holds after that is
+        // replayed to it; the origin is not asked for those channels.
+        let last_event_id = (session.mode == HoldMode::Stream)
+            .then(|| last_event_id(&session.request))
+            .flatten();
+        let mut replay = Vec::new();
+        let mut replayed = Vec::new();
+        if self.history.enabled() {
+            let now = Instant::now();
+            for c in &session.channels {
+                let Some(position) = c.prev_id.as_deref().or(last_event_id.as_deref()) else {
+                    continue;
+                };
+                if let Since::Found(items) = self.history.since(&c.name, position, now) {
+                    if c.prev_id.is_none() {
+                        // decide() checks items against the position.
+                        replayed.push((c.name.clone(), Some(position.to_owned())));
+                    } else {
+                        replayed.push((c.name.clone(), None));
+                    }
+                    replay.extend(items);
+                }
+            }
+            for (channel, position) in &replayed {
+                if let (Some(position), Some(sub)) = (position, session.subscription_mut(channel)) {
+                    sub.prev_id = Some(position.clone());
+                }
+            }
+        }
         // The channel already delivered past what the origin told this
         // session: it missed something.
         let stale: Vec<String> = session
             .channels
             .iter()
+            .filter(|c| !replayed.iter().any(|(name, _)| *name == c.name))
             .filter(|c| {
                 c.prev_id.as_deref().is_some_and(|p| {
                     self.sequencer
@@ -186,7 +218,38 @@ impl Engine {
         if follow_now || !stale.is_empty() {
             self.recover(key, true);
         }
+        if !replay.is_empty() {
+            tracing::debug!(session = %key, items = replay.len(), "missed items replayed from history");
+            self.replay(key, replay).await;
+        }
         self.flush(key).await;
+    }
+
+    /// Hands a session the items it missed, as a publish would (its queue
+    /// takes what its credits do not).
+    async fn replay(&mut self, key: &str, items: Vec<Item>) {
+        for item in items {
+            let Some(session) = self.sessions.get_mut(key) else {
+                return;
+            };
+            match Engine::decide(session, &item) {
+                Decision::Skip => {}
+                Decision::Deliver(content) => session.queue.push_back(content),
+                Decision::Respond(response) => {
+                    self.respond(key, response).await;
+                    return;
+                }
+                Decision::Close => {
+                    session.phase = Phase::Closing;
+                    return;
+                }
+                Decision::Recover => {
+                    self.recover(key, true);
+                    return;
+                }
+            }
+            self.count(|m| &m.history_replayed, 1);
+        }
     }
 
     pub(super) fn subscribe_channel(&mut self, key: &str, channel: &str) {
@@ -280,4 +343,16 @@ impl Engine {
             _ => self.flush(&key).await,
         }
     }
+}
+
+/// The SSE client's last event id, when its request carries one.
+fn last_event_id(request: &holdfast_protocol::handoff::Request) -> Option<String> {
+    request
+        .headers
+        .iter()
+        .find(|h| h.0.eq_ignore_ascii_case("last-event-id"))
+        .and_then(|h| std::str::from_utf8(&h.1).ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }

@@ -378,6 +378,9 @@ impl Engine {
     /// Takes a published item through sequencing, then delivers what it
     /// releases. Channels without local sessions are not tracked at all.
     pub(super) async fn offer(&mut self, item: Item) {
+        // Kept whether or not anyone here listens now: a client that left
+        // comes back for it.
+        self.history.record(&item, Instant::now());
         if !self.channels.contains_key(&item.channel) {
             self.message_stat(&item, 0);
             return;

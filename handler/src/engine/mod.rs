@@ -16,6 +16,9 @@
 //! next link. So do a `hint`, the `recover` command, a session accepted
 //! with a prev-id older than what the channel already delivered, and (one
 //! second after a channel's first subscription) every session on it.
+//! With channel history on, a session accepted with a position history
+//! still holds (its prev-id, or a stream's SSE `Last-Event-ID`) gets what
+//! it missed from history instead, and the origin is not asked.
 //!
 //! # Layout
 //! - this file: the engine, its run loop, sending a session's packets,
@@ -74,6 +77,8 @@ pub struct Options {
     pub id_cache_ttl: Duration,
     /// How long an out-of-order item waits for its predecessor.
     pub message_wait: Duration,
+    /// Channel history kept for clients coming back (size 0: none).
+    pub history: crate::history::Limits,
 }
 
 impl Default for Options {
@@ -85,6 +90,11 @@ impl Default for Options {
             subscription_linger: Duration::from_secs(60),
             id_cache_ttl: crate::sequencing::ID_CACHE_TTL,
             message_wait: crate::sequencing::MESSAGE_WAIT,
+            history: crate::history::Limits {
+                size: 0,
+                ttl: Duration::from_secs(600),
+                channels: 10_000,
+            },
         }
     }
 }
@@ -109,6 +119,8 @@ pub struct Engine {
     sub_changes: Vec<Multipart>,
     /// Item order, duplicates and each channel's last id.
     sequencer: Sequencer,
+    /// The last items of each channel, for sessions coming back.
+    history: crate::history::History,
     /// Requests to the origin.
     fetcher: Fetcher,
     fetched: Option<mpsc::UnboundedReceiver<Fetched>>,
@@ -164,6 +176,7 @@ impl Engine {
             interest,
             sub_changes: Vec::new(),
             sequencer: Sequencer::new(options.id_cache_ttl),
+            history: crate::history::History::new(options.history),
             fetcher,
             fetched: Some(fetched),
             updates: VecDeque::new(),
@@ -245,6 +258,8 @@ impl Engine {
             self.channels.values().map(|s| s.len()).sum(),
         );
         set(&m.ws_sessions, self.ws.len());
+        set(&m.history_items, self.history.len());
+        set(&m.history_channels, self.history.channel_count());
     }
 
     fn count(

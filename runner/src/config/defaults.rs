@@ -93,6 +93,14 @@ fastly_api_token=
 # Holdfast addition: publish API Bearer tokens may be this many seconds past
 # `exp` or before `nbf` (clock skew)
 push_in_http_jwt_leeway=5
+# Holdfast additions, channel history: items kept per channel (0: none), how
+# long, and for how many channels (least recently published forgotten
+# first). A client coming back with where it was (a prev-id from the
+# origin, an SSE Last-Event-ID) gets what it missed from here, without the
+# origin being asked; only items with an id are kept
+history_size=0
+history_ttl=600
+history_channels=10000
 # Holdfast addition, the bus between instances: comma-separated NATS server
 # URLs (nats://host:4222, tls://...; user:password@ allowed). Empty: no bus,
 # this instance delivers what its own inputs accept (and the SUB input's).

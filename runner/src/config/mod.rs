@@ -419,13 +419,16 @@ pub const BUS_KEYS: [&str; 7] = [
 ];
 
 /// The handler keys passed on as `--<key with dashes> <number>`.
-const DELIVERY_KEYS: [&str; 6] = [
+const DELIVERY_KEYS: [&str; 9] = [
     "push_in_http_max_body_size",
     "message_hwm",
     "message_wait",
     "id_cache_ttl",
     "connection_subscription_max",
     "subscription_linger",
+    "history_size",
+    "history_ttl",
+    "history_channels",
 ];
 
 fn number<T: std::str::FromStr>(ini: &Ini, section: &str, key: &str) -> Result<T, ConfigError> {
@@ -733,7 +736,10 @@ mod tests {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str())
         };
-        assert_eq!(env("HOLDFAST_BUS_URL"), Some("nats://u:secret@127.0.0.1:4222"));
+        assert_eq!(
+            env("HOLDFAST_BUS_URL"),
+            Some("nats://u:secret@127.0.0.1:4222")
+        );
         assert_eq!(env("HOLDFAST_BUS_TOKEN"), Some("t0k"));
         // Unset: no bus at all.
         let (s, _) = load_text("[runner]\n", Overrides::default()).unwrap();

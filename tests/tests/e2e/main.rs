@@ -13,6 +13,7 @@ mod edge_cache_http;
 mod eventstream;
 mod faults;
 mod flow_control;
+mod history;
 mod holds;
 mod interop;
 mod libraries;

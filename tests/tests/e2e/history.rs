@@ -1,0 +1,169 @@
+//! Channel history (`[handler] history_size`): a client that comes back
+//! with where it was gets what it missed from Holdfast, in order and once,
+//! without the origin being asked again: a stream whose origin names its
+//! position (`Grip-Channel: ...; prev-id=`), and an SSE client with
+//! `Last-Event-ID` whose hold comes from the edge cache while the origin
+//! is down.
+
+use holdfast_tests::{answer, Client, Holdfast, Scripted};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn item(channel: &str, id: usize, content: String) -> String {
+    let mut item = serde_json::json!({"channel": channel, "id": id.to_string(),
+        "formats": {"http-stream": {"content": content}}});
+    if id > 1 {
+        item["prev-id"] = (id - 1).to_string().into();
+    }
+    serde_json::json!({"items": [item]}).to_string()
+}
+
+/// How many times each of `needles` is in `text`, in order of first sight.
+fn order_of(text: &str, needles: &[String]) -> Vec<(usize, usize)> {
+    needles
+        .iter()
+        .map(|n| {
+            (
+                text.find(n.as_str()).unwrap_or(usize::MAX),
+                text.matches(n.as_str()).count(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_coming_back_with_its_prev_id_gets_what_it_missed_from_history() {
+    let origin = Scripted::start(|seen| {
+        let channel = match seen.path.split_once("?last=") {
+            Some((_, last)) => format!("h; prev-id={last}"),
+            None => "h".to_owned(),
+        };
+        // GRIP asks a stream with a position for a next link (how the
+        // origin would be asked again); history makes that unnecessary.
+        answer(
+            200,
+            &[
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", &channel),
+                ("Grip-Link", "</s/next>; rel=next; timeout=600"),
+            ],
+            "initial\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("handler", "history_size", "50")
+        .run()
+        .await;
+    let client = Client::new();
+    let mut first = client.open(&hf.url("/s")).await;
+    assert!(first.read_until("initial\n", WAIT).await);
+    for id in 1..=3 {
+        let reply = hf.publish(&item("h", id, format!("item-{id}\n"))).await;
+        assert_eq!(reply.0, 200);
+    }
+    assert!(first.read_until("item-3\n", WAIT).await, "{}", first.text());
+    drop(first);
+    // Published while nobody listens here.
+    for id in 4..=6 {
+        assert_eq!(
+            hf.publish(&item("h", id, format!("item-{id}\n"))).await.0,
+            200
+        );
+    }
+    assert!(
+        hf.wait_metric("holdfast_history_items", &[], 6.0, WAIT)
+            .await,
+        "{}",
+        hf.logs()
+    );
+    let mut back = client.open(&hf.url("/s?last=3")).await;
+    assert!(
+        back.read_until("item-6\n", WAIT).await,
+        "{}\n{}",
+        back.text(),
+        hf.logs()
+    );
+    let wanted: Vec<String> = (4..=6).map(|i| format!("item-{i}\n")).collect();
+    let seen = order_of(&back.text(), &wanted);
+    assert!(seen.iter().all(|(_, n)| *n == 1), "once each: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "in order: {seen:?}"
+    );
+    assert!(!back.text().contains("item-3\n"));
+    // Live items follow the replayed ones.
+    assert_eq!(hf.publish(&item("h", 7, "item-7\n".into())).await.0, 200);
+    assert!(back.read_until("item-7\n", WAIT).await, "{}", back.text());
+    // The origin was asked for the two holds only: nothing was recovered
+    // from it (no Grip-Last request).
+    let asked = origin.seen();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked.iter().all(|s| s.header("grip-last").is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_back_with_last_event_id_recovers_while_the_origin_is_down() {
+    let origin = Scripted::start(|_| {
+        answer(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("Cache-Control", "s-maxage=300"),
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "ev"),
+            ],
+            ":ok\n\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("*,cache {}", origin.target()))
+        .set("handler", "history_size", "50")
+        .run()
+        .await;
+    let event = |id: usize| item("ev", id, format!("id: {id}\ndata: e-{id}\n\n"));
+    let client = Client::new();
+    let mut first = client.open(&hf.url("/events")).await;
+    assert!(first.read_until(":ok\n\n", WAIT).await);
+    for id in 1..=3 {
+        assert_eq!(hf.publish(&event(id)).await.0, 200);
+    }
+    assert!(
+        first.read_until("data: e-3\n", WAIT).await,
+        "{}",
+        first.text()
+    );
+    drop(first);
+    // The origin goes away; events go on.
+    drop(origin);
+    for id in 4..=8 {
+        assert_eq!(hf.publish(&event(id)).await.0, 200);
+    }
+    assert!(
+        hf.wait_metric("holdfast_history_items", &[], 8.0, WAIT)
+            .await
+    );
+    let mut back = client
+        .open_with(&hf.url("/events"), &[("Last-Event-ID", "3")])
+        .await;
+    assert!(
+        back.read_until("data: e-8\n", WAIT).await,
+        "{}",
+        back.text()
+    );
+    let wanted: Vec<String> = (4..=8).map(|i| format!("data: e-{i}\n")).collect();
+    let seen = order_of(&back.text(), &wanted);
+    assert!(seen.iter().all(|(_, n)| *n == 1), "once each: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "in order: {seen:?}"
+    );
+    assert!(!back.text().contains("data: e-3\n"));
+    assert!(
+        hf.wait_metric("holdfast_history_replayed_total", &[], 5.0, WAIT)
+            .await
+    );
+}

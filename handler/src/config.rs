@@ -192,6 +192,11 @@ pub struct Config {
     #[arg(long = "bus-tls-key-file")]
     pub bus_tls_key_file: Option<std::path::PathBuf>,
 
+    /// Servers keeping a copy of the bus's JetStream stream (with channel
+    /// history on): 1, or 3 or 5 in a cluster.
+    #[arg(long = "bus-history-replicas", default_value_t = 1)]
+    pub bus_history_replicas: usize,
+
     /// Format, log level, verbosity.
     #[command(flatten)]
     pub daemon: DaemonArgs,
@@ -211,6 +216,11 @@ impl Config {
             tls_cert_file: self.bus_tls_cert_file.clone(),
             tls_key_file: self.bus_tls_key_file.clone(),
             name: self.instance_id(),
+            stream: (self.history_size > 0).then(|| crate::bus::StreamSettings {
+                per_channel: i64::try_from(self.history_size).unwrap_or(i64::MAX),
+                ttl: std::time::Duration::from_secs(self.history_ttl),
+                replicas: self.bus_history_replicas,
+            }),
         })
     }
 

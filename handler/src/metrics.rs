@@ -56,6 +56,8 @@ pub struct Metrics {
     pub bus_slow_consumer: Arc<AtomicU64>,
     /// Channels subscribed on the bus.
     pub bus_channels: Arc<AtomicI64>,
+    /// Channels being read from the bus's JetStream stream (consumer up).
+    pub bus_reading: Arc<AtomicI64>,
     /// Items kept in channel history.
     pub history_items: Arc<AtomicI64>,
     /// Channels with items in history.
@@ -145,6 +147,11 @@ impl Metrics {
             bus_channels: r.gauge(
                 "holdfast_bus_channels",
                 "Channels subscribed on the bus.",
+                &[],
+            ),
+            bus_reading: r.gauge(
+                "holdfast_bus_channels_reading",
+                "Channels whose JetStream consumer is up (history on).",
                 &[],
             ),
             history_items: r.gauge(

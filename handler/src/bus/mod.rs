@@ -11,23 +11,34 @@
 //! straight to NATS by applications are read the same way (JSON, or
 //! Pushpin's `J`/`T` framing).
 //!
-//! NATS core delivery is at most once: a subscription whose buffer
-//! overflows loses messages (NATS calls it a slow consumer). The buffer
-//! holds [`SUBSCRIPTION_CAPACITY`] messages while the engine catches up,
-//! and each loss is logged and counted (`holdfast_bus_slow_consumer_total`),
-//! never silent.
+//! Two modes:
+//! - **Core NATS** (`history_size` = 0): delivery is at most once. A
+//!   subscription whose buffer overflows loses messages (NATS calls it a
+//!   slow consumer); the buffer holds [`SUBSCRIPTION_CAPACITY`] messages
+//!   while the engine catches up, and each loss is logged and counted
+//!   (`holdfast_bus_slow_consumer_total`), never silent. What is published
+//!   while an instance reconnects is lost for it.
+//! - **JetStream** (`history_size` > 0): items are stored in a stream
+//!   (subjects `<prefix>.ch.>`, `history_size` per channel, `history_ttl`,
+//!   `bus_history_replicas`) and a publish is answered 200 only once the
+//!   stream acknowledged it; `Nats-Msg-Id` (channel and item id) makes a
+//!   retried publish count once. Each subscribed channel is read through an
+//!   ordered consumer, which resumes after the last message it delivered
+//!   when a server goes away: nothing is lost or repeated across a
+//!   reconnection.
 
 pub mod subject;
 
 use crate::metrics::Metrics;
 use crate::publish::Input;
-use async_nats::{ConnectOptions, Event, ServerAddr};
+use async_nats::{jetstream, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use holdfast_protocol::publish::{encode_item_frame, parse_item_frame, Item};
 use holdfast_protocol::zmq::Multipart;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +71,59 @@ pub struct Settings {
     pub tls_key_file: Option<PathBuf>,
     /// The connection's name, as NATS monitoring shows it.
     pub name: String,
+    /// JetStream, when channel history is on.
+    pub stream: Option<StreamSettings>,
+}
+
+/// The JetStream stream that keeps every channel's items.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Items kept per channel (subject).
+    pub per_channel: i64,
+    /// Longest an item is kept.
+    pub ttl: Duration,
+    /// Servers holding a copy (1, 3 or 5 in a cluster).
+    pub replicas: usize,
+}
+
+/// The stream's name for a subject prefix: `HOLDFAST` for `holdfast`.
+pub fn stream_name(prefix: &str) -> String {
+    prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The stream, created (or found) once the servers answer.
+struct JetStream {
+    context: jetstream::Context,
+    config: jetstream::stream::Config,
+    stream: tokio::sync::Mutex<Option<jetstream::stream::Stream>>,
+}
+
+impl JetStream {
+    async fn stream(&self) -> Result<jetstream::stream::Stream, BusError> {
+        let mut slot = self.stream.lock().await;
+        if let Some(stream) = &*slot {
+            return Ok(stream.clone());
+        }
+        let stream = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            self.context.get_or_create_stream(self.config.clone()),
+        )
+        .await
+        .map_err(|_| BusError::Unconfirmed)?
+        .map_err(|e| BusError::Refused(format!("stream {}: {e}", self.config.name)))?;
+        tracing::info!(stream = %self.config.name, "bus (NATS): JetStream stream ready");
+        *slot = Some(stream.clone());
+        Ok(stream)
+    }
 }
 
 /// Why a publish was not confirmed.
@@ -82,6 +146,7 @@ pub struct Bus {
     client: async_nats::Client,
     prefix: String,
     metrics: Arc<Metrics>,
+    jetstream: Option<Arc<JetStream>>,
 }
 
 /// Parses `bus_url`: comma-separated server URLs.
@@ -142,10 +207,26 @@ impl Bus {
             .connect(addrs)
             .await
             .map_err(|e| anyhow::anyhow!("bus (NATS): {e}"))?;
+        let jetstream = settings.stream.as_ref().map(|stream| {
+            Arc::new(JetStream {
+                context: jetstream::new(client.clone()),
+                config: jetstream::stream::Config {
+                    name: stream_name(&settings.subject_prefix),
+                    subjects: vec![format!("{}.ch.>", settings.subject_prefix)],
+                    max_messages_per_subject: stream.per_channel,
+                    max_age: stream.ttl,
+                    num_replicas: stream.replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                },
+                stream: tokio::sync::Mutex::new(None),
+            })
+        });
         Ok(Arc::new(Bus {
             client,
             prefix: settings.subject_prefix.clone(),
             metrics,
+            jetstream,
         }))
     }
 
@@ -153,6 +234,9 @@ impl Bus {
     pub async fn publish(&self, items: &[Item]) -> Result<(), BusError> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err(BusError::NotConnected);
+        }
+        if let Some(js) = &self.jetstream {
+            return self.publish_stored(js, items).await;
         }
         for item in items {
             let subject = subject::subject(&self.prefix, &item.channel);
@@ -169,6 +253,46 @@ impl Bus {
                 Ok(())
             }
             Ok(Err(e)) => Err(BusError::Refused(e.to_string())),
+            Err(_) => Err(BusError::Unconfirmed),
+        }
+    }
+
+    /// JetStream: every item acknowledged by the stream.
+    async fn publish_stored(&self, js: &JetStream, items: &[Item]) -> Result<(), BusError> {
+        js.stream().await?;
+        let refused = |e: &dyn std::fmt::Display| BusError::Refused(e.to_string());
+        let mut acks = Vec::with_capacity(items.len());
+        for item in items {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(id) = &item.id {
+                // The stream keeps one of two publishes with this id (a
+                // publisher retrying after a 503, say).
+                let msg_id = format!("{}\u{1f}{id}", item.channel);
+                headers.insert("Nats-Msg-Id", msg_id.as_str());
+            }
+            let subject = subject::subject(&self.prefix, &item.channel);
+            let ack = js
+                .context
+                .publish_with_headers(subject, headers, Bytes::from(encode_item_frame(item)))
+                .await
+                .map_err(|e| refused(&e))?;
+            acks.push(ack);
+        }
+        let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            for ack in acks {
+                ack.await.map_err(|e| refused(&e))?;
+            }
+            Ok(())
+        })
+        .await;
+        match confirmed {
+            Ok(Ok(())) => {
+                self.metrics
+                    .bus_published
+                    .fetch_add(items.len() as u64, Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(BusError::Unconfirmed),
         }
     }
@@ -206,6 +330,20 @@ impl Bus {
                 subscribed.entry(channel)
             {
                 let subject = subject::subject(&self.prefix, slot.key());
+                if let Some(js) = &self.jetstream {
+                    slot.insert(tokio::spawn(forward_stored(
+                        js.clone(),
+                        self.client.clone(),
+                        subject,
+                        self.prefix.clone(),
+                        engine.clone(),
+                        self.metrics.clone(),
+                    )));
+                    self.metrics
+                        .bus_channels
+                        .store(subscribed.len() as i64, Relaxed);
+                    continue;
+                }
                 // Queued while disconnected; the client subscribes again
                 // after every reconnection.
                 match self.client.subscribe(subject).await {
@@ -253,6 +391,92 @@ async fn forward(
                 tracing::warn!(subject = %message.subject, "bus message dropped: {err}");
             }
         }
+    }
+}
+
+/// One channel's items from the stream, in order, to the engine, through an
+/// ordered consumer starting with what is published from now on. The
+/// consumer resumes by itself after a reconnection; if it gives up, a new
+/// one starts after the last message delivered.
+async fn forward_stored(
+    js: Arc<JetStream>,
+    client: async_nats::Client,
+    subject: String,
+    prefix: String,
+    engine: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+) {
+    use jetstream::consumer::{push, DeliverPolicy};
+    let mut start = DeliverPolicy::New;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let config = push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            filter_subject: subject.clone(),
+            deliver_policy: start,
+            ..Default::default()
+        };
+        let messages = match js.stream().await {
+            Ok(stream) => match stream.create_consumer(config).await {
+                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let mut messages = match messages {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::warn!(%subject, "bus (NATS): cannot read the channel from JetStream yet: {err}; again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(100);
+        let _reading = Reading::new(&metrics);
+        while let Some(next) = messages.next().await {
+            let message = match next {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::warn!(%subject, "bus (NATS): {err}");
+                    continue;
+                }
+            };
+            metrics.bus_received.fetch_add(1, Relaxed);
+            if let Ok(info) = message.info() {
+                start = DeliverPolicy::ByStartSequence {
+                    start_sequence: info.stream_sequence + 1,
+                };
+            }
+            match decode(&prefix, &message.subject, &message.payload) {
+                Ok(item) => {
+                    if engine.send(Input::Items(vec![item])).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    metrics.bus_undecodable.fetch_add(1, Relaxed);
+                    tracing::warn!(subject = %message.subject, "bus message dropped: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// Counts a channel as read from the stream while it lives (also when its
+/// task is aborted).
+struct Reading(Arc<AtomicI64>);
+
+impl Reading {
+    fn new(metrics: &Metrics) -> Reading {
+        metrics.bus_reading.fetch_add(1, Relaxed);
+        Reading(metrics.bus_reading.clone())
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

@@ -109,6 +109,12 @@ bus_url=
 # subjects are <prefix>.ch.<channel> (channel bytes other than letters,
 # digits, _ and - written %XX)
 bus_subject_prefix=holdfast
+# with channel history on (history_size > 0) the bus keeps items in a
+# JetStream stream (named after the prefix: HOLDFAST), publishes are
+# answered once it acknowledged them, and each channel is read through an
+# ordered consumer that resumes where it was after a server goes away;
+# copies kept: 1, or 3 or 5 in a cluster
+bus_history_replicas=1
 # NATS credentials: a .creds file, or a token; TLS: CA file, client cert/key
 bus_credentials_file=
 bus_token=

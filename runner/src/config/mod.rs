@@ -71,6 +71,7 @@ const USED: &[(&str, &[&str])] = &[
             "fastly_api_url",
             "fastly_api_token",
             "bus_url",
+            "bus_history_replicas",
             "bus_subject_prefix",
             "bus_credentials_file",
             "bus_token",
@@ -408,8 +409,9 @@ fn get<'a>(ini: &'a Ini, section: &str, key: &str) -> &'a str {
 }
 
 /// The bus keys, passed on when set.
-pub const BUS_KEYS: [&str; 7] = [
+pub const BUS_KEYS: [&str; 8] = [
     "bus_url",
+    "bus_history_replicas",
     "bus_subject_prefix",
     "bus_credentials_file",
     "bus_token",

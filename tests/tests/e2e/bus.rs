@@ -253,3 +253,100 @@ async fn without_the_bus_publishes_are_refused_and_health_says_so() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     read_until(&mut stream, &mut seen, b"x\n").await;
 }
+
+/// Publishes `body` through `url`, again while the bus refuses it (503):
+/// the item's id makes a retry count once.
+async fn publish_until_accepted(client: &Client, url: &str, body: &str) -> usize {
+    let mut refused = 0;
+    loop {
+        let reply = client.send("POST", url, &[], body.to_owned()).await;
+        match reply.status {
+            200 => return refused,
+            503 => {
+                refused += 1;
+                assert!(refused < 200, "refused for too long: {}", reply.text());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("{other}: {}", reply.text()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_node_killed_and_restarted_while_publishing_loses_nothing() {
+    const PER_INSTANCE: usize = 100;
+    const CHANNELS: usize = 3;
+    const ITEMS: usize = 300;
+    let mut nats = NatsCluster::start(3).await;
+    let origin = Scripted::start(stream_hold).await;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(
+            Holdfast::builder()
+                .route(format!("* {}", origin.target()))
+                .set("handler", "bus_url", nats.urls())
+                .set("handler", "history_size", "1000")
+                .set("handler", "bus_history_replicas", "3")
+                .run()
+                .await,
+        );
+    }
+    let channels: Vec<String> = (0..CHANNELS).map(|c| format!("js-{c}")).collect();
+    let mut streams = Vec::new();
+    for hf in &instances {
+        for i in 0..PER_INSTANCE {
+            let channel = i % CHANNELS;
+            let (stream, seen) = hold(&hf.addr(), &channels[channel]).await;
+            streams.push((channel, stream, seen));
+        }
+    }
+    for hf in &instances {
+        let reading = hf
+            .wait_metric("holdfast_bus_channels_reading", &[], CHANNELS as f64, WAIT)
+            .await;
+        assert!(reading, "{}", hf.logs());
+    }
+
+    // 100 items a second, through the three instances in turn; node 0
+    // is killed after a third of them and started again after two thirds.
+    let client = Client::new().with_timeout(Duration::from_secs(20));
+    let mut expected: Vec<Vec<usize>> = vec![Vec::new(); CHANNELS];
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut refused = 0;
+    for k in 0..ITEMS {
+        tick.tick().await;
+        if k == ITEMS / 3 {
+            nats.kill(0).await;
+        }
+        if k == 2 * ITEMS / 3 {
+            nats.restart(0).await;
+        }
+        let channel = k % CHANNELS;
+        let mut item = serde_json::json!({"channel": channels[channel], "id": k.to_string(),
+            "formats": {"http-stream": {"content": format!("item-{k}\n")}}});
+        if let Some(prev) = expected[channel].last() {
+            item["prev-id"] = prev.to_string().into();
+        }
+        let body = serde_json::json!({"items": [item]}).to_string();
+        let url = instances[k % 3].publish_url("/publish/");
+        refused += publish_until_accepted(&client, &url, &body).await;
+        expected[channel].push(k);
+    }
+
+    let mut checks = Vec::new();
+    for (channel, mut stream, mut seen) in streams {
+        let want = expected[channel].clone();
+        checks.push(tokio::spawn(async move {
+            let last = format!("item-{}\n", want.last().unwrap());
+            read_until(&mut stream, &mut seen, last.as_bytes()).await;
+            (item_numbers(&seen), want)
+        }));
+    }
+    for check in checks {
+        let (got, want) = check.await.unwrap();
+        assert_eq!(
+            got, want,
+            "every item once, in order ({refused} publishes refused and retried)"
+        );
+    }
+}

@@ -33,6 +33,17 @@ pub enum Since {
     Unknown,
 }
 
+/// A session's lookup of a channel's history on the bus (JetStream).
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The session (engine key).
+    pub key: String,
+    /// The channel.
+    pub channel: String,
+    /// The id the session had last.
+    pub after: String,
+}
+
 /// The kept items.
 pub struct History {
     limits: Limits,
@@ -98,6 +109,14 @@ impl History {
             self.items -= 1;
         }
         self.items -= expire(kept, now, self.limits.ttl);
+    }
+
+    /// Forgets `channel` (its items stopped arriving here: with the bus,
+    /// when nobody here listens; what was kept would hide a gap).
+    pub fn forget(&mut self, channel: &str) {
+        if let Some(kept) = self.channels.as_mut().and_then(|c| c.pop(channel)) {
+            self.items -= kept.len();
+        }
     }
 
     /// What came on `channel` after the item `id`.

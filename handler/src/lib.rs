@@ -153,13 +153,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             };
             let mut interest = Vec::new();
             interest.extend(sub_control);
+            let mut lookups = None;
             if let Some(bus) = &bus {
                 let (tx, rx) = mpsc::channel(holdfast_protocol::zmq::CHANNEL_CAPACITY);
-                bus.follow(rx, items_tx.clone());
+                let (lookups_tx, lookups_rx) =
+                    mpsc::channel(holdfast_protocol::zmq::CHANNEL_CAPACITY);
+                bus.follow(rx, lookups_rx, items_tx.clone());
                 interest.push(tx);
+                if bus.keeps_history() {
+                    lookups = Some(lookups_tx);
+                }
             }
             let engine_link = link.clone();
             let mut engine = engine::Engine::new(engine_link, interest, options);
+            if let Some(lookups) = lookups {
+                engine = engine.with_bus_history(lookups);
+            }
             if let Some(spec) = &config.inspect_spec {
                 let store = client_sessions::Shared::default();
                 let router = holdfast_protocol::zmq::new_socket(&ctx, zmq::ROUTER)?;

@@ -62,6 +62,26 @@ pub struct Session {
     /// Route `aco`: responses get CORS headers, long-poll answers may be
     /// JSON-P.
     pub cross_origin: Option<CrossOrigin>,
+    /// Channels whose history was asked of the bus, and what was published
+    /// on them meanwhile (boxed: nearly every session has none).
+    pub awaiting: Option<Box<AwaitingHistory>>,
+}
+
+/// A session's history lookups under way on the bus.
+#[derive(Debug, Default)]
+pub struct AwaitingHistory {
+    /// `(channel, the origin named the position)`: when history does not
+    /// reach back, such a session asks the origin, as without history.
+    pub channels: Vec<(String, bool)>,
+    /// Items published on those channels meanwhile, in order.
+    pub held_back: Vec<holdfast_protocol::publish::Item>,
+}
+
+impl AwaitingHistory {
+    /// Whether `channel`'s history is awaited.
+    pub fn awaits(&self, channel: &str) -> bool {
+        self.channels.iter().any(|(c, _)| c == channel)
+    }
 }
 
 impl Session {
@@ -102,6 +122,7 @@ impl Session {
             next_timer: None,
             sid: None,
             cross_origin: accept.cross_origin.clone(),
+            awaiting: None,
         }
     }
 

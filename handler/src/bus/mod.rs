@@ -29,6 +29,7 @@
 
 pub mod subject;
 
+use crate::history::{Lookup, Since};
 use crate::metrics::Metrics;
 use crate::publish::Input;
 use async_nats::{jetstream, ConnectOptions, Event, ServerAddr};
@@ -230,6 +231,11 @@ impl Bus {
         }))
     }
 
+    /// Whether the bus keeps channel history (JetStream mode).
+    pub fn keeps_history(&self) -> bool {
+        self.jetstream.is_some()
+    }
+
     /// Publishes `items` and waits for the server to confirm it has them.
     pub async fn publish(&self, items: &[Item]) -> Result<(), BusError> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
@@ -298,24 +304,49 @@ impl Bus {
     }
 
     /// Subscribes to the channels the engine has subscribers for, as its
-    /// changes (`[1|0] + channel`, the XSUB form) say, and hands every
-    /// item that arrives to `engine`.
+    /// changes (`[1|0] + channel`, the XSUB form) say, hands every item
+    /// that arrives to `engine`, and answers its history `lookups` (JetStream
+    /// mode) from the stream.
     pub fn follow(
         self: &Arc<Self>,
         changes: mpsc::Receiver<Multipart>,
+        lookups: mpsc::Receiver<Lookup>,
         engine: mpsc::Sender<Input>,
     ) {
         let bus = self.clone();
-        tokio::spawn(async move { bus.follow_changes(changes, engine).await });
+        tokio::spawn(async move { bus.follow_changes(changes, lookups, engine).await });
     }
 
     async fn follow_changes(
         &self,
         mut changes: mpsc::Receiver<Multipart>,
+        mut lookups: mpsc::Receiver<Lookup>,
         engine: mpsc::Sender<Input>,
     ) {
-        let mut subscribed: HashMap<String, JoinHandle<()>> = HashMap::new();
-        while let Some(change) = changes.recv().await {
+        // Per channel: its reading task, and (JetStream) where its lookups go.
+        let mut subscribed: HashMap<String, (JoinHandle<()>, Option<mpsc::Sender<Lookup>>)> =
+            HashMap::new();
+        loop {
+            let change = tokio::select! {
+                // The engine sends a channel's subscription before lookups
+                // on it: take changes first.
+                biased;
+                change = changes.recv() => match change {
+                    Some(change) => change,
+                    None => break,
+                },
+                Some(lookup) = lookups.recv() => {
+                    let to = subscribed.get(&lookup.channel).and_then(|(_, to)| to.clone());
+                    let unanswered = match to {
+                        Some(to) => to.send(lookup).await.err().map(|e| e.0),
+                        None => Some(lookup),
+                    };
+                    if let Some(lookup) = unanswered {
+                        let _ = engine.send(Input::History { lookup, found: Since::Unknown }).await;
+                    }
+                    continue;
+                }
+            };
             let Some((&flag, name)) = change.first().and_then(|f| f.split_first()) else {
                 continue;
             };
@@ -323,7 +354,7 @@ impl Bus {
             if flag == 0 {
                 // Dropping the subscription unsubscribes; what it still
                 // held was for nobody here.
-                if let Some(task) = subscribed.remove(&channel) {
+                if let Some((task, _)) = subscribed.remove(&channel) {
                     task.abort();
                 }
             } else if let std::collections::hash_map::Entry::Vacant(slot) =
@@ -331,33 +362,35 @@ impl Bus {
             {
                 let subject = subject::subject(&self.prefix, slot.key());
                 if let Some(js) = &self.jetstream {
-                    slot.insert(tokio::spawn(forward_stored(
-                        js.clone(),
-                        self.client.clone(),
+                    let (to, from) = mpsc::channel(LOOKUPS_PER_CHANNEL);
+                    let reader = Reader {
+                        js: js.clone(),
+                        client: self.client.clone(),
                         subject,
-                        self.prefix.clone(),
-                        engine.clone(),
-                        self.metrics.clone(),
-                    )));
-                    self.metrics
-                        .bus_channels
-                        .store(subscribed.len() as i64, Relaxed);
-                    continue;
-                }
-                // Queued while disconnected; the client subscribes again
-                // after every reconnection.
-                match self.client.subscribe(subject).await {
-                    Ok(subscription) => {
-                        slot.insert(tokio::spawn(forward(
-                            subscription,
-                            self.prefix.clone(),
-                            engine.clone(),
-                            self.metrics.clone(),
-                        )));
-                    }
-                    Err(err) => {
-                        let channel = slot.key();
-                        tracing::error!(%channel, error = %err, "bus (NATS): cannot subscribe");
+                        prefix: self.prefix.clone(),
+                        engine: engine.clone(),
+                        metrics: self.metrics.clone(),
+                    };
+                    slot.insert((tokio::spawn(reader.run(from)), Some(to)));
+                } else {
+                    // Queued while disconnected; the client subscribes again
+                    // after every reconnection.
+                    match self.client.subscribe(subject).await {
+                        Ok(subscription) => {
+                            slot.insert((
+                                tokio::spawn(forward(
+                                    subscription,
+                                    self.prefix.clone(),
+                                    engine.clone(),
+                                    self.metrics.clone(),
+                                )),
+                                None,
+                            ));
+                        }
+                        Err(err) => {
+                            let channel = slot.key();
+                            tracing::error!(%channel, error = %err, "bus (NATS): cannot subscribe");
+                        }
                     }
                 }
             }
@@ -365,11 +398,14 @@ impl Bus {
                 .bus_channels
                 .store(subscribed.len() as i64, Relaxed);
         }
-        for task in subscribed.into_values() {
+        for (task, _) in subscribed.into_values() {
             task.abort();
         }
     }
 }
+
+/// History lookups a channel's reader may have waiting.
+const LOOKUPS_PER_CHANNEL: usize = 256;
 
 /// One channel's messages, in order, to the engine.
 async fn forward(
@@ -394,73 +430,172 @@ async fn forward(
     }
 }
 
-/// One channel's items from the stream, in order, to the engine, through an
-/// ordered consumer starting with what is published from now on. The
-/// consumer resumes by itself after a reconnection; if it gives up, a new
-/// one starts after the last message delivered.
-async fn forward_stored(
+/// One channel read from the stream (JetStream mode).
+struct Reader {
     js: Arc<JetStream>,
     client: async_nats::Client,
     subject: String,
     prefix: String,
     engine: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
-) {
-    use jetstream::consumer::{push, DeliverPolicy};
-    let mut start = DeliverPolicy::New;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let config = push::OrderedConfig {
-            deliver_subject: client.new_inbox(),
-            filter_subject: subject.clone(),
-            deliver_policy: start,
-            ..Default::default()
-        };
-        let messages = match js.stream().await {
-            Ok(stream) => match stream.create_consumer(config).await {
-                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        let mut messages = match messages {
-            Ok(messages) => messages,
-            Err(err) => {
-                tracing::warn!(%subject, "bus (NATS): cannot read the channel from JetStream yet: {err}; again in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        delay = Duration::from_millis(100);
-        let _reading = Reading::new(&metrics);
-        while let Some(next) = messages.next().await {
-            let message = match next {
-                Ok(message) => message,
+}
+
+impl Reader {
+    /// The channel's items, in order, to the engine, through an ordered
+    /// consumer starting with what is published from now on; it resumes by
+    /// itself after a reconnection, and if it gives up a new one starts
+    /// after the last message delivered. Lookups are answered once the
+    /// consumer is up: the stream is then read up to a point the consumer
+    /// has passed, so between the two nothing is missed.
+    async fn run(self, mut lookups: mpsc::Receiver<Lookup>) {
+        use jetstream::consumer::DeliverPolicy;
+        let mut start = DeliverPolicy::New;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut messages = match self.consumer(start).await {
+                Ok(messages) => messages,
                 Err(err) => {
-                    tracing::warn!(%subject, "bus (NATS): {err}");
+                    tracing::warn!(subject = %self.subject, "bus (NATS): cannot read the channel from JetStream yet: {err}; again in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
-            metrics.bus_received.fetch_add(1, Relaxed);
-            if let Ok(info) = message.info() {
-                start = DeliverPolicy::ByStartSequence {
-                    start_sequence: info.stream_sequence + 1,
-                };
-            }
-            match decode(&prefix, &message.subject, &message.payload) {
-                Ok(item) => {
-                    if engine.send(Input::Items(vec![item])).await.is_err() {
-                        return;
+            delay = Duration::from_millis(100);
+            let _reading = Reading::new(&self.metrics);
+            loop {
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    Some(lookup) = lookups.recv() => {
+                        tokio::spawn(look_up(
+                            self.js.clone(),
+                            self.client.clone(),
+                            self.subject.clone(),
+                            self.prefix.clone(),
+                            lookup,
+                            self.engine.clone(),
+                        ));
+                        continue;
                     }
+                };
+                let Some(next) = next else { break };
+                let message = match next {
+                    Ok(message) => message,
+                    Err(err) => {
+                        tracing::warn!(subject = %self.subject, "bus (NATS): {err}");
+                        continue;
+                    }
+                };
+                self.metrics.bus_received.fetch_add(1, Relaxed);
+                if let Ok(info) = message.info() {
+                    start = DeliverPolicy::ByStartSequence {
+                        start_sequence: info.stream_sequence + 1,
+                    };
                 }
-                Err(err) => {
-                    metrics.bus_undecodable.fetch_add(1, Relaxed);
-                    tracing::warn!(subject = %message.subject, "bus message dropped: {err}");
+                match decode(&self.prefix, &message.subject, &message.payload) {
+                    Ok(item) => {
+                        if self.engine.send(Input::Items(vec![item])).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(err) => {
+                        self.metrics.bus_undecodable.fetch_add(1, Relaxed);
+                        tracing::warn!(subject = %message.subject, "bus message dropped: {err}");
+                    }
                 }
             }
         }
     }
+
+    async fn consumer(
+        &self,
+        start: jetstream::consumer::DeliverPolicy,
+    ) -> Result<jetstream::consumer::push::Ordered, String> {
+        ordered(&self.js, &self.client, &self.subject, start).await
+    }
+}
+
+/// An ordered consumer of `subject` from `start`.
+async fn ordered(
+    js: &JetStream,
+    client: &async_nats::Client,
+    subject: &str,
+    start: jetstream::consumer::DeliverPolicy,
+) -> Result<jetstream::consumer::push::Ordered, String> {
+    let config = jetstream::consumer::push::OrderedConfig {
+        deliver_subject: client.new_inbox(),
+        filter_subject: subject.to_owned(),
+        deliver_policy: start,
+        ..Default::default()
+    };
+    let stream = js.stream().await.map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
+/// Answers a lookup: the channel's items in the stream after the position,
+/// or `Unknown` when the stream does not have it (or cannot be read in
+/// time).
+async fn look_up(
+    js: Arc<JetStream>,
+    client: async_nats::Client,
+    subject: String,
+    prefix: String,
+    lookup: Lookup,
+    engine: mpsc::Sender<Input>,
+) {
+    let read = tokio::time::timeout(CONFIRM_TIMEOUT, stored(&js, &client, &subject, &prefix)).await;
+    let found = match read {
+        Ok(Ok(items)) => match items
+            .iter()
+            .position(|i| i.id.as_deref() == Some(lookup.after.as_str()))
+        {
+            Some(at) => Since::Found(items[at + 1..].to_vec()),
+            None => Since::Unknown,
+        },
+        Ok(Err(err)) => {
+            tracing::warn!(%subject, "bus (NATS): history not read: {err}");
+            Since::Unknown
+        }
+        Err(_) => {
+            tracing::warn!(%subject, "bus (NATS): history not read within {}s", CONFIRM_TIMEOUT.as_secs());
+            Since::Unknown
+        }
+    };
+    let _ = engine.send(Input::History { lookup, found }).await;
+}
+
+/// Every item the stream keeps on `subject`, oldest first.
+async fn stored(
+    js: &JetStream,
+    client: &async_nats::Client,
+    subject: &str,
+    prefix: &str,
+) -> Result<Vec<Item>, String> {
+    use jetstream::stream::LastRawMessageErrorKind;
+    let stream = js.stream().await.map_err(|e| e.to_string())?;
+    let last = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(last) => last.sequence,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut messages =
+        ordered(js, client, subject, jetstream::consumer::DeliverPolicy::All).await?;
+    let mut items = Vec::new();
+    while let Some(next) = messages.next().await {
+        let message = next.map_err(|e| e.to_string())?;
+        let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if let Ok(item) = decode(prefix, &message.subject, &message.payload) {
+            items.push(item);
+        }
+        if sequence >= last {
+            return Ok(items);
+        }
+    }
+    Err("the stream's consumer ended".into())
 }
 
 /// Counts a channel as read from the stream while it lives (also when its

@@ -173,14 +173,28 @@ impl Engine {
                 let Some(position) = c.prev_id.as_deref().or(last_event_id.as_deref()) else {
                     continue;
                 };
-                if let Since::Found(items) = self.history.since(&c.name, position, now) {
-                    if c.prev_id.is_none() {
-                        // decide() checks items against the position.
-                        replayed.push((c.name.clone(), Some(position.to_owned())));
-                    } else {
-                        replayed.push((c.name.clone(), None));
+                // decide() checks items against the position.
+                let named = c.prev_id.is_none().then(|| position.to_owned());
+                match self.history.since(&c.name, position, now) {
+                    Since::Found(items) => {
+                        replayed.push((c.name.clone(), named));
+                        replay.extend(items);
                     }
-                    replay.extend(items);
+                    Since::Unknown if self.bus_history.is_some() => {
+                        // The bus's stream may reach back further; what is
+                        // published meanwhile waits for its answer.
+                        replayed.push((c.name.clone(), named));
+                        let awaiting = session.awaiting.get_or_insert_with(Default::default);
+                        awaiting
+                            .channels
+                            .push((c.name.clone(), c.prev_id.is_some()));
+                        self.lookups.push(crate::history::Lookup {
+                            key: key.to_owned(),
+                            channel: c.name.clone(),
+                            after: position.to_owned(),
+                        });
+                    }
+                    Since::Unknown => {}
                 }
             }
             for (channel, position) in &replayed {
@@ -225,6 +239,53 @@ impl Engine {
         self.flush(key).await;
     }
 
+    /// The bus's answer to a history lookup: what it found is replayed,
+    /// then what was published meanwhile (less what the answer had). When
+    /// the stream does not reach back, a session whose origin named the
+    /// position asks the origin, as it would without history.
+    pub(super) async fn on_history(&mut self, lookup: crate::history::Lookup, found: Since) {
+        let Some(session) = self.sessions.get_mut(&lookup.key) else {
+            return;
+        };
+        let Some(awaiting) = &mut session.awaiting else {
+            return;
+        };
+        let Some(at) = awaiting
+            .channels
+            .iter()
+            .position(|(c, _)| *c == lookup.channel)
+        else {
+            return;
+        };
+        let (_, origin_named) = awaiting.channels.remove(at);
+        let (meanwhile, others): (Vec<Item>, Vec<Item>) = std::mem::take(&mut awaiting.held_back)
+            .into_iter()
+            .partition(|i| i.channel == lookup.channel);
+        awaiting.held_back = others;
+        if awaiting.channels.is_empty() {
+            session.awaiting = None;
+        }
+        let key = lookup.key;
+        match found {
+            Since::Found(items) => {
+                tracing::debug!(session = %key, channel = %lookup.channel, items = items.len(), "history from the bus");
+                let had: HashSet<Option<String>> = items.iter().map(|i| i.id.clone()).collect();
+                let fresh = meanwhile
+                    .into_iter()
+                    .filter(|i| i.id.is_none() || !had.contains(&i.id));
+                let all: Vec<Item> = items.into_iter().chain(fresh).collect();
+                self.replay(&key, all).await;
+            }
+            Since::Unknown if origin_named => {
+                tracing::debug!(session = %key, channel = %lookup.channel, "history does not reach back; asking the origin");
+                self.sequencer.clear_last_id(Some(&lookup.channel));
+                self.recover(&key, true);
+            }
+            Since::Unknown => self.replay(&key, meanwhile).await,
+        }
+        self.flush(&key).await;
+    }
+
     /// Hands a session the items it missed, as a publish would (its queue
     /// takes what its credits do not).
     async fn replay(&mut self, key: &str, items: Vec<Item>) {
@@ -234,6 +295,12 @@ impl Engine {
             };
             match Engine::decide(session, &item) {
                 Decision::Skip => {}
+                Decision::HoldBack => {
+                    if let Some(awaiting) = &mut session.awaiting {
+                        awaiting.held_back.push(item);
+                    }
+                    continue;
+                }
                 Decision::Deliver(content) => session.queue.push_back(content),
                 Decision::Respond(response) => {
                     self.respond(key, response).await;
@@ -306,6 +373,9 @@ impl Engine {
 
     /// A channel nobody holds any more: unsubscribed, its order forgotten.
     pub(super) fn let_go(&mut self, channel: &str, mode: &str) {
+        if self.bus_history.is_some() {
+            self.history.forget(channel);
+        }
         self.stat(
             "sub",
             serde_json::json!({"mode": mode, "channel": channel, "unavailable": true}),

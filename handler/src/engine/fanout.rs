@@ -71,6 +71,8 @@ pub(super) enum Decision {
     Close,
     /// Ask the origin (gap, hint).
     Recover,
+    /// Keep it until the channel's history arrives from the bus.
+    HoldBack,
 }
 
 impl Engine {
@@ -119,6 +121,13 @@ impl Engine {
                 None => return Decision::Skip,
             },
         };
+        if session
+            .awaiting
+            .as_ref()
+            .is_some_and(|a| a.awaits(&item.channel))
+        {
+            return Decision::HoldBack;
+        }
         if session.next_link.is_some() && !session.fed.contains(&item.channel) {
             session.fed.insert(item.channel.clone());
         }
@@ -246,6 +255,11 @@ impl Engine {
                 };
                 match Engine::decide(session, &item) {
                     Decision::Skip => {}
+                    Decision::HoldBack => {
+                        if let Some(awaiting) = &mut session.awaiting {
+                            awaiting.held_back.push(item.clone());
+                        }
+                    }
                     Decision::Recover => to_recover.push(key.clone()),
                     Decision::Respond(response) => responses.push((key.clone(), response)),
                     Decision::Close => {

@@ -121,6 +121,10 @@ pub struct Engine {
     sequencer: Sequencer,
     /// The last items of each channel, for sessions coming back.
     history: crate::history::History,
+    /// The bus's stream, asked for what local history does not have
+    /// (JetStream mode); lookups not yet sent to it.
+    bus_history: Option<mpsc::Sender<crate::history::Lookup>>,
+    lookups: Vec<crate::history::Lookup>,
     /// Requests to the origin.
     fetcher: Fetcher,
     fetched: Option<mpsc::UnboundedReceiver<Fetched>>,
@@ -177,6 +181,8 @@ impl Engine {
             sub_changes: Vec::new(),
             sequencer: Sequencer::new(options.id_cache_ttl),
             history: crate::history::History::new(options.history),
+            bus_history: None,
+            lookups: Vec::new(),
             fetcher,
             fetched: Some(fetched),
             updates: VecDeque::new(),
@@ -189,6 +195,15 @@ impl Engine {
             stats_window: (0, 0),
             client_sessions: None,
         }
+    }
+
+    /// Asks the bus's stream for channel history local history lacks. With
+    /// the bus, items reach this instance only for channels someone here
+    /// listens to, so a channel's local history is dropped when nobody
+    /// does any more.
+    pub fn with_bus_history(mut self, lookups: mpsc::Sender<crate::history::Lookup>) -> Engine {
+        self.bus_history = Some(lookups);
+        self
     }
 
     /// Sends `ws-message` content through `out` (the handler's PUB socket).
@@ -326,6 +341,7 @@ impl Engine {
                         }
                     }
                     Some(Input::Recover) => self.recover_all(),
+                    Some(Input::History { lookup, found }) => self.on_history(lookup, found).await,
                     Some(Input::Refresh { cid, channel }) => {
                         let keys: Vec<String> = channel
                             .and_then(|c| self.channels.get(&c))
@@ -352,6 +368,13 @@ impl Engine {
                 for follower in &self.interest {
                     // A follower gone (its input ended) is not waited for.
                     let _ = follower.send(change.clone()).await;
+                }
+            }
+            // After the subscriptions: the bus reads a channel's history
+            // once it listens to it, so nothing falls between the two.
+            if let Some(bus) = &self.bus_history {
+                for lookup in self.lookups.drain(..) {
+                    let _ = bus.send(lookup).await;
                 }
             }
         }

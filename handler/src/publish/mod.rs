@@ -26,6 +26,14 @@ pub enum Input {
     /// Forget every channel's last id and ask the origin again for every
     /// session (`POST /recover`, the `recover` command).
     Recover,
+    /// What the bus's stream holds after a session's position (the answer
+    /// to a [`crate::history::Lookup`]).
+    History {
+        /// The lookup.
+        lookup: crate::history::Lookup,
+        /// The items after it, or `Unknown`.
+        found: crate::history::Since,
+    },
     /// Make WebSocket-over-HTTP sessions ask their origin now (the
     /// `refresh` command): one connection by id, or every one on a channel.
     Refresh {

@@ -25,10 +25,15 @@ fn stream_hold(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
     )
 }
 
-/// A held stream on raw TCP (thousands of them stay cheap).
+/// A held stream on raw TCP (thousands of them stay cheap), with what came
+/// after the initial body.
 async fn hold(addr: &str, channel: &str) -> (TcpStream, Vec<u8>) {
+    hold_path(addr, &format!("/ch/{channel}")).await
+}
+
+async fn hold_path(addr: &str, path: &str) -> (TcpStream, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET /ch/{channel} HTTP/1.1\r\nHost: h\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut seen = Vec::new();
     read_until(&mut stream, &mut seen, b"initial\n").await;
@@ -349,4 +354,86 @@ async fn a_nats_node_killed_and_restarted_while_publishing_loses_nothing() {
             "every item once, in order ({refused} publishes refused and retried)"
         );
     }
+}
+
+/// A stream hold on `h` whose position (`?last=`) the origin names, with
+/// the next link GRIP asks such a stream for.
+fn positioned_hold(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    let channel = match seen.path.split_once("?last=") {
+        Some((_, last)) => format!("h; prev-id={last}"),
+        None => "h".to_owned(),
+    };
+    answer(
+        200,
+        &[
+            ("Grip-Hold", "stream"),
+            ("Grip-Channel", &channel),
+            ("Grip-Link", "</s/next>; rel=next; timeout=600"),
+        ],
+        "initial\n",
+    )
+}
+
+fn numbered(id: usize) -> String {
+    let mut item = serde_json::json!({"channel": "h", "id": id.to_string(),
+        "formats": {"http-stream": {"content": format!("item-{id}\n")}}});
+    if id > 1 {
+        item["prev-id"] = (id - 1).to_string().into();
+    }
+    serde_json::json!({"items": [item]}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_on_another_instance_recovers_from_the_stream() {
+    let nats = NatsCluster::start(3).await;
+    let origin = Scripted::start(positioned_hold).await;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            Holdfast::builder()
+                .route(format!("* {}", origin.target()))
+                .set("handler", "bus_url", nats.urls())
+                .set("handler", "history_size", "100")
+                .set("handler", "bus_history_replicas", "3")
+                .run()
+                .await,
+        );
+    }
+    let (a, b) = (&instances[0], &instances[1]);
+    let (mut first, mut seen) = hold_path(&a.addr(), "/s").await;
+    assert!(
+        a.wait_metric("holdfast_bus_channels_reading", &[], 1.0, WAIT)
+            .await
+    );
+    for id in 1..=3 {
+        assert_eq!(a.publish(&numbered(id)).await.0, 200);
+    }
+    read_until(&mut first, &mut seen, b"item-3\n").await;
+    drop(first);
+    // Nobody listens anywhere now; B never had the channel.
+    for id in 4..=6 {
+        assert_eq!(b.publish(&numbered(id)).await.0, 200);
+    }
+    let (mut back, mut seen) = hold_path(&b.addr(), "/s?last=3").await;
+    read_until(&mut back, &mut seen, b"item-6\n").await;
+    assert!(
+        b.wait_metric("holdfast_bus_channels_reading", &[], 1.0, WAIT)
+            .await
+    );
+    assert_eq!(b.publish(&numbered(7)).await.0, 200);
+    read_until(&mut back, &mut seen, b"item-7\n").await;
+    assert_eq!(item_numbers(&seen), vec![4, 5, 6, 7], "once each, in order");
+    assert!(origin
+        .seen()
+        .iter()
+        .all(|s| s.header("grip-last").is_none()));
+
+    // A position the stream does not have: the origin is asked, as
+    // without history.
+    let _lost = hold_path(&b.addr(), "/s?last=999").await;
+    let asked = origin
+        .wait_for(WAIT, |s| s.header("grip-last").is_some())
+        .await
+        .expect("the origin asked again");
+    assert_eq!(asked.header("grip-last").as_deref(), Some("h; last-id=999"));
 }

@@ -24,6 +24,8 @@ struct WsSession {
     alive: Instant,
     /// Client session id (`session` control message).
     sid: Option<String>,
+    /// History lookups on the bus under way, and what was held back.
+    awaiting: Option<Box<crate::session::AwaitingHistory>>,
 }
 
 /// Every WebSocket session, by key.
@@ -99,6 +101,7 @@ impl WsSessions {
             meta: Vec::new(),
             alive: now,
             sid: None,
+            awaiting: None,
         });
         session.alive = now;
         match (control.kind.as_str(), control.channel) {
@@ -108,7 +111,7 @@ impl WsSessions {
                 } else if !session.channels.iter().any(|c| c.name == channel) {
                     session.channels.push(Subscription {
                         name: channel.clone(),
-                        prev_id: None,
+                        prev_id: control.prev_id,
                         filters: control.filters,
                     });
                     change.subscribed.push(channel);
@@ -133,6 +136,54 @@ impl WsSessions {
             _ => {}
         }
         change
+    }
+
+    /// The position a session subscribed to `channel` with, if any.
+    pub fn prev_id(&self, key: &str, channel: &str) -> Option<String> {
+        let session = self.sessions.get(key)?;
+        let sub = session.channels.iter().find(|c| c.name == channel)?;
+        sub.prev_id.clone()
+    }
+
+    /// Holds back what is published on `channel` for the session until
+    /// [`WsSessions::end_wait`].
+    pub fn await_history(&mut self, key: &str, channel: &str) {
+        if let Some(session) = self.sessions.get_mut(key) {
+            let awaiting = session.awaiting.get_or_insert_with(Default::default);
+            awaiting.channels.push((channel.to_owned(), false));
+        }
+    }
+
+    /// Keeps `item` for the session if it awaits the item's channel's
+    /// history; whether it did.
+    pub fn holds_back(&mut self, key: &str, item: &Item) -> bool {
+        let Some(awaiting) = self.sessions.get_mut(key).and_then(|s| s.awaiting.as_mut()) else {
+            return false;
+        };
+        if !awaiting.awaits(&item.channel) {
+            return false;
+        }
+        awaiting.held_back.push(item.clone());
+        true
+    }
+
+    /// Stops holding back `channel` for the session; what was held back.
+    pub fn end_wait(&mut self, key: &str, channel: &str) -> Vec<Item> {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Vec::new();
+        };
+        let Some(awaiting) = &mut session.awaiting else {
+            return Vec::new();
+        };
+        awaiting.channels.retain(|(c, _)| c != channel);
+        let (held, others): (Vec<Item>, Vec<Item>) = std::mem::take(&mut awaiting.held_back)
+            .into_iter()
+            .partition(|i| i.channel == channel);
+        awaiting.held_back = others;
+        if awaiting.channels.is_empty() {
+            session.awaiting = None;
+        }
+        held
     }
 
     /// Forgets sessions not vouched for within [`WS_TTL`]; what they left.

@@ -27,6 +27,10 @@ pub struct Control {
     /// Filters of a subscription.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<String>,
+    /// The last item id the client has on the channel (subscribe; a
+    /// Holdfast addition): what channel history holds after it is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_id: Option<String>,
     /// Meta name (set-meta).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -244,6 +244,15 @@ impl Engine {
     /// the stream does not reach back, a session whose origin named the
     /// position asks the origin, as it would without history.
     pub(super) async fn on_history(&mut self, lookup: crate::history::Lookup, found: Since) {
+        if self.ws.contains(&lookup.key) {
+            let meanwhile = self.ws.end_wait(&lookup.key, &lookup.channel);
+            let items = match found {
+                Since::Found(items) => after_dedup(items, meanwhile),
+                Since::Unknown => meanwhile,
+            };
+            self.ws_replay(&lookup.key, items).await;
+            return;
+        }
         let Some(session) = self.sessions.get_mut(&lookup.key) else {
             return;
         };
@@ -269,12 +278,7 @@ impl Engine {
         match found {
             Since::Found(items) => {
                 tracing::debug!(session = %key, channel = %lookup.channel, items = items.len(), "history from the bus");
-                let had: HashSet<Option<String>> = items.iter().map(|i| i.id.clone()).collect();
-                let fresh = meanwhile
-                    .into_iter()
-                    .filter(|i| i.id.is_none() || !had.contains(&i.id));
-                let all: Vec<Item> = items.into_iter().chain(fresh).collect();
-                self.replay(&key, all).await;
+                self.replay(&key, after_dedup(items, meanwhile)).await;
             }
             Since::Unknown if origin_named => {
                 tracing::debug!(session = %key, channel = %lookup.channel, "history does not reach back; asking the origin");
@@ -425,4 +429,14 @@ fn last_event_id(request: &holdfast_protocol::handoff::Request) -> Option<String
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
+}
+
+/// The stream's items, then those published meanwhile that they do not
+/// already include.
+fn after_dedup(items: Vec<Item>, meanwhile: Vec<Item>) -> Vec<Item> {
+    let had: HashSet<Option<String>> = items.iter().map(|i| i.id.clone()).collect();
+    let fresh = meanwhile
+        .into_iter()
+        .filter(|i| i.id.is_none() || !had.contains(&i.id));
+    items.into_iter().chain(fresh).collect()
 }

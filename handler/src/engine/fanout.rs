@@ -222,11 +222,14 @@ impl Engine {
         };
         self.note_sent(&item, &subscribers);
         if !self.ws.is_empty() {
-            let ws_keys: Vec<String> = subscribers
+            let mut ws_keys: Vec<String> = subscribers
                 .iter()
                 .filter(|k| self.ws.contains(k))
                 .cloned()
                 .collect();
+            if self.bus_history.is_some() {
+                ws_keys.retain(|k| !self.ws.holds_back(k, &item));
+            }
             if !ws_keys.is_empty() {
                 let deliveries = self.ws.deliveries(&item, &ws_keys);
                 let sessions: usize = deliveries.iter().map(|(_, d)| d.ids.len()).sum();

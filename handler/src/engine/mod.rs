@@ -353,7 +353,7 @@ impl Engine {
                     None => break,
                 },
                 Some(done) = fetched.recv() => self.on_fetched(done).await,
-                Some(msg) = next_of(&mut ws_controls) => self.on_ws_control(&msg),
+                Some(msg) = next_of(&mut ws_controls) => self.on_ws_control(&msg).await,
                 expired = std::future::poll_fn(|cx| self.timers.poll_expired(cx)), if timers_armed => {
                     if let Some(expired) = expired {
                         let (key, timer) = expired.into_inner();

@@ -24,7 +24,7 @@ impl Engine {
     }
 
     /// A WebSocket session's subscription change, from its proxy.
-    pub(super) fn on_ws_control(&mut self, msg: &Multipart) {
+    pub(super) async fn on_ws_control(&mut self, msg: &Multipart) {
         let Some(frame) = msg.first() else { return };
         let control = match format::decode::<holdfast_protocol::wscontrol::Control>(frame) {
             Ok(control) => control,
@@ -59,6 +59,43 @@ impl Engine {
         }
         for channel in &change.unsubscribed {
             self.unsubscribe_channel(&change.key, channel);
+        }
+        for channel in &change.subscribed {
+            self.ws_history(&change.key, channel).await;
+        }
+    }
+
+    /// A WebSocket session that subscribed with where it was gets what
+    /// history holds after that (from the bus's stream when local history
+    /// lacks it; what is published meanwhile waits behind).
+    async fn ws_history(&mut self, key: &str, channel: &str) {
+        if !self.history.enabled() {
+            return;
+        }
+        let Some(after) = self.ws.prev_id(key, channel) else {
+            return;
+        };
+        match self.history.since(channel, &after, Instant::now()) {
+            crate::history::Since::Found(items) => self.ws_replay(key, items).await,
+            crate::history::Since::Unknown if self.bus_history.is_some() => {
+                self.ws.await_history(key, channel);
+                self.lookups.push(crate::history::Lookup {
+                    key: key.to_owned(),
+                    channel: channel.to_owned(),
+                    after,
+                });
+            }
+            crate::history::Since::Unknown => {}
+        }
+    }
+
+    /// Sends `items` to one WebSocket session, in order.
+    pub(super) async fn ws_replay(&mut self, key: &str, items: Vec<Item>) {
+        let keys = [key.to_owned()];
+        for item in items {
+            let deliveries = self.ws.deliveries(&item, &keys);
+            self.count(|m| &m.history_replayed, deliveries.len());
+            self.send_ws(deliveries).await;
         }
     }
 }

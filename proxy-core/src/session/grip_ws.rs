@@ -264,10 +264,13 @@ impl Session {
                             .collect()
                     })
                     .unwrap_or_default();
+                // Holdfast addition: where the client was, for history.
+                let prev_id = text("prev-id").filter(|id| !id.is_empty() && kind == "subscribe");
                 Control {
                     kind,
                     channel: Some(format!("{}{channel}", state.channel_prefix)),
                     filters,
+                    prev_id,
                     ..Control::default()
                 }
             }

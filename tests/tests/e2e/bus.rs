@@ -279,7 +279,7 @@ async fn publish_until_accepted(client: &Client, url: &str, body: &str) -> usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_node_killed_and_restarted_while_publishing_loses_nothing() {
-    const PER_INSTANCE: usize = 100;
+    const PER_INSTANCE: usize = 1000;
     const CHANNELS: usize = 3;
     const ITEMS: usize = 300;
     let mut nats = NatsCluster::start(3).await;
@@ -299,10 +299,17 @@ async fn a_nats_node_killed_and_restarted_while_publishing_loses_nothing() {
     let channels: Vec<String> = (0..CHANNELS).map(|c| format!("js-{c}")).collect();
     let mut streams = Vec::new();
     for hf in &instances {
+        let mut tasks = Vec::new();
         for i in 0..PER_INSTANCE {
-            let channel = i % CHANNELS;
-            let (stream, seen) = hold(&hf.addr(), &channels[channel]).await;
-            streams.push((channel, stream, seen));
+            let (addr, channel) = (hf.addr(), i % CHANNELS);
+            let name = channels[channel].clone();
+            tasks.push(tokio::spawn(async move {
+                let (stream, seen) = hold(&addr, &name).await;
+                (channel, stream, seen)
+            }));
+        }
+        for task in tasks {
+            streams.push(task.await.unwrap());
         }
     }
     for hf in &instances {
@@ -436,4 +443,45 @@ async fn a_client_back_on_another_instance_recovers_from_the_stream() {
         .await
         .expect("the origin asked again");
     assert_eq!(asked.header("grip-last").as_deref(), Some("h; last-id=999"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_on_another_instance_resumes_from_the_stream() {
+    let nats = NatsCluster::start(3).await;
+    let origin = Scripted::start(super::history::ws_origin).await;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            Holdfast::builder()
+                .route(format!("* {},over_http", origin.target()))
+                .set("handler", "bus_url", nats.urls())
+                .set("handler", "history_size", "100")
+                .run()
+                .await,
+        );
+    }
+    let message = |id: usize| {
+        serde_json::json!({"items": [{"channel": "w", "id": id.to_string(),
+            "formats": {"ws-message": {"content": format!("m-{id}")}}}]})
+        .to_string()
+    };
+    // Nobody listens: the stream keeps them.
+    for id in 1..=3 {
+        assert_eq!(instances[0].publish(&message(id)).await.0, 200);
+    }
+    let b = &instances[1];
+    let url = format!("ws://{}/w?last=1", b.addr());
+    let stream = TcpStream::connect(b.addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("WebSocket opened");
+    use super::history::next_text;
+    assert_eq!(next_text(&mut ws).await, "m-2", "{}", b.logs());
+    assert_eq!(next_text(&mut ws).await, "m-3");
+    assert!(
+        b.wait_metric("holdfast_bus_channels_reading", &[], 1.0, WAIT)
+            .await
+    );
+    assert_eq!(instances[0].publish(&message(4)).await.0, 200);
+    assert_eq!(next_text(&mut ws).await, "m-4");
 }

@@ -167,3 +167,75 @@ async fn an_sse_client_back_with_last_event_id_recovers_while_the_origin_is_down
             .await
     );
 }
+
+/// A WebSocket-over-HTTP origin that subscribes the session to `w` from
+/// where the client says it was (`?last=`), with the `prev-id` field of the
+/// subscribe control message.
+pub(crate) fn ws_origin(seen: &holdfast_tests::Seen) -> holdfast_tests::harness::scripted::Answer {
+    const EVENTS: (&str, &str) = ("Content-Type", "application/websocket-events");
+    if seen.body != "OPEN\r\n" {
+        return answer(200, &[EVENTS], "");
+    }
+    let last = seen.path.split_once("?last=").map_or("", |(_, l)| l);
+    let subscribe = format!(r#"c:{{"type":"subscribe","channel":"w","prev-id":"{last}"}}"#);
+    answer(
+        200,
+        &[EVENTS, ("Sec-WebSocket-Extensions", "grip")],
+        &format!("OPEN\r\nTEXT {:x}\r\n{subscribe}\r\n", subscribe.len()),
+    )
+}
+
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+pub(crate) async fn next_text(ws: &mut Ws) -> String {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("valid");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return text.to_string();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http_session_resumes_from_history() {
+    let origin = Scripted::start(ws_origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {},over_http", origin.target()))
+        .set("handler", "history_size", "50")
+        .run()
+        .await;
+    let message = |id: usize| {
+        let mut item = serde_json::json!({"channel": "w", "id": id.to_string(),
+            "formats": {"ws-message": {"content": format!("m-{id}")}}});
+        if id > 1 {
+            item["prev-id"] = (id - 1).to_string().into();
+        }
+        serde_json::json!({"items": [item]}).to_string()
+    };
+    // Published while the client is away.
+    for id in 1..=3 {
+        assert_eq!(hf.publish(&message(id)).await.0, 200);
+    }
+    assert!(
+        hf.wait_metric("holdfast_history_items", &[], 3.0, WAIT)
+            .await
+    );
+    let url = format!("ws://{}/w?last=1", hf.addr());
+    let stream = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("WebSocket opened");
+    assert_eq!(next_text(&mut ws).await, "m-2", "{}", hf.logs());
+    assert_eq!(next_text(&mut ws).await, "m-3");
+    assert!(
+        hf.wait_metric("holdfast_history_replayed_total", &[], 2.0, WAIT)
+            .await
+    );
+    assert_eq!(hf.publish(&message(4)).await.0, 200);
+    assert_eq!(next_text(&mut ws).await, "m-4");
+}

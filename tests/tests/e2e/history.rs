@@ -239,3 +239,104 @@ async fn a_websocket_over_http_session_resumes_from_history() {
     assert_eq!(hf.publish(&message(4)).await.0, 200);
     assert_eq!(next_text(&mut ws).await, "m-4");
 }
+
+/// The npm `eventsource` client (`.npm/sse-client.mjs`, installed by
+/// `scripts/npm-env.sh`) reading `url`: its lines as they come.
+fn eventsource_client(
+    url: &str,
+) -> (
+    tokio::process::Child,
+    tokio::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.npm/sse-client.mjs");
+    let mut child = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs .npm/sse-client.mjs (scripts/npm-env.sh installs it)");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(value) = serde_json::from_str(&line) {
+                if tx.send(value).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Lines until one `done` accepts (which is returned with those before it).
+async fn lines_until(
+    rx: &mut tokio::sync::mpsc::Receiver<serde_json::Value>,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(within, async {
+        while let Some(line) = rx.recv().await {
+            let last = done(&line);
+            seen.push(line);
+            if last {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{seen:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eventsource_client_away_for_30_s_recovers_every_event_with_the_origin_stopped() {
+    let origin = Scripted::start(|_| {
+        answer(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("Cache-Control", "s-maxage=300"),
+                ("Grip-Hold", "stream"),
+                ("Grip-Channel", "ev"),
+            ],
+            // Clients wait 30 s before they reconnect.
+            "retry: 30000\n\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("*,cache {}", origin.target()))
+        .set("handler", "history_size", "50")
+        .run()
+        .await;
+    let event = |id: usize| item("ev", id, format!("id: {id}\ndata: e-{id}\n\n"));
+    let (_client, mut lines) = eventsource_client(&hf.url("/events"));
+    let data_is = |want: &'static str| move |l: &serde_json::Value| l["data"] == want;
+    lines_until(&mut lines, WAIT, |l| l["open"] == true).await;
+    for id in 1..=3 {
+        assert_eq!(hf.publish(&event(id)).await.0, 200);
+    }
+    let mut got = lines_until(&mut lines, WAIT, data_is("e-3")).await;
+    // The stream ends; the client is away for its 30 s; the origin stops.
+    let close = serde_json::json!({"items": [{"channel": "ev",
+        "formats": {"http-stream": {"action": "close"}}}]});
+    assert_eq!(hf.publish(&close.to_string()).await.0, 200);
+    lines_until(&mut lines, WAIT, |l| l["error"] == true).await;
+    drop(origin);
+    for id in 4..=8 {
+        assert_eq!(hf.publish(&event(id)).await.0, 200);
+    }
+    got.extend(lines_until(&mut lines, Duration::from_secs(60), data_is("e-8")).await);
+    let data: Vec<&str> = got.iter().filter_map(|l| l["data"].as_str()).collect();
+    let want: Vec<String> = (1..=8).map(|i| format!("e-{i}")).collect();
+    assert_eq!(data, want, "every event once, in order");
+    let last_ids: Vec<&str> = got.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert_eq!(last_ids.last(), Some(&"8"));
+}

@@ -39,9 +39,10 @@ use tokio::time::Instant;
     about = "Hold stream connections on a GRIP proxy, publish, measure"
 )]
 struct Args {
-    /// Proxy address (`host:port`) and path of a stream-hold endpoint.
-    #[arg(long, default_value = "127.0.0.1:7999")]
-    target: SocketAddr,
+    /// Proxy address (`host:port`); several, comma-separated, for several
+    /// instances on one bus: connections go to them in turn.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7999")]
+    target: Vec<SocketAddr>,
     /// Path whose origin answers `Grip-Hold: stream` on `--channel`.
     #[arg(long, default_value = "/stream")]
     path: String,
@@ -54,9 +55,10 @@ struct Args {
     /// Channel the origin subscribes connections to.
     #[arg(long, default_value = "bench")]
     channel: String,
-    /// Publish API base (`http://127.0.0.1:5561`).
-    #[arg(long, default_value = "http://127.0.0.1:5561")]
-    publish: String,
+    /// Publish API base (`http://127.0.0.1:5561`); several, comma-separated:
+    /// item k goes through the (k mod n)-th.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:5561")]
+    publish: Vec<String>,
     /// Local addresses to connect from, round robin (spreads ports over
     /// several 127.0.0.x for very many connections).
     #[arg(long, value_delimiter = ',')]
@@ -108,6 +110,14 @@ struct Args {
     /// Run the WebSocket echo origin on this address, until stopped.
     #[arg(long)]
     serve_echo: Option<SocketAddr>,
+    /// Publish to this ZeroMQ address instead (an XPUB connected to a
+    /// broker's input, such as `holdfast broker --in`): `[channel, J+item]`.
+    #[arg(long)]
+    publish_zmq: Option<String>,
+    /// With `--publish-zmq`: subscriptions to the channel to wait for before
+    /// publishing (one per instance behind the broker).
+    #[arg(long, default_value_t = 1)]
+    zmq_subscribers: usize,
     /// Bytes per echo message.
     #[arg(long, default_value_t = 100)]
     size: usize,
@@ -198,7 +208,8 @@ async fn connection(
     index: usize,
 ) -> anyhow::Result<()> {
     let mut permit = Some(permit);
-    let socket = if args.target.is_ipv4() {
+    let target = args.target[index % args.target.len()];
+    let socket = if target.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
@@ -206,7 +217,7 @@ async fn connection(
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    let mut stream = socket.connect(args.target).await?;
+    let mut stream = socket.connect(target).await?;
     let request = if args.websocket {
         format!(
             "GET {} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -337,7 +348,7 @@ async fn storm(
     args: &Args,
     shared: &Shared,
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
-    publish_uri: &str,
+    publish_uris: &[String],
     ready: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let period = Duration::from_secs_f64(1.0 / args.rate);
@@ -357,7 +368,7 @@ async fn storm(
             item["purge"] = serde_json::json!([args.channel]);
         }
         let body = serde_json::json!({"items": [item]});
-        let req = http::Request::post(publish_uri)
+        let req = http::Request::post(&publish_uris[k % publish_uris.len()])
             .header("Content-Type", "application/json")
             .body(Full::new(bytes::Bytes::from(body.to_string())))?;
         last_published = Instant::now();
@@ -442,6 +453,34 @@ async fn sample_rss(pids: Vec<u32>, every: Duration, samples: Arc<Mutex<Vec<(f64
     }
 }
 
+/// An XPUB connected to `addr`, handed over once `subscribers`
+/// subscriptions to `channel` came through it (the broker passes each
+/// instance's on).
+fn zmq_publisher(
+    addr: &str,
+    channel: &str,
+    subscribers: usize,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<zmq::Socket>>> {
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::XPUB)?;
+    socket.set_xpub_verbose(true)?;
+    socket.set_rcvtimeo(60_000)?;
+    socket.connect(addr)?;
+    let wanted = [&[1u8][..], channel.as_bytes()].concat();
+    Ok(tokio::task::spawn_blocking(move || {
+        let mut seen = 0;
+        while seen < subscribers {
+            let message = socket.recv_bytes(0).map_err(|e| {
+                anyhow::anyhow!("{seen} of {subscribers} subscriptions within 60 s: {e}")
+            })?;
+            if message == wanted {
+                seen += 1;
+            }
+        }
+        Ok(socket)
+    }))
+}
+
 async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool) -> bool {
     loop {
         let notified = shared.notify.notified();
@@ -475,6 +514,12 @@ async fn main() -> anyhow::Result<()> {
         storm: Mutex::new(vec![(0, None); args.connections]),
         notify: Notify::new(),
     });
+    // Connected before the streams are held, so it sees every instance's
+    // subscription pass through the broker.
+    let zmq_subscribed = match &args.publish_zmq {
+        Some(addr) => Some(zmq_publisher(addr, &args.channel, args.zmq_subscribers)?),
+        None => None,
+    };
     let rss_before = total_rss(&args.pids);
     let started = Instant::now();
     let limit = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
@@ -511,7 +556,11 @@ async fn main() -> anyhow::Result<()> {
     let rss_after = total_rss(&args.pids);
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let publish_uri = format!("{}/publish/", args.publish.trim_end_matches('/'));
+    let publish_uris: Vec<String> = args
+        .publish
+        .iter()
+        .map(|base| format!("{}/publish/", base.trim_end_matches('/')))
+        .collect();
     if args.listen_only {
         eprintln!("ready {ready}");
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -540,13 +589,17 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if args.rate > 0.0 {
-        let report = storm(&args, &shared, &client, &publish_uri, ready).await?;
+        let report = storm(&args, &shared, &client, &publish_uris, ready).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         for task in tasks {
             task.abort();
         }
         return Ok(());
     }
+    let zmq_publisher = match zmq_subscribed {
+        Some(subscribed) => Some(subscribed.await??),
+        None => None,
+    };
     let publishing = Instant::now();
     let mut complete = 0;
     for k in 0..args.messages {
@@ -564,13 +617,19 @@ async fn main() -> anyhow::Result<()> {
         if let Ok(mut published) = shared.published.lock() {
             published[k] = Some(Instant::now());
         }
-        let req = http::Request::post(&publish_uri)
-            .header("Content-Type", "application/json")
-            .body(Full::new(bytes::Bytes::from(body.to_string())))?;
-        let resp = client.request(req).await?;
-        let status = resp.status();
-        let _ = resp.into_body().collect().await;
-        anyhow::ensure!(status.is_success(), "publish answered {status}");
+        if let Some(socket) = &zmq_publisher {
+            let item = &body["items"][0];
+            socket.send(args.channel.as_bytes(), zmq::SNDMORE)?;
+            socket.send(format!("J{item}").as_bytes(), 0)?;
+        } else {
+            let req = http::Request::post(&publish_uris[k % publish_uris.len()])
+                .header("Content-Type", "application/json")
+                .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+            let resp = client.request(req).await?;
+            let status = resp.status();
+            let _ = resp.into_body().collect().await;
+            anyhow::ensure!(status.is_success(), "publish answered {status}");
+        }
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         if wait_until(&shared, deadline, || {
             shared.delivered[k].load(Ordering::SeqCst) >= ready
@@ -596,7 +655,8 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let deliveries: usize = latencies.iter().map(Vec::len).sum();
     let report = serde_json::json!({
-        "target": args.target.to_string(),
+        "target": args.target.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "publish": args.publish,
         "connections": args.connections,
         "connected": ready,
         "failed": failures.load(Ordering::SeqCst),

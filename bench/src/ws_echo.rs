@@ -79,7 +79,7 @@ pub async fn run(args: Arc<Args>) -> anyhow::Result<serde_json::Value> {
     all.sort_unstable();
     let expected = args.connections * args.messages;
     Ok(serde_json::json!({
-        "target": args.target.to_string(),
+        "target": args.target[0].to_string(),
         "connections": args.connections,
         "message_bytes": args.size,
         "in_flight": args.in_flight,
@@ -103,9 +103,9 @@ fn body(n: usize, size: usize) -> Vec<u8> {
 }
 
 async fn connection(args: &Args) -> anyhow::Result<Outcome> {
-    let stream = TcpStream::connect(args.target).await?;
+    let stream = TcpStream::connect(args.target[0]).await?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{}{}", args.target, args.path);
+    let url = format!("ws://{}{}", args.target[0], args.path);
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config())).await?;
     let (mut sink, mut stream) = ws.split();
     let window = Arc::new(Semaphore::new(args.in_flight.max(1)));

@@ -223,6 +223,20 @@ impl Bus {
                 stream: tokio::sync::Mutex::new(None),
             })
         });
+        if let Some(js) = &jetstream {
+            // Ready before the first publish or subscriber needs it.
+            let (js, client) = (js.clone(), client.clone());
+            tokio::spawn(async move {
+                loop {
+                    if client.connection_state() == async_nats::connection::State::Connected
+                        && js.stream().await.is_ok()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         Ok(Arc::new(Bus {
             client,
             prefix: settings.subject_prefix.clone(),
@@ -449,7 +463,12 @@ impl Reader {
     /// has passed, so between the two nothing is missed.
     async fn run(self, mut lookups: mpsc::Receiver<Lookup>) {
         use jetstream::consumer::DeliverPolicy;
-        let mut start = DeliverPolicy::New;
+        // From the moment the channel got a subscriber here, however long
+        // the consumer takes to set up (the stream may be electing a
+        // leader): nothing published since is missed.
+        let mut start = DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::now_utc(),
+        };
         let mut delay = Duration::from_millis(100);
         loop {
             let mut messages = match self.consumer(start).await {

@@ -40,6 +40,13 @@ start_instance() { # i handler-lines...
   pids+=($!)
   INSTANCE_PIDS+=($!)
   wait_ok "$base"; wait_ok $((base + 1))
+  # Healthy: every process reported, the bus connected (its stream set up).
+  for _ in $(seq 1 150); do
+    curl -fsS -m 2 "http://127.0.0.1:$((base + 1))/health" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "instance $i never healthy: $(curl -sS "http://127.0.0.1:$((base + 1))/health")" >&2
+  return 1
 }
 
 start_nats() {

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub purge_failures: Arc<AtomicU64>,
     /// Whether a bus (`bus_url`) is configured: `/health` then requires it.
     pub bus_configured: AtomicBool,
+    /// With JetStream: whether its stream is set up (`/health` requires it).
+    pub bus_stream_wanted: AtomicBool,
+    /// The stream is set up.
+    pub bus_stream_ready: AtomicBool,
     /// 1 while the bus is connected.
     pub bus_connected: Arc<AtomicI64>,
     /// Items published on the bus and confirmed.
@@ -58,6 +62,9 @@ pub struct Metrics {
     pub bus_channels: Arc<AtomicI64>,
     /// Channels being read from the bus's JetStream stream (consumer up).
     pub bus_reading: Arc<AtomicI64>,
+    /// Milliseconds from the stream storing the latest message read to its
+    /// arrival here.
+    pub bus_lag_ms: Arc<AtomicI64>,
     /// Items kept in channel history.
     pub history_items: Arc<AtomicI64>,
     /// Channels with items in history.
@@ -119,6 +126,8 @@ impl Metrics {
                 &[("result", "failed")],
             ),
             bus_configured: AtomicBool::new(false),
+            bus_stream_wanted: AtomicBool::new(false),
+            bus_stream_ready: AtomicBool::new(false),
             bus_connected: r.gauge(
                 "holdfast_bus_connected",
                 "1 while the bus (NATS) is connected.",
@@ -147,6 +156,11 @@ impl Metrics {
             bus_channels: r.gauge(
                 "holdfast_bus_channels",
                 "Channels subscribed on the bus.",
+                &[],
+            ),
+            bus_lag_ms: r.gauge(
+                "holdfast_bus_lag_ms",
+                "Milliseconds from the stream storing the latest item read to its arrival (JetStream).",
                 &[],
             ),
             bus_reading: r.gauge(
@@ -229,8 +243,14 @@ impl Metrics {
         }
         if self.bus_configured.load(Relaxed) {
             let connected = self.bus_connected.load(Relaxed) == 1;
-            healthy &= connected;
-            let state = if connected { "ok" } else { "disconnected" };
+            let stream =
+                !self.bus_stream_wanted.load(Relaxed) || self.bus_stream_ready.load(Relaxed);
+            let state = match (connected, stream) {
+                (false, _) => "disconnected",
+                (true, false) => "connected, JetStream stream not set up yet",
+                (true, true) => "ok",
+            };
+            healthy &= state == "ok";
             status.insert("bus".into(), state.into());
         }
         (healthy, serde_json::Value::Object(status).to_string())
@@ -277,6 +297,7 @@ impl Metrics {
                 "published": self.bus_published.load(Relaxed),
                 "received": self.bus_received.load(Relaxed),
                 "lost": self.bus_slow_consumer.load(Relaxed),
+                "lag_ms": self.bus_lag_ms.load(Relaxed),
             })),
         })
     }

@@ -106,6 +106,8 @@ struct JetStream {
     context: jetstream::Context,
     config: jetstream::stream::Config,
     stream: tokio::sync::Mutex<Option<jetstream::stream::Stream>>,
+    /// Told once the stream is set up (`/health`).
+    metrics: Arc<Metrics>,
 }
 
 impl JetStream {
@@ -122,6 +124,7 @@ impl JetStream {
         .map_err(|_| BusError::Unconfirmed)?
         .map_err(|e| BusError::Refused(format!("stream {}: {e}", self.config.name)))?;
         tracing::info!(stream = %self.config.name, "bus (NATS): JetStream stream ready");
+        self.metrics.bus_stream_ready.store(true, Relaxed);
         *slot = Some(stream.clone());
         Ok(stream)
     }
@@ -174,6 +177,9 @@ impl Bus {
     pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Bus>> {
         let addrs = server_addrs(&settings.url).map_err(anyhow::Error::msg)?;
         metrics.bus_configured.store(true, Relaxed);
+        metrics
+            .bus_stream_wanted
+            .store(settings.stream.is_some(), Relaxed);
         let events = metrics.clone();
         let mut options = ConnectOptions::new()
             .name(&settings.name)
@@ -221,6 +227,7 @@ impl Bus {
                     ..Default::default()
                 },
                 stream: tokio::sync::Mutex::new(None),
+                metrics: metrics.clone(),
             })
         });
         if let Some(js) = &jetstream {
@@ -510,6 +517,9 @@ impl Reader {
                     start = DeliverPolicy::ByStartSequence {
                         start_sequence: info.stream_sequence + 1,
                     };
+                    let lag = time::OffsetDateTime::now_utc() - info.published;
+                    let lag_ms = i64::try_from(lag.whole_milliseconds()).unwrap_or(i64::MAX);
+                    self.metrics.bus_lag_ms.store(lag_ms.max(0), Relaxed);
                 }
                 match decode(&self.prefix, &message.subject, &message.payload) {
                     Ok(item) => {

@@ -431,6 +431,18 @@ async fn a_client_back_on_another_instance_recovers_from_the_stream() {
     assert_eq!(b.publish(&numbered(7)).await.0, 200);
     read_until(&mut back, &mut seen, b"item-7\n").await;
     assert_eq!(item_numbers(&seen), vec![4, 5, 6, 7], "once each, in order");
+    // The status page's numbers show the bus and history.
+    let snapshot = Client::new()
+        .get(&b.publish_url("/_holdfast/snapshot"))
+        .await
+        .json();
+    assert_eq!(snapshot["bus"]["connected"], true, "{snapshot}");
+    assert!(snapshot["bus"]["lag_ms"].is_i64(), "{snapshot}");
+    assert!(
+        snapshot["bus"]["received"].as_u64() >= Some(1),
+        "{snapshot}"
+    );
+    assert!(snapshot["history_items"].is_i64(), "{snapshot}");
     assert!(origin
         .seen()
         .iter()

@@ -185,6 +185,14 @@ impl Bus {
             .name(&settings.name)
             .retry_on_initial_connect()
             .max_reconnects(None)
+            // 100 ms, doubling to 5 s: a server away for long is asked
+            // every 5 s, not in a tight loop.
+            .reconnect_delay_callback(|attempts| {
+                let exp = u32::try_from(attempts.saturating_sub(1))
+                    .unwrap_or(u32::MAX)
+                    .min(6);
+                Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(5))
+            })
             .subscription_capacity(SUBSCRIPTION_CAPACITY)
             .event_callback(move |event| {
                 let metrics = events.clone();

@@ -29,6 +29,8 @@ struct Node {
 pub struct NatsCluster {
     nodes: Vec<Node>,
     dir: PathBuf,
+    /// More `nats-server` arguments for every node (`--auth <token>`...).
+    extra: Vec<String>,
 }
 
 fn binary() -> &'static str {
@@ -50,6 +52,12 @@ impl NatsCluster {
 
     /// As [`NatsCluster::start`], one node per client port given.
     pub async fn start_on(ports: &[u16]) -> NatsCluster {
+        NatsCluster::start_with(ports, &[]).await
+    }
+
+    /// As [`NatsCluster::start_on`], every node also given `extra`
+    /// arguments.
+    pub async fn start_with(ports: &[u16], extra: &[&str]) -> NatsCluster {
         let size = ports.len();
         let dir =
             std::env::temp_dir().join(format!("hf-nats-{}-{}", std::process::id(), free_port()));
@@ -64,7 +72,11 @@ impl NatsCluster {
                 logs: Arc::new(Mutex::new(Vec::new())),
             })
             .collect();
-        let mut cluster = NatsCluster { nodes, dir };
+        let mut cluster = NatsCluster {
+            nodes,
+            dir,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+        };
         for i in 0..size {
             cluster.spawn(i);
         }
@@ -98,6 +110,7 @@ impl NatsCluster {
                 .args(["--routes", &routes.join(",")]);
         }
         let mut child = command
+            .args(&self.extra)
             .arg("-js")
             .arg("-sd")
             .arg(&store)

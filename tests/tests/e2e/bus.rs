@@ -498,3 +498,39 @@ async fn a_websocket_session_on_another_instance_resumes_from_the_stream() {
     assert_eq!(instances[0].publish(&message(4)).await.0, 200);
     assert_eq!(next_text(&mut ws).await, "m-4");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_protected_bus_needs_the_token() {
+    let nats = NatsCluster::start_with(&[free_port()], &["--auth", "s3cret"]).await;
+    let origin = Scripted::start(stream_hold).await;
+    let with = |token: &str| {
+        Holdfast::builder()
+            .route(format!("* {}", origin.target()))
+            .set("handler", "bus_url", nats.urls())
+            .set("handler", "bus_token", token)
+    };
+    let client = Client::new();
+    let body = r#"{"items": [{"channel": "t", "formats": {"http-stream": {"content": "in\n"}}}]}"#;
+    // The wrong token: refused by the server, said in the log, publishes 503.
+    let wrong = with("nope").run().await;
+    assert!(
+        wrong.wait_log("bus (NATS)", Duration::from_secs(20)).await,
+        "{}",
+        wrong.logs()
+    );
+    let reply = client
+        .send("POST", &wrong.publish_url("/publish/"), &[], body)
+        .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let health = client.get(&wrong.publish_url("/health")).await;
+    assert_eq!(health.json()["bus"], "disconnected");
+    // The right one.
+    let right = with("s3cret").run().await;
+    let (mut stream, mut seen) = hold(&right.addr(), "t").await;
+    wait_interest(&nats, &["t".to_owned()], 1).await;
+    let reply = client
+        .send("POST", &right.publish_url("/publish/"), &[], body)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    read_until(&mut stream, &mut seen, b"in\n").await;
+}

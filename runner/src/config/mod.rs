@@ -70,14 +70,6 @@ const USED: &[(&str, &[&str])] = &[
             "purge_window_ms",
             "fastly_api_url",
             "fastly_api_token",
-            "bus_url",
-            "bus_history_replicas",
-            "bus_subject_prefix",
-            "bus_credentials_file",
-            "bus_token",
-            "bus_tls_ca_file",
-            "bus_tls_cert_file",
-            "bus_tls_key_file",
         ],
     ),
 ];
@@ -374,13 +366,14 @@ fn unused_keys(file: &Ini, path: &Path) -> Vec<String> {
             .iter()
             .find(|(s, _)| s == section)
             .map_or(&[][..], |(_, k)| *k);
-        let delivery = if section == "handler" {
-            &DELIVERY_KEYS[..]
+        let (delivery, bus) = if section == "handler" {
+            (&DELIVERY_KEYS[..], &BUS_KEYS[..])
         } else {
-            &[]
+            (&[][..], &[][..])
         };
         for key in keys.keys() {
-            if !used.contains(&key.as_str()) && !delivery.contains(&key.as_str()) {
+            let key_str = key.as_str();
+            if !used.contains(&key_str) && !delivery.contains(&key_str) && !bus.contains(&key_str) {
                 unused.push(format!("[{section}] {key}"));
             }
         }
@@ -718,15 +711,23 @@ mod tests {
         loaded
     }
 
+    /// The service the runner would start under `name`, helpers found in
+    /// /opt/holdfast.
+    fn service(s: &Settings, name: &str) -> crate::Service {
+        crate::services(
+            s,
+            &crate::Helpers::in_dir(std::path::Path::new("/opt/holdfast")),
+        )
+        .into_iter()
+        .find(|s| &*s.name == name)
+        .unwrap()
+    }
+
     #[test]
     fn bus_keys_reach_the_handler_secrets_in_its_environment() {
         let text = "[handler]\nbus_url=nats://u:secret@127.0.0.1:4222\nbus_token=t0k\nbus_tls_ca_file=/etc/ca.pem\n";
         let (s, _) = load_text(text, Overrides::default()).unwrap();
-        let services = crate::services(
-            &s,
-            &crate::Helpers::in_dir(std::path::Path::new("/opt/holdfast")),
-        );
-        let handler = services.iter().find(|s| &*s.name == "handler").unwrap();
+        let handler = service(&s, "handler");
         let args = handler.args.join(" ");
         assert!(args.contains("--bus-tls-ca-file /etc/ca.pem"), "{args}");
         assert!(args.contains("--bus-subject-prefix holdfast"), "{args}");
@@ -752,11 +753,7 @@ mod tests {
     fn condure_as_the_connection_manager() {
         let text = "[runner]\nconnmgr_bin=condure\nhttp_port=127.0.0.1:8000\nhttps_ports=8443\nclient_maxconn=900\nallow_compression=true\n";
         let (s, _) = load_text(text, Overrides::default()).unwrap();
-        let services = crate::services(
-            &s,
-            &crate::Helpers::in_dir(std::path::Path::new("/opt/holdfast")),
-        );
-        let connmgr = services.iter().find(|s| &*s.name == "connmgr").unwrap();
+        let connmgr = service(&s, "connmgr");
         assert_eq!(connmgr.program, PathBuf::from("condure"), "found on PATH");
         assert!(!connmgr.announces_ready);
         for arg in [
@@ -782,7 +779,7 @@ mod tests {
             "no Holdfast-only flag: {:?}",
             connmgr.args
         );
-        let handler = services.iter().find(|s| &*s.name == "handler").unwrap();
+        let handler = service(&s, "handler");
         let at = handler
             .args
             .iter()

@@ -3,12 +3,11 @@
 //! with its own client, cluster and monitoring ports and its own store
 //! folder. A node can be killed and started again on the same ports.
 
+use crate::harness::holdfast::spawn_logged;
 use crate::harness::ports::free_port;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long a node may take to start and join the others.
@@ -109,38 +108,12 @@ impl NatsCluster {
                 ])
                 .args(["--routes", &routes.join(",")]);
         }
-        let mut child = command
-            .args(&self.extra)
-            .arg("-js")
-            .arg("-sd")
-            .arg(&store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nats-server runs (scripts/nats-env.sh installs it)");
-        for out in [
-            child
-                .stdout
-                .take()
-                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let logs = node.logs.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(out).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+        command.args(&self.extra).arg("-js").arg("-sd").arg(&store);
+        let (child, logs, _) = spawn_logged(
+            &mut command,
+            "nats-server (scripts/nats-env.sh installs it)",
+        );
+        node.logs = logs;
         node.child = Some(child);
     }
 

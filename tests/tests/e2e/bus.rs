@@ -4,9 +4,10 @@
 //! straight to NATS too; without the bus, publishes are refused (503) and
 //! `/health` says why.
 
+use super::scale_out::read_until;
 use holdfast_tests::{answer, free_port, Client, Holdfast, NatsCluster, Scripted, Seen};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -41,25 +42,6 @@ async fn hold_path(addr: &str, path: &str) -> (TcpStream, Vec<u8>) {
     (stream, seen.split_off(at))
 }
 
-async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(WAIT, async {
-        while !seen.windows(needle.len()).any(|w| w == needle) {
-            let n = stream.read(&mut buf).await.expect("read");
-            assert!(n > 0, "stream ended: {}", String::from_utf8_lossy(seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no {:?} in {:?}",
-            String::from_utf8_lossy(needle),
-            String::from_utf8_lossy(seen)
-        )
-    });
-}
-
 /// The item numbers in a stream's body (`item-<n>` lines, chunked framing
 /// and all).
 fn item_numbers(body: &[u8]) -> Vec<usize> {
@@ -70,16 +52,86 @@ fn item_numbers(body: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+/// `per_instance` held streams on each instance, the i-th on
+/// `channels[i % len]`: (channel index, stream, what followed its initial
+/// body).
+async fn hold_spread(
+    instances: &[Holdfast],
+    per_instance: usize,
+    channels: &[String],
+) -> Vec<(usize, TcpStream, Vec<u8>)> {
+    let mut streams = Vec::new();
+    for hf in instances {
+        let mut tasks = Vec::new();
+        for i in 0..per_instance {
+            let (addr, channel) = (hf.addr(), i % channels.len());
+            let name = channels[channel].clone();
+            tasks.push(tokio::spawn(async move {
+                let (stream, seen) = hold(&addr, &name).await;
+                (channel, stream, seen)
+            }));
+        }
+        for task in tasks {
+            streams.push(task.await.unwrap());
+        }
+    }
+    streams
+}
+
+/// The publish body of item `k` (`item-<k>`) on channel `k % len`, naming
+/// that channel's previous item, which `expected` records.
+fn chained(channels: &[String], expected: &mut [Vec<usize>], k: usize) -> String {
+    let channel = k % channels.len();
+    let mut item = serde_json::json!({"channel": channels[channel], "id": k.to_string(),
+        "formats": {"http-stream": {"content": format!("item-{k}\n")}}});
+    if let Some(prev) = expected[channel].last() {
+        item["prev-id"] = prev.to_string().into();
+    }
+    expected[channel].push(k);
+    serde_json::json!({"items": [item]}).to_string()
+}
+
+/// Every stream gets exactly its channel's items, once each, in order.
+async fn every_item_once_in_order(
+    streams: Vec<(usize, TcpStream, Vec<u8>)>,
+    expected: &[Vec<usize>],
+    note: &str,
+) {
+    let mut checks = Vec::new();
+    for (channel, mut stream, mut seen) in streams {
+        let want = expected[channel].clone();
+        checks.push(tokio::spawn(async move {
+            let last = format!("item-{}\n", want.last().unwrap());
+            read_until(&mut stream, &mut seen, last.as_bytes()).await;
+            (item_numbers(&seen), want)
+        }));
+    }
+    for check in checks {
+        let (got, want) = check.await.unwrap();
+        assert_eq!(got, want, "every item once, in order {note}");
+    }
+}
+
 async fn instances(nats: &NatsCluster, origin: &Scripted, count: usize) -> Vec<Holdfast> {
+    instances_with(nats, &format!("* {}", origin.target()), count, &[]).await
+}
+
+/// `count` instances on the bus with `route` and more `[handler]` keys.
+async fn instances_with(
+    nats: &NatsCluster,
+    route: &str,
+    count: usize,
+    handler: &[(&str, &str)],
+) -> Vec<Holdfast> {
     let mut instances = Vec::new();
     for _ in 0..count {
-        instances.push(
-            Holdfast::builder()
-                .route(format!("* {}", origin.target()))
-                .set("handler", "bus_url", nats.urls())
-                .run()
-                .await,
-        );
+        let mut builder = Holdfast::builder()
+            .route(route)
+            .set("handler", "bus_url", nats.urls());
+        for (key, value) in handler {
+            builder = builder.set("handler", key, *value);
+        }
+        instances.push(builder.run().await);
     }
     instances
 }
@@ -114,20 +166,7 @@ async fn every_item_reaches_every_subscriber_on_every_instance_once_in_order() {
     let instances = instances(&nats, &origin, 3).await;
     let channels: Vec<String> = (0..CHANNELS).map(|c| format!("news-{c}")).collect();
 
-    let mut streams = Vec::new();
-    for hf in &instances {
-        let mut tasks = Vec::new();
-        for i in 0..PER_INSTANCE {
-            let (addr, channel) = (hf.addr(), channels[i % CHANNELS].clone());
-            tasks.push(tokio::spawn(async move {
-                let (stream, seen) = hold(&addr, &channel).await;
-                (i % CHANNELS, stream, seen)
-            }));
-        }
-        for task in tasks {
-            streams.push(task.await.unwrap());
-        }
-    }
+    let streams = hold_spread(&instances, PER_INSTANCE, &channels).await;
     wait_interest(&nats, &channels, 3).await;
 
     // Item k goes to channel k % 10 through instance k % 3; each channel's
@@ -135,32 +174,13 @@ async fn every_item_reaches_every_subscriber_on_every_instance_once_in_order() {
     let client = Client::new();
     let mut expected: Vec<Vec<usize>> = vec![Vec::new(); CHANNELS];
     for k in 0..ITEMS {
-        let channel = k % CHANNELS;
-        let mut item = serde_json::json!({"channel": channels[channel], "id": k.to_string(),
-            "formats": {"http-stream": {"content": format!("item-{k}\n")}}});
-        if let Some(prev) = expected[channel].last() {
-            item["prev-id"] = prev.to_string().into();
-        }
-        let body = serde_json::json!({"items": [item]}).to_string();
+        let body = chained(&channels, &mut expected, k);
         let url = instances[k % 3].publish_url("/publish/");
         let reply = client.send("POST", &url, &[], body).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        expected[channel].push(k);
     }
 
-    let mut checks = Vec::new();
-    for (channel, mut stream, mut seen) in streams {
-        let want = expected[channel].clone();
-        checks.push(tokio::spawn(async move {
-            let last = format!("item-{}\n", want.last().unwrap());
-            read_until(&mut stream, &mut seen, last.as_bytes()).await;
-            (item_numbers(&seen), want)
-        }));
-    }
-    for check in checks {
-        let (got, want) = check.await.unwrap();
-        assert_eq!(got, want, "every item once, in order");
-    }
+    every_item_once_in_order(streams, &expected, "").await;
     let text = client
         .get(&instances[0].publish_url("/metrics"))
         .await
@@ -285,34 +305,11 @@ async fn a_nats_node_killed_and_restarted_while_publishing_loses_nothing() {
     const ITEMS: usize = 300;
     let mut nats = NatsCluster::start(3).await;
     let origin = Scripted::start(stream_hold).await;
-    let mut instances = Vec::new();
-    for _ in 0..3 {
-        instances.push(
-            Holdfast::builder()
-                .route(format!("* {}", origin.target()))
-                .set("handler", "bus_url", nats.urls())
-                .set("handler", "history_size", "1000")
-                .set("handler", "bus_history_replicas", "3")
-                .run()
-                .await,
-        );
-    }
+    let stored = [("history_size", "1000"), ("bus_history_replicas", "3")];
+    let route = format!("* {}", origin.target());
+    let instances = instances_with(&nats, &route, 3, &stored).await;
     let channels: Vec<String> = (0..CHANNELS).map(|c| format!("js-{c}")).collect();
-    let mut streams = Vec::new();
-    for hf in &instances {
-        let mut tasks = Vec::new();
-        for i in 0..PER_INSTANCE {
-            let (addr, channel) = (hf.addr(), i % CHANNELS);
-            let name = channels[channel].clone();
-            tasks.push(tokio::spawn(async move {
-                let (stream, seen) = hold(&addr, &name).await;
-                (channel, stream, seen)
-            }));
-        }
-        for task in tasks {
-            streams.push(task.await.unwrap());
-        }
-    }
+    let streams = hold_spread(&instances, PER_INSTANCE, &channels).await;
     for hf in &instances {
         let reading = hf
             .wait_metric("holdfast_bus_channels_reading", &[], CHANNELS as f64, WAIT)
@@ -334,79 +331,26 @@ async fn a_nats_node_killed_and_restarted_while_publishing_loses_nothing() {
         if k == 2 * ITEMS / 3 {
             nats.restart(0).await;
         }
-        let channel = k % CHANNELS;
-        let mut item = serde_json::json!({"channel": channels[channel], "id": k.to_string(),
-            "formats": {"http-stream": {"content": format!("item-{k}\n")}}});
-        if let Some(prev) = expected[channel].last() {
-            item["prev-id"] = prev.to_string().into();
-        }
-        let body = serde_json::json!({"items": [item]}).to_string();
+        let body = chained(&channels, &mut expected, k);
         let url = instances[k % 3].publish_url("/publish/");
         refused += publish_until_accepted(&client, &url, &body).await;
-        expected[channel].push(k);
     }
 
-    let mut checks = Vec::new();
-    for (channel, mut stream, mut seen) in streams {
-        let want = expected[channel].clone();
-        checks.push(tokio::spawn(async move {
-            let last = format!("item-{}\n", want.last().unwrap());
-            read_until(&mut stream, &mut seen, last.as_bytes()).await;
-            (item_numbers(&seen), want)
-        }));
-    }
-    for check in checks {
-        let (got, want) = check.await.unwrap();
-        assert_eq!(
-            got, want,
-            "every item once, in order ({refused} publishes refused and retried)"
-        );
-    }
-}
-
-/// A stream hold on `h` whose position (`?last=`) the origin names, with
-/// the next link GRIP asks such a stream for.
-fn positioned_hold(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
-    let channel = match seen.path.split_once("?last=") {
-        Some((_, last)) => format!("h; prev-id={last}"),
-        None => "h".to_owned(),
-    };
-    answer(
-        200,
-        &[
-            ("Grip-Hold", "stream"),
-            ("Grip-Channel", &channel),
-            ("Grip-Link", "</s/next>; rel=next; timeout=600"),
-        ],
-        "initial\n",
-    )
+    let note = format!("{refused} publishes refused and retried");
+    every_item_once_in_order(streams, &expected, &note).await;
 }
 
 fn numbered(id: usize) -> String {
-    let mut item = serde_json::json!({"channel": "h", "id": id.to_string(),
-        "formats": {"http-stream": {"content": format!("item-{id}\n")}}});
-    if id > 1 {
-        item["prev-id"] = (id - 1).to_string().into();
-    }
-    serde_json::json!({"items": [item]}).to_string()
+    super::history::item("h", id, format!("item-{id}\n"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_back_on_another_instance_recovers_from_the_stream() {
     let nats = NatsCluster::start(3).await;
-    let origin = Scripted::start(positioned_hold).await;
-    let mut instances = Vec::new();
-    for _ in 0..2 {
-        instances.push(
-            Holdfast::builder()
-                .route(format!("* {}", origin.target()))
-                .set("handler", "bus_url", nats.urls())
-                .set("handler", "history_size", "100")
-                .set("handler", "bus_history_replicas", "3")
-                .run()
-                .await,
-        );
-    }
+    let origin = Scripted::start(super::history::positioned_hold).await;
+    let stored = [("history_size", "100"), ("bus_history_replicas", "3")];
+    let route = format!("* {}", origin.target());
+    let instances = instances_with(&nats, &route, 2, &stored).await;
     let (a, b) = (&instances[0], &instances[1]);
     let (mut first, mut seen) = hold_path(&a.addr(), "/s").await;
     assert!(
@@ -462,17 +406,8 @@ async fn a_client_back_on_another_instance_recovers_from_the_stream() {
 async fn a_websocket_session_on_another_instance_resumes_from_the_stream() {
     let nats = NatsCluster::start(3).await;
     let origin = Scripted::start(super::history::ws_origin).await;
-    let mut instances = Vec::new();
-    for _ in 0..2 {
-        instances.push(
-            Holdfast::builder()
-                .route(format!("* {},over_http", origin.target()))
-                .set("handler", "bus_url", nats.urls())
-                .set("handler", "history_size", "100")
-                .run()
-                .await,
-        );
-    }
+    let route = format!("* {},over_http", origin.target());
+    let instances = instances_with(&nats, &route, 2, &[("history_size", "100")]).await;
     let message = |id: usize| {
         serde_json::json!({"items": [{"channel": "w", "id": id.to_string(),
             "formats": {"ws-message": {"content": format!("m-{id}")}}}]})

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn item(channel: &str, id: usize, content: String) -> String {
+/// A publish body: item `id` on `channel`, naming `id - 1` as its previous.
+pub(crate) fn item(channel: &str, id: usize, content: String) -> String {
     let mut item = serde_json::json!({"channel": channel, "id": id.to_string(),
         "formats": {"http-stream": {"content": content}}});
     if id > 1 {
@@ -32,26 +33,58 @@ fn order_of(text: &str, needles: &[String]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_coming_back_with_its_prev_id_gets_what_it_missed_from_history() {
-    let origin = Scripted::start(|seen| {
-        let channel = match seen.path.split_once("?last=") {
-            Some((_, last)) => format!("h; prev-id={last}"),
-            None => "h".to_owned(),
-        };
-        // GRIP asks a stream with a position for a next link (how the
-        // origin would be asked again); history makes that unnecessary.
+/// A stream hold on `h` whose position (`?last=`) the origin names. GRIP
+/// asks a stream with a position for a next link (how the origin would be
+/// asked again); history makes it unnecessary, so it is far off.
+pub(crate) fn positioned_hold(
+    seen: &holdfast_tests::Seen,
+) -> holdfast_tests::harness::scripted::Answer {
+    let channel = match seen.path.split_once("?last=") {
+        Some((_, last)) => format!("h; prev-id={last}"),
+        None => "h".to_owned(),
+    };
+    answer(
+        200,
+        &[
+            ("Grip-Hold", "stream"),
+            ("Grip-Channel", &channel),
+            ("Grip-Link", "</s/next>; rel=next; timeout=600"),
+        ],
+        "initial\n",
+    )
+}
+
+/// An SSE stream hold on `ev` that the edge cache keeps, starting with
+/// `first` (a comment, a `retry:`).
+fn cached_sse(
+    first: &'static str,
+) -> impl Fn(&holdfast_tests::Seen) -> holdfast_tests::harness::scripted::Answer {
+    move |_| {
         answer(
             200,
             &[
+                ("Content-Type", "text/event-stream"),
+                ("Cache-Control", "s-maxage=300"),
                 ("Grip-Hold", "stream"),
-                ("Grip-Channel", &channel),
-                ("Grip-Link", "</s/next>; rel=next; timeout=600"),
+                ("Grip-Channel", "ev"),
             ],
-            "initial\n",
+            first,
         )
-    })
-    .await;
+    }
+}
+
+/// Holdfast caching `origin`'s answers, with channel history.
+async fn caching_with_history(origin: &Scripted) -> Holdfast {
+    Holdfast::builder()
+        .route(format!("*,cache {}", origin.target()))
+        .set("handler", "history_size", "50")
+        .run()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_coming_back_with_its_prev_id_gets_what_it_missed_from_history() {
+    let origin = Scripted::start(positioned_hold).await;
     let hf = Holdfast::builder()
         .route(format!("* {}", origin.target()))
         .set("handler", "history_size", "50")
@@ -106,24 +139,8 @@ async fn a_stream_coming_back_with_its_prev_id_gets_what_it_missed_from_history(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sse_client_back_with_last_event_id_recovers_while_the_origin_is_down() {
-    let origin = Scripted::start(|_| {
-        answer(
-            200,
-            &[
-                ("Content-Type", "text/event-stream"),
-                ("Cache-Control", "s-maxage=300"),
-                ("Grip-Hold", "stream"),
-                ("Grip-Channel", "ev"),
-            ],
-            ":ok\n\n",
-        )
-    })
-    .await;
-    let hf = Holdfast::builder()
-        .route(format!("*,cache {}", origin.target()))
-        .set("handler", "history_size", "50")
-        .run()
-        .await;
+    let origin = Scripted::start(cached_sse(":ok\n\n")).await;
+    let hf = caching_with_history(&origin).await;
     let event = |id: usize| item("ev", id, format!("id: {id}\ndata: e-{id}\n\n"));
     let client = Client::new();
     let mut first = client.open(&hf.url("/events")).await;
@@ -297,25 +314,9 @@ async fn lines_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eventsource_client_away_for_30_s_recovers_every_event_with_the_origin_stopped() {
-    let origin = Scripted::start(|_| {
-        answer(
-            200,
-            &[
-                ("Content-Type", "text/event-stream"),
-                ("Cache-Control", "s-maxage=300"),
-                ("Grip-Hold", "stream"),
-                ("Grip-Channel", "ev"),
-            ],
-            // Clients wait 30 s before they reconnect.
-            "retry: 30000\n\n",
-        )
-    })
-    .await;
-    let hf = Holdfast::builder()
-        .route(format!("*,cache {}", origin.target()))
-        .set("handler", "history_size", "50")
-        .run()
-        .await;
+    // Clients wait 30 s before they reconnect.
+    let origin = Scripted::start(cached_sse("retry: 30000\n\n")).await;
+    let hf = caching_with_history(&origin).await;
     let event = |id: usize| item("ev", id, format!("id: {id}\ndata: e-{id}\n\n"));
     let (_client, mut lines) = eventsource_client(&hf.url("/events"));
     let data_is = |want: &'static str| move |l: &serde_json::Value| l["data"] == want;

@@ -24,7 +24,8 @@ async fn hold(addr: &str) -> TcpStream {
     stream
 }
 
-async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
+/// Reads `stream` into `seen` until `needle` is in it.
+pub(crate) async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
     let mut buf = [0u8; 1024];
     tokio::time::timeout(WAIT, async {
         while !seen.windows(needle.len()).any(|w| w == needle) {

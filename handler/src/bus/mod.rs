@@ -116,13 +116,24 @@ impl JetStream {
         if let Some(stream) = &*slot {
             return Ok(stream.clone());
         }
-        let stream = tokio::time::timeout(
-            CONFIRM_TIMEOUT,
-            self.context.get_or_create_stream(self.config.clone()),
-        )
-        .await
-        .map_err(|_| BusError::Unconfirmed)?
-        .map_err(|e| BusError::Refused(format!("stream {}: {e}", self.config.name)))?;
+        let name = &self.config.name;
+        let set_up = async {
+            // Created, or brought to this configuration (a changed
+            // history_size, history_ttl or replica count applies); a change
+            // the servers refuse (storage) leaves the stream as it is.
+            if let Err(err) = self
+                .context
+                .create_or_update_stream(self.config.clone())
+                .await
+            {
+                tracing::error!(stream = %name, "bus (NATS): stream not created or updated: {err}; using it as it is");
+            }
+            self.context.get_stream(name.as_str()).await
+        };
+        let stream = tokio::time::timeout(CONFIRM_TIMEOUT, set_up)
+            .await
+            .map_err(|_| BusError::Unconfirmed)?
+            .map_err(|e| BusError::Refused(format!("stream {name}: {e}")))?;
         tracing::info!(stream = %self.config.name, "bus (NATS): JetStream stream ready");
         self.metrics.bus_stream_ready.store(true, Relaxed);
         *slot = Some(stream.clone());

@@ -469,3 +469,47 @@ async fn a_token_protected_bus_needs_the_token() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     read_until(&mut stream, &mut seen, b"in\n").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeromq_and_command_socket_publishes_go_over_the_bus() {
+    let nats = NatsCluster::start(3).await;
+    let origin = Scripted::start(stream_hold).await;
+    let instances = instances(&nats, &origin, 2).await;
+    let mut held = Vec::new();
+    for hf in &instances {
+        held.push(hold(&hf.addr(), "test").await);
+    }
+    wait_interest(&nats, &["test".to_owned()], 2).await;
+    // Into the first instance's PULL input, and its second's command socket.
+    let (pull, command) = (instances[0].publish_pull_port, instances[1].command_port);
+    let reply = tokio::task::spawn_blocking(move || {
+        let ctx = zmq::Context::new();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.connect(&format!("tcp://127.0.0.1:{pull}")).unwrap();
+        let item = r#"J{"channel":"test","formats":{"http-stream":{"content":"item-1\n"}}}"#;
+        push.send(item, 0).unwrap();
+        let req = ctx.socket(zmq::REQ).unwrap();
+        req.set_rcvtimeo(10_000).unwrap();
+        req.connect(&format!("tcp://127.0.0.1:{command}")).unwrap();
+        let publish = b"T110:2:id,1:1,6:method,7:publish,4:args,71:5:items,59:55:7:channel,4:test,11:http-stream,19:7:content,6:item-2,}}]}}";
+        req.send(&publish[..], 0).unwrap();
+        req.recv_bytes(0).expect("publish answered")
+    })
+    .await
+    .unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    assert!(reply.contains("7:success,4:true!"), "{reply}");
+    for (mut stream, mut seen) in held {
+        read_until(&mut stream, &mut seen, b"item-1\n").await;
+        read_until(&mut stream, &mut seen, b"item-2").await;
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert_eq!(
+            (
+                text.matches("item-1\n").count(),
+                text.matches("item-2").count()
+            ),
+            (1, 1),
+            "{text}"
+        );
+    }
+}

@@ -341,3 +341,67 @@ async fn an_eventsource_client_away_for_30_s_recovers_every_event_with_the_origi
     let last_ids: Vec<&str> = got.iter().filter_map(|l| l["id"].as_str()).collect();
     assert_eq!(last_ids.last(), Some(&"8"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_back_with_its_prev_id_is_answered_from_history() {
+    // A long-poll on `lp` from where the client says it was (`?last=`).
+    let origin = Scripted::start(|seen| {
+        let channel = match seen.path.split_once("?last=") {
+            Some((_, last)) => format!("lp; prev-id={last}"),
+            None => "lp".to_owned(),
+        };
+        answer(
+            200,
+            &[("Grip-Hold", "response"), ("Grip-Channel", &channel)],
+            "timed out\n",
+        )
+    })
+    .await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("handler", "history_size", "50")
+        .run()
+        .await;
+    let answer_item = |id: usize| {
+        let mut item = serde_json::json!({"channel": "lp", "id": id.to_string(),
+            "formats": {"http-response": {"body": format!("b-{id}\n")}}});
+        if id > 1 {
+            item["prev-id"] = (id - 1).to_string().into();
+        }
+        serde_json::json!({"items": [item]}).to_string()
+    };
+    // Published while nobody polls.
+    for id in 1..=3 {
+        assert_eq!(hf.publish(&answer_item(id)).await.0, 200);
+    }
+    assert!(
+        hf.wait_metric("holdfast_history_items", &[], 3.0, WAIT)
+            .await
+    );
+    let client = Client::new();
+    // Each poll is answered at once with the item after its position.
+    for (last, body) in [(1, "b-2\n"), (2, "b-3\n")] {
+        let reply = client.get(&hf.url(&format!("/lp?last={last}"))).await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, body));
+    }
+    // Up to date: held until the next publish.
+    let poll = {
+        let (client, url) = (client.clone(), hf.url("/lp?last=3"));
+        tokio::spawn(async move { client.get(&url).await })
+    };
+    assert!(origin
+        .wait_for(WAIT, |s| s.path == "/lp?last=3")
+        .await
+        .is_some());
+    assert!(
+        hf.wait_metric("holdfast_held_sessions", &["mode=\"response\""], 1.0, WAIT)
+            .await
+    );
+    assert_eq!(hf.publish(&answer_item(4)).await.0, 200);
+    let reply = poll.await.unwrap();
+    assert_eq!(reply.text(), "b-4\n");
+    // Three holds asked of the origin, no recovery (Grip-Last).
+    let asked = origin.seen();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked.iter().all(|s| s.header("grip-last").is_none()));
+}

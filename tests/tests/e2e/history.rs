@@ -10,10 +10,40 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A publish body: item `id` on `channel`, naming `id - 1` as its previous.
+/// Publishes the items `ids` names and waits until history holds the
+/// last (nobody need be listening).
+async fn publish_while_away(
+    hf: &Holdfast,
+    ids: std::ops::RangeInclusive<usize>,
+    body: impl Fn(usize) -> String,
+) {
+    let last = *ids.end();
+    for id in ids {
+        assert_eq!(hf.publish(&body(id)).await.0, 200);
+    }
+    assert!(
+        hf.wait_metric("holdfast_history_items", &[], last as f64, WAIT)
+            .await,
+        "{}",
+        hf.logs()
+    );
+}
+
+/// A publish body: item `id` on `channel` with an `http-stream` format,
+/// naming `id - 1` as its previous.
 pub(crate) fn item(channel: &str, id: usize, content: String) -> String {
-    let mut item = serde_json::json!({"channel": channel, "id": id.to_string(),
-        "formats": {"http-stream": {"content": content}}});
+    item_of(
+        channel,
+        id,
+        serde_json::json!({"http-stream": {"content": content}}),
+    )
+}
+
+/// A publish body: item `id` on `channel` with `formats`, naming `id - 1`
+/// as its previous.
+fn item_of(channel: &str, id: usize, formats: serde_json::Value) -> String {
+    let mut item =
+        serde_json::json!({"channel": channel, "id": id.to_string(), "formats": formats});
     if id > 1 {
         item["prev-id"] = (id - 1).to_string().into();
     }
@@ -100,18 +130,7 @@ async fn a_stream_coming_back_with_its_prev_id_gets_what_it_missed_from_history(
     assert!(first.read_until("item-3\n", WAIT).await, "{}", first.text());
     drop(first);
     // Published while nobody listens here.
-    for id in 4..=6 {
-        assert_eq!(
-            hf.publish(&item("h", id, format!("item-{id}\n"))).await.0,
-            200
-        );
-    }
-    assert!(
-        hf.wait_metric("holdfast_history_items", &[], 6.0, WAIT)
-            .await,
-        "{}",
-        hf.logs()
-    );
+    publish_while_away(&hf, 4..=6, |id| item("h", id, format!("item-{id}\n"))).await;
     let mut back = client.open(&hf.url("/s?last=3")).await;
     assert!(
         back.read_until("item-6\n", WAIT).await,
@@ -156,13 +175,7 @@ async fn an_sse_client_back_with_last_event_id_recovers_while_the_origin_is_down
     drop(first);
     // The origin goes away; events go on.
     drop(origin);
-    for id in 4..=8 {
-        assert_eq!(hf.publish(&event(id)).await.0, 200);
-    }
-    assert!(
-        hf.wait_metric("holdfast_history_items", &[], 8.0, WAIT)
-            .await
-    );
+    publish_while_away(&hf, 4..=8, event).await;
     let mut back = client
         .open_with(&hf.url("/events"), &[("Last-Event-ID", "3")])
         .await;
@@ -227,21 +240,14 @@ async fn a_websocket_over_http_session_resumes_from_history() {
         .run()
         .await;
     let message = |id: usize| {
-        let mut item = serde_json::json!({"channel": "w", "id": id.to_string(),
-            "formats": {"ws-message": {"content": format!("m-{id}")}}});
-        if id > 1 {
-            item["prev-id"] = (id - 1).to_string().into();
-        }
-        serde_json::json!({"items": [item]}).to_string()
+        item_of(
+            "w",
+            id,
+            serde_json::json!({"ws-message": {"content": format!("m-{id}")}}),
+        )
     };
     // Published while the client is away.
-    for id in 1..=3 {
-        assert_eq!(hf.publish(&message(id)).await.0, 200);
-    }
-    assert!(
-        hf.wait_metric("holdfast_history_items", &[], 3.0, WAIT)
-            .await
-    );
+    publish_while_away(&hf, 1..=3, message).await;
     let url = format!("ws://{}/w?last=1", hf.addr());
     let stream = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
@@ -363,21 +369,14 @@ async fn a_long_poll_back_with_its_prev_id_is_answered_from_history() {
         .run()
         .await;
     let answer_item = |id: usize| {
-        let mut item = serde_json::json!({"channel": "lp", "id": id.to_string(),
-            "formats": {"http-response": {"body": format!("b-{id}\n")}}});
-        if id > 1 {
-            item["prev-id"] = (id - 1).to_string().into();
-        }
-        serde_json::json!({"items": [item]}).to_string()
+        item_of(
+            "lp",
+            id,
+            serde_json::json!({"http-response": {"body": format!("b-{id}\n")}}),
+        )
     };
     // Published while nobody polls.
-    for id in 1..=3 {
-        assert_eq!(hf.publish(&answer_item(id)).await.0, 200);
-    }
-    assert!(
-        hf.wait_metric("holdfast_history_items", &[], 3.0, WAIT)
-            .await
-    );
+    publish_while_away(&hf, 1..=3, answer_item).await;
     let client = Client::new();
     // Each poll is answered at once with the item after its position.
     for (last, body) in [(1, "b-2\n"), (2, "b-3\n")] {

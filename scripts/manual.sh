@@ -18,7 +18,9 @@ page="file://$PWD/target/manual/index.html"
 profile=$(mktemp -d "${TMPDIR:-/tmp}/hf-manual-chromium.XXXXXX")
 trap 'rm -rf "$profile"' EXIT
 chrome() {
-  chromium --headless --no-sandbox --disable-gpu --user-data-dir="$profile" "$@" 2>/dev/null
+  # TMPDIR inside the profile: Chromium leaves org.chromium.Chromium.* there.
+  mkdir -p "$profile/tmp"
+  TMPDIR="$profile/tmp" chromium --headless --no-sandbox --disable-gpu --user-data-dir="$profile" "$@" 2>/dev/null
 }
 dom=$(chrome --dump-dom "$page")
 if ! grep -q '<title>Holdfast - Holdfast</title>' <<<"$dom" || ! grep -q 'id="holdfast"' <<<"$dom"; then

@@ -20,10 +20,11 @@ step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 
 # What git sees now: the run must leave it so (a clean clone stays clean).
 tree_before=$(git status --porcelain 2>/dev/null || true)
-# What the suite's temporary files are called (hf-*, holdfast-*): none may
-# be left in the temp folder after the run.
+# What the suite's temporary files are called (hf-*, holdfast-*, and what
+# Chromium makes for itself): none may be left in the temp folder after
+# the run.
 tmp=${TMPDIR:-/tmp}
-suite_tmp() { (cd "$tmp" && ls -d hf-* holdfast-* 2>/dev/null | sort) || true; }
+suite_tmp() { (cd "$tmp" && ls -d hf-* holdfast-* org.chromium.Chromium.* 2>/dev/null | sort) || true; }
 tmp_before=$(suite_tmp)
 
 step "python client libraries (.venv)"

@@ -52,6 +52,8 @@ impl Browser {
         let child = tokio::process::Command::new(chromium())
             .args(HEADLESS)
             .arg(format!("--user-data-dir={}", profile.display()))
+            // Its own temporary files (singleton sockets) go with the profile.
+            .env("TMPDIR", private_tmp(&profile))
             .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -63,6 +65,15 @@ impl Browser {
             .expect("chromium started");
         Browser { child, profile }
     }
+}
+
+/// A `tmp` folder inside `dir` (created), for Chromium's `TMPDIR`: left to
+/// itself it makes `org.chromium.Chromium.*` folders in the system's temp
+/// folder and never removes them.
+fn private_tmp(dir: &std::path::Path) -> PathBuf {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("Chromium's temp folder");
+    tmp
 }
 
 impl Drop for Browser {
@@ -110,6 +121,7 @@ pub async fn screenshot(url: &str) -> Vec<u8> {
                 "--virtual-time-budget=5000",
             ])
             .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .env("TMPDIR", private_tmp(&dir))
             .arg(format!("--screenshot={}", file.display()))
             .arg(url)
             .stdin(Stdio::null())

@@ -66,8 +66,8 @@ done
 
 echo
 echo "holdfast-bench --connections $CONNECTIONS --messages $MESSAGES, $MODE (latencies in ms)"
-echo "| proxy | connected | connect/s | RSS KiB/conn | first p50 | first p99 | last p50 | last p99 | last max | deliveries/s |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| proxy | connected | connect/s | RSS KiB/conn at connect | settled | settled by process | given back after close | first p50 | first p99 | last p50 | last p99 | last max | deliveries/s |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 run=0
 for name in $PROXIES; do
   run=$((run + 1))
@@ -75,7 +75,10 @@ for name in $PROXIES; do
 import json, sys
 r = json.load(open(sys.argv[1]))
 f, l = r["latency_first_subscriber"], r["latency_last_subscriber"]
+by = ", ".join(f"{n.removeprefix('holdfast-')} {kb}" for n, kb in r["rss_kb_per_connection_by_process"].items() if kb >= 0.1)
 print(f"| {sys.argv[2]} | {r['connected']}/{r['connections']} | {r['connect_rate_per_sec']:.0f} | {r['rss_kb_per_connection']:.1f} | "
+      f"{r['rss_kb_per_connection_settled']:.1f} | {by} | "
+      f"{r['rss_returned_after_close_pct']:.0f}% | "
       f"{f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {l['p50_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | {r['deliveries_per_sec']:.0f} |")
 PY
 done

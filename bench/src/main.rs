@@ -118,6 +118,12 @@ struct Args {
     /// publishing (one per instance behind the broker).
     #[arg(long, default_value_t = 1)]
     zmq_subscribers: usize,
+    /// Seconds to let the proxy settle before measuring RSS again: once
+    /// every connection is held (memory per held connection, settled), and
+    /// after the last item, once every connection is closed (memory given
+    /// back).
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
     /// Bytes per echo message.
     #[arg(long, default_value_t = 100)]
     size: usize,
@@ -181,6 +187,37 @@ fn tree(pid: u32) -> Vec<u32> {
 
 fn total_rss(pids: &[u32]) -> u64 {
     pids.iter().flat_map(|p| tree(*p)).map(rss_kb).sum()
+}
+
+/// RSS KiB of `pids` and their children, summed per process name
+/// (`holdfast-connmgr`, `holdfast-handler`, `condure`, ...): where the
+/// memory is.
+fn rss_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for pid in pids.iter().flat_map(|p| tree(*p)) {
+        // argv[0]'s file name: `comm` is cut at 15 bytes.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0);
+        let name = argv0.rsplit('/').next().unwrap_or_default().to_string();
+        *by_name.entry(name).or_insert(0) += rss_kb(pid);
+    }
+    by_name
+}
+
+/// Per process name, KiB per connection between two samples.
+fn per_connection(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    connections: usize,
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, kb) in after {
+        let grown = kb.saturating_sub(before.get(name).copied().unwrap_or(0));
+        let per = grown as f64 / connections.max(1) as f64;
+        out.insert(name.clone(), serde_json::json!((per * 10.0).round() / 10.0));
+    }
+    serde_json::Value::Object(out)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -521,6 +558,7 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let rss_before = total_rss(&args.pids);
+    let by_process_before = rss_by_process(&args.pids);
     let started = Instant::now();
     let limit = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -554,6 +592,11 @@ async fn main() -> anyhow::Result<()> {
     let connect_secs = started.elapsed().as_secs_f64();
     let ready = shared.ready.load(Ordering::SeqCst);
     let rss_after = total_rss(&args.pids);
+    // What the connections cost once held, when what setting them up took
+    // has had `--settle-secs` to go back.
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let rss_settled = total_rss(&args.pids);
+    let by_process_held = rss_by_process(&args.pids);
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
     let publish_uris: Vec<String> = args
@@ -654,6 +697,14 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|l| l.iter().max().copied())
         .collect();
     let deliveries: usize = latencies.iter().map(Vec::len).sum();
+    // Memory given back: every client leaves, then the proxy has
+    // `--settle-secs` to let go of what they held.
+    let rss_published = total_rss(&args.pids);
+    for task in &tasks {
+        task.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let rss_closed = total_rss(&args.pids);
     let report = serde_json::json!({
         "target": args.target.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "publish": args.publish,
@@ -666,6 +717,16 @@ async fn main() -> anyhow::Result<()> {
         "rss_kb_before": rss_before,
         "rss_kb_after": rss_after,
         "rss_kb_per_connection": if ready > 0 { (rss_after.saturating_sub(rss_before)) as f64 / ready as f64 } else { 0.0 },
+        "rss_kb_settled": rss_settled,
+        "rss_kb_per_connection_settled": if ready > 0 { (rss_settled.saturating_sub(rss_before)) as f64 / ready as f64 } else { 0.0 },
+        "rss_kb_per_connection_by_process": per_connection(&by_process_before, &by_process_held, ready),
+        "rss_kb_by_process_before": by_process_before,
+        "rss_kb_by_process_held": by_process_held,
+        "rss_kb_after_publishing": rss_published,
+        "rss_kb_after_close": rss_closed,
+        "rss_returned_after_close_pct": if rss_published > rss_before {
+            (rss_published.saturating_sub(rss_closed)) as f64 * 100.0 / (rss_published - rss_before) as f64
+        } else { 0.0 },
         "messages": args.messages,
         "messages_fully_delivered": complete,
         "deliveries": deliveries,
@@ -677,9 +738,6 @@ async fn main() -> anyhow::Result<()> {
         "latency_last_subscriber": summary(last),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
-    for task in tasks {
-        task.abort();
-    }
     Ok(())
 }
 

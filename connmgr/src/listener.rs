@@ -83,7 +83,9 @@ pub async fn serve(
         shared.tracker.clone().spawn(async move {
             match tls {
                 None => serve_connection(stream, peer, false, shared, &builder, token).await,
-                Some(tls) => serve_tls(stream, peer, tls, shared, &builder, token).await,
+                // Boxed: a TLS connection's future is several times a plain
+                // one's, and every task would be sized for the larger.
+                Some(tls) => Box::pin(serve_tls(stream, peer, tls, shared, &builder, token)).await,
             }
             drop(permit);
         });
@@ -139,7 +141,10 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _open = shared.metrics.open(Transport::Http1);
-    let service = service_fn(move |req| handle(req, shared.clone(), peer, tls));
+    // Boxed: hyper keeps a slot the size of the service's future for the
+    // whole connection (8 KiB for `handle`'s); boxed, the slot is a pointer
+    // and the future's memory goes once the response head is out.
+    let service = service_fn(move |req| Box::pin(handle(req, shared.clone(), peer, tls)));
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();

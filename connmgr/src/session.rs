@@ -139,6 +139,7 @@ pub async fn handle(
     let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
     drop(parts);
     let (head_tx, head_rx) = oneshot::channel();
+    let first = Box::new(first);
     let session = Session {
         shared: shared.clone(),
         endpoint,
@@ -318,7 +319,9 @@ async fn client_gone(reply: &mut Reply) {
 }
 
 impl Session {
-    async fn run(mut self, first: Packet, mut body: Option<Incoming>) -> (Session, Outcome) {
+    /// `first` comes boxed: an async fn keeps its arguments' space for its
+    /// whole life, and a held session lives long.
+    async fn run(mut self, first: Box<Packet>, mut body: Option<Incoming>) -> (Session, Outcome) {
         let outcome = self.drive(first, &mut body).await;
         self.shared
             .sockets
@@ -327,10 +330,10 @@ impl Session {
         (self, outcome)
     }
 
-    async fn drive(&mut self, first: Packet, body: &mut Option<Incoming>) -> Outcome {
+    async fn drive(&mut self, first: Box<Packet>, body: &mut Option<Incoming>) -> Outcome {
         if self
             .shared
-            .send_first(&mut self.endpoint, first)
+            .send_first(&mut self.endpoint, *first)
             .await
             .is_err()
         {
@@ -363,7 +366,9 @@ impl Session {
                 && self.endpoint.can_send();
             let step = tokio::select! {
                 packet = self.inbox.recv() => match packet {
-                    Some(packet) => self.on_packet(*packet).await,
+                    // Boxed, as is the timer's handler: the task's own
+                    // size is what every held session pays for its life.
+                    Some(packet) => Box::pin(self.on_packet(*packet)).await,
                     None => Step::End("shutdown"),
                 },
                 frame = next_frame(body), if can_read_body => match frame {
@@ -418,7 +423,7 @@ impl Session {
                     }
                     Step::Continue
                 }
-                _ = &mut timer => self.on_timer(timer.as_mut()).await,
+                _ = &mut timer => Box::pin(self.on_timer(timer.as_mut())).await,
                 _ = client_gone(&mut self.reply) => {
                     self.reply = Reply::Done;
                     self.cancel_owner().await;

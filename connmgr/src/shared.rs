@@ -6,6 +6,8 @@
 use crate::config::Config;
 use crate::sockets::{SendError, Sockets};
 use holdfast_protocol::zhttp::{Endpoint, Packet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -47,22 +49,34 @@ impl Shared {
 
     /// Sends a packet of a session to its peer, numbered now; nothing
     /// when the endpoint has nobody to send it to (not yet, or paused).
-    pub async fn send(&self, endpoint: &mut Endpoint, mut packet: Packet) {
-        let Some(peer) = endpoint.stamp(&mut packet, Instant::now()) else {
-            return;
-        };
-        if let Err(err) = self.sockets.send_to(peer.as_bytes(), &packet).await {
-            tracing::debug!(session = %endpoint.id(), error = %err, "packet to the owner not sent");
-        }
+    ///
+    /// The future is boxed (as is [`Shared::send_first`]'s): it holds a
+    /// packet while the socket is busy, and a session task awaiting it
+    /// inline would carry that space for as long as the session is held.
+    pub fn send<'a>(
+        &'a self,
+        endpoint: &'a mut Endpoint,
+        mut packet: Packet,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(peer) = endpoint.stamp(&mut packet, Instant::now()) else {
+                return;
+            };
+            if let Err(err) = self.sockets.send_to(peer.as_bytes(), &packet).await {
+                tracing::debug!(session = %endpoint.id(), error = %err, "packet to the owner not sent");
+            }
+        })
     }
 
     /// Sends a session's first packet (to whichever proxy takes it).
-    pub async fn send_first(
-        &self,
-        endpoint: &mut Endpoint,
+    pub fn send_first<'a>(
+        &'a self,
+        endpoint: &'a mut Endpoint,
         mut packet: Packet,
-    ) -> Result<(), SendError> {
-        endpoint.stamp_first(&mut packet, Instant::now());
-        self.sockets.send_first(&packet).await
+    ) -> Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>> {
+        Box::pin(async move {
+            endpoint.stamp_first(&mut packet, Instant::now());
+            self.sockets.send_first(&packet).await
+        })
     }
 }

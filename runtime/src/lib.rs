@@ -11,22 +11,25 @@
 //! - `logging`: the tracing set-up ([`init_tracing`]).
 //! - [`metrics`]: counters, gauges, histograms; reports to the handler, Prometheus text.
 //! - [`body`]: an HTTP body fed from a queue, counting what is drained.
+//! - `allocator`: the allocator's settings at start ([`give_memory_back`]).
 //! - [`ws`]: WebSocket messages to and from ZHTTP packets; the [`ws::Outbox`].
 //!
-//! Linking this crate makes jemalloc the process's allocator (feature
-//! `jemalloc`, on by default; not in fuzz builds, which keep the
-//! sanitizer's).
+//! With feature `jemalloc` (which the process crates turn on by default),
+//! linking this crate makes jemalloc the process's allocator; not in fuzz
+//! builds, which keep the sanitizer's.
 
 #[cfg(all(feature = "jemalloc", not(fuzzing)))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod allocator;
 pub mod body;
 mod logging;
 pub mod metrics;
 mod shutdown;
 pub mod ws;
 
+pub use allocator::give_memory_back;
 pub use logging::init_tracing;
 pub use shutdown::{reload_on_sighup, shutdown_on_signals, Shutdown};
 
@@ -83,6 +86,7 @@ where
     E: Display,
 {
     init_tracing(args.log_level, args.verbose, args.log_format);
+    give_memory_back();
     let shutdown = Shutdown::new();
     if let Err(err) = shutdown_on_signals(shutdown.token.clone()) {
         tracing::error!("cannot install signal handlers: {err}");

@@ -43,7 +43,7 @@ impl Engine {
             }
             session.sid = update.sid;
         }
-        self.sessions.insert(key.clone(), session);
+        self.sessions.insert(key.clone(), Box::new(session));
         self.arm_link_timer(&key);
         self.stat(
             "conn",

@@ -105,7 +105,9 @@ pub struct Engine {
     /// Our id, the `from` of every session's packets.
     from: Arc<str>,
     options: Options,
-    sessions: HashMap<String, Session>,
+    /// Boxed: a `Session` is about a kilobyte, and the map keeps up to
+    /// twice its length in slots (it grows by doubling).
+    sessions: HashMap<String, Box<Session>>,
     /// Channel → keys of subscribed sessions.
     channels: HashMap<String, HashSet<String>>,
     /// Channels without sessions whose subscription lingers (their last

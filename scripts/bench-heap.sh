@@ -6,6 +6,8 @@
 # Holdfast's own code, and the library frame it called).
 #
 # Usage: scripts/bench-heap.sh [connections, default 5000] [messages, default 5]
+# MODE=ws holds WebSockets instead (nginx's /ws, a WebSocket-over-HTTP
+# origin subscribing each to "bench").
 # Builds the `profiling` profile (release with line tables) with the system
 # allocator (--no-default-features): heaptrack sees malloc, not jemalloc.
 # Reports go to target/heap/<process>.txt; a summary is printed.
@@ -35,7 +37,8 @@ start_nginx
 wait_ok $ORIGIN
 HOLDFAST_BIN=$work/bin start_holdfast
 wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
-target/release/holdfast-bench --target "127.0.0.1:$HOLDFAST" --path /stream \
+if [ "${MODE:-http}" = ws ]; then set -- --path /ws --websocket; else set -- --path /stream; fi
+target/release/holdfast-bench --target "127.0.0.1:$HOLDFAST" "$@" \
   --connections "$CONNECTIONS" --messages "$MESSAGES" --settle-secs 1 \
   --publish "http://127.0.0.1:$HOLDFAST_PUBLISH" --pids "$HOLDFAST_PID" > "$out/bench.json"
 # heaptrack's shell stands between the runner and each helper, so the

@@ -143,7 +143,7 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         return;
     }
     let session = Session::new(shared, from, endpoint, key, first.peer_address.clone());
-    shared.tracker.spawn(session.run(first));
+    shared.tracker.spawn(session.run(Box::new(first)));
 }
 
 /// Starts a WebSocket session whose peer is in this process (a SockJS
@@ -176,7 +176,7 @@ fn start_local(
     );
     session.local = Some(to_peer);
     session.route = Some(route);
-    shared.tracker.spawn(session.run(first));
+    shared.tracker.spawn(session.run(Box::new(first)));
     Ok(())
 }
 
@@ -455,7 +455,9 @@ impl Session {
         }
     }
 
-    async fn run(mut self, first: Packet) {
+    /// `first` comes boxed: an async fn keeps its arguments' space for its
+    /// whole life.
+    async fn run(mut self, first: Box<Packet>) {
         let started = Instant::now();
         let line = format!(
             "{} {}",
@@ -463,27 +465,33 @@ impl Session {
             first.uri.as_deref().unwrap_or("-")
         );
         let local = self.local.is_some();
-        let (status, outcome) = match self.prepare(first).await {
-            Ok(prepared) if !local && sockjs::applies(&prepared) => self.sockjs(prepared).await,
+        // Each kind of session is boxed: this task lives as long as the
+        // session, and unboxed it would be sized for the largest kind
+        // (12 KiB in all), whichever it runs.
+        let prepared = Box::pin(self.prepare(*first)).await;
+        let (status, outcome) = match prepared {
+            Ok(prepared) if !local && sockjs::applies(&prepared) => {
+                Box::pin(self.sockjs(prepared)).await
+            }
             Ok(prepared) if prepared.websocket => {
                 let gauge = self.shared.metrics.websockets.clone();
                 gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let outcome = if prepared.route.targets.iter().any(|t| t.over_http) {
-                    self.over_http(prepared).await
+                    Box::pin(self.over_http(prepared)).await
                 } else {
-                    self.websocket(prepared).await
+                    Box::pin(self.websocket(prepared)).await
                 };
                 gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 outcome
             }
             Ok(prepared) if cached::is_purge(&prepared) => {
                 let (code, text) = cached::purge(&self.shared, &prepared);
-                self.respond_text(code, &text).await;
+                Box::pin(self.respond_text(code, &text)).await;
                 (code, "purge")
             }
-            Ok(prepared) => self.proxy(prepared).await,
+            Ok(prepared) => Box::pin(self.proxy(prepared)).await,
             Err(err) => {
-                let code = self.fail(&err).await;
+                let code = Box::pin(self.fail(&err)).await;
                 (code, "refused")
             }
         };

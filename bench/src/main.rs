@@ -144,7 +144,26 @@ struct Shared {
     delivered: Vec<AtomicUsize>,
     /// Storms: per connection, items received and when the last one came.
     storm: Mutex<Vec<(usize, Option<Instant>)>>,
+    /// Storms: per item, deliveries and the first and last arrival in
+    /// microseconds of wall-clock time, so reports of several processes on
+    /// one machine can be merged against the publisher's times.
+    arrivals: Mutex<Vec<Arrivals>>,
     notify: Notify,
+}
+
+/// One item's deliveries seen by this process.
+#[derive(Debug, Clone, Copy, Default)]
+struct Arrivals {
+    count: usize,
+    first_us: u64,
+    last_us: u64,
+}
+
+/// Microseconds since the Unix epoch (comparable between processes).
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -304,6 +323,16 @@ async fn connection(
             let mut last_at = None;
             for k in take_markers(&mut seen) {
                 received += 1;
+                if let Ok(mut arrivals) = shared.arrivals.lock() {
+                    if let Some(item) = arrivals.get_mut(k) {
+                        let now = wall_us();
+                        if item.count == 0 {
+                            item.first_us = now;
+                        }
+                        item.count += 1;
+                        item.last_us = now;
+                    }
+                }
                 if k + 1 == args.messages {
                     last_at = Some(Instant::now());
                 }
@@ -391,6 +420,7 @@ async fn storm(
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let started = Instant::now();
     let mut last_published = started;
+    let mut published_at_us = Vec::with_capacity(args.messages);
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = tokio::spawn(sample_rss(
         args.pids.clone(),
@@ -409,6 +439,7 @@ async fn storm(
             .header("Content-Type", "application/json")
             .body(Full::new(bytes::Bytes::from(body.to_string())))?;
         last_published = Instant::now();
+        published_at_us.push(wall_us());
         let resp = client.request(req).await?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
@@ -459,7 +490,22 @@ async fn storm(
         "items_received_per_connection": total as f64 / ready.max(1) as f64,
         "last_item_received_by": got_last(&storm),
         "last_item_after_last_publish": summary(last_delays),
+        "published_at_us": published_at_us,
+        "arrivals": arrivals_json(shared),
     }))
+}
+
+/// Per item: `[deliveries, first arrival µs, last arrival µs]`.
+fn arrivals_json(shared: &Shared) -> serde_json::Value {
+    let arrivals = shared
+        .arrivals
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_default();
+    arrivals
+        .iter()
+        .map(|a| serde_json::json!([a.count, a.first_us, a.last_us]))
+        .collect()
 }
 
 /// Deliveries missing (`messages` for every connected connection, minus
@@ -549,6 +595,7 @@ async fn main() -> anyhow::Result<()> {
         ready: AtomicUsize::new(0),
         delivered: (0..args.messages).map(|_| AtomicUsize::new(0)).collect(),
         storm: Mutex::new(vec![(0, None); args.connections]),
+        arrivals: Mutex::new(vec![Arrivals::default(); args.messages]),
         notify: Notify::new(),
     });
     // Connected before the streams are held, so it sees every instance's
@@ -594,7 +641,9 @@ async fn main() -> anyhow::Result<()> {
     let rss_after = total_rss(&args.pids);
     // What the connections cost once held, when what setting them up took
     // has had `--settle-secs` to go back.
-    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    if !args.listen_only && args.rate == 0.0 {
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    }
     let rss_settled = total_rss(&args.pids);
     let by_process_held = rss_by_process(&args.pids);
 
@@ -624,6 +673,8 @@ async fn main() -> anyhow::Result<()> {
             "expected_per_connection": args.messages,
             "lost_deliveries": lost,
             "connections_missing_items": short,
+            "connect_secs": connect_secs,
+            "arrivals": arrivals_json(&shared),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         for task in tasks {

@@ -92,19 +92,7 @@ held() { # name target-port publish-port pid
 }
 
 PROXIES=${PROXIES:-holdfast pushpin-default}
-for name in $PROXIES; do
-  case $name in
-    holdfast)
-      HOLDFAST_RUNNER="connmgr_count=$CONNMGRS" start_holdfast
-      wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
-      held holdfast $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
-    pushpin-default)
-      start_pushpin; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
-      held pushpin-default $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;
-    *) echo "unknown proxy $name" >&2; exit 2 ;;
-  esac
-  stop_last
-done
+HOLDFAST_RUNNER="connmgr_count=$CONNMGRS" each_proxy held
 
 echo
 echo "$CONNECTIONS held streams over $PROCS client processes, $CONCURRENCY connecting at a time each, $MESSAGES items every ${INTERVAL}s (latencies in ms, RSS in KiB per held connection)"

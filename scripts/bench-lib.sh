@@ -142,6 +142,25 @@ start_varnish() {
   pids+=($!)
 }
 
+# Runs `$1 <name> <target port> <publish port> <pid>` once per name in
+# $PROXIES (holdfast, pushpin-default), starting that proxy before and
+# stopping it after.
+each_proxy() {
+  local run=$1 name
+  for name in $PROXIES; do
+    case $name in
+      holdfast)
+        start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
+        "$run" holdfast $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
+      pushpin-default)
+        start_pushpin; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
+        "$run" pushpin-default $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;
+      *) echo "unknown proxy $name" >&2; exit 2 ;;
+    esac
+    stop_last
+  done
+}
+
 stop_last() { # stops the most recently started service
   local pid=${pids[-1]}
   kill "$pid" 2>/dev/null || true

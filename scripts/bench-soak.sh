@@ -74,18 +74,7 @@ PY
 }
 
 PROXIES=${PROXIES:-holdfast pushpin-default}
-for name in $PROXIES; do
-  case $name in
-    holdfast)
-      start_holdfast; wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
-      soak holdfast $HOLDFAST $HOLDFAST_PUBLISH "$HOLDFAST_PID" ;;
-    pushpin-default)
-      start_pushpin; wait_ok $PUSHPIN; wait_ok $PUSHPIN_PUBLISH
-      soak pushpin-default $PUSHPIN $PUSHPIN_PUBLISH "$PUSHPIN_PID" ;;
-    *) echo "unknown proxy $name" >&2; exit 2 ;;
-  esac
-  stop_last
-done
+each_proxy soak
 
 echo
 echo "bench-soak: $CONNECTIONS connections, $DURATION s, $RATE items/s ($MESSAGES items)"

@@ -35,32 +35,8 @@ SETTLE=${SETTLE:-15}
 start_nginx
 wait_ok $ORIGIN
 
-# RSS KiB of a process tree, per program name (argv[0]'s file name), as JSON.
-rss() {
-  python3 - "$1" <<'PY'
-import json, os, sys
-root = int(sys.argv[1])
-children = {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            stat = open(f"/proc/{p}/stat").read()
-            children.setdefault(int(stat.rsplit(") ", 1)[1].split()[1]), []).append(int(p))
-        except OSError:
-            pass
-todo, out = [root], {}
-while todo:
-    pid = todo.pop()
-    todo += children.get(pid, [])
-    try:
-        name = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode().rsplit("/", 1)[-1]
-        kb = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        continue
-    out[name] = out.get(name, 0) + kb
-print(json.dumps(out))
-PY
-}
+# RSS KiB of a process tree, per program name, as JSON.
+rss() { target/release/holdfast-bench --rss-only --pids "$1"; }
 
 held() { # name target-port publish-port pid
   local name=$1 target=$2 publish=$3 pid=$4 i dir="$work/$1"

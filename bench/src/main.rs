@@ -124,6 +124,10 @@ struct Args {
     /// back).
     #[arg(long, default_value_t = 5)]
     settle_secs: u64,
+    /// Print the RSS KiB of `--pids` and their children per program name
+    /// as JSON, and exit (for scripts that drive several client processes).
+    #[arg(long)]
+    rss_only: bool,
     /// Bytes per echo message.
     #[arg(long, default_value_t = 100)]
     size: usize,
@@ -581,6 +585,10 @@ async fn wait_until(shared: &Shared, deadline: Instant, done: impl Fn() -> bool)
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    if args.rss_only {
+        println!("{}", serde_json::to_string(&rss_by_process(&args.pids))?);
+        return Ok(());
+    }
     if let Some(addr) = args.serve_echo {
         return ws_echo::serve(addr).await;
     }

@@ -68,7 +68,9 @@ held() { # name target-port publish-port pid
 }
 
 PROXIES=${PROXIES:-holdfast pushpin-default}
-HOLDFAST_RUNNER="connmgr_count=$CONNMGRS" each_proxy held
+# client_maxconn: the default (Pushpin's) is 50,000.
+HOLDFAST_RUNNER="connmgr_count=$CONNMGRS
+client_maxconn=$((CONNECTIONS + 1000))" each_proxy held
 
 echo
 echo "$CONNECTIONS held streams over $PROCS client processes, $CONCURRENCY connecting at a time each, $MESSAGES items every ${INTERVAL}s (latencies in ms, RSS in KiB per held connection)"

@@ -31,12 +31,12 @@ pub fn http1_request(data: &[u8]) {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let service = hyper::service::service_fn(
             move |req: http::Request<hyper::body::Incoming>| async move {
-                let refused = crate::session::check_limits(&req, config)
-                    .or_else(|| crate::session::local_answer(&req));
+                let (parts, mut body) = req.into_parts();
+                let refused = crate::session::check_limits(&parts, config)
+                    .or_else(|| crate::session::local_answer(&parts));
                 if let Some(resp) = refused {
                     return Ok::<_, std::convert::Infallible>(resp);
                 }
-                let mut body = req.into_body();
                 let mut total = 0u64;
                 while let Some(frame) = body.frame().await {
                     match frame {
@@ -81,6 +81,22 @@ pub fn http1_request(data: &[u8]) {
             String::from_utf8_lossy(&answers[..answers.len().min(64)])
         );
     });
+}
+
+/// Client bytes as [`crate::lean`] reads a request head: whatever they
+/// are, no panic; a head it answers itself lies within the bytes and the
+/// limit and is a GET without a body or an upgrade (everything else is
+/// hyper's, which [`http1_request`] covers).
+pub fn lean_head(data: &[u8]) {
+    use crate::lean::{parse_head, Parsed};
+    const LIMIT: usize = 8192;
+    if let Parsed::Lean(parts, len) = parse_head(data, LIMIT) {
+        assert!(len <= data.len() && len <= LIMIT);
+        assert_eq!(parts.method, http::Method::GET);
+        for name in ["content-length", "transfer-encoding", "upgrade", "expect"] {
+            assert!(!parts.headers.contains_key(name), "{name} taken");
+        }
+    }
 }
 
 /// Client bytes through the permessage-deflate layer: whatever they are, it

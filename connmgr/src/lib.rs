@@ -10,6 +10,8 @@
 //! - [`config`]: command line and settings.
 //! - [`limits`]: every limit and timeout, with why.
 //! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 and HTTP/2 servers.
+//! - [`lean`]: plain HTTP/1.1 bodyless GETs (held streams, long-polls)
+//!   served without hyper's per-connection buffers; the rest goes to hyper.
 //! - [`tls`]: certificates by SNI from a folder, ALPN.
 //! - [`session`]: one request as a ZHTTP session (the data path); hands
 //!   WebSocket handshakes to [`websocket`].
@@ -23,6 +25,7 @@
 pub mod answer;
 pub mod config;
 pub mod deflate;
+pub mod lean;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

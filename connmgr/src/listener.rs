@@ -1,6 +1,8 @@
 //! Accept loop: one task per client connection, a semaphore permit per
-//! connection (over `client_maxconn` the client gets 503), hyper's HTTP/1.1
-//! server with keep-alive, header limits and an idle timeout. hyper keeps its
+//! connection (over `client_maxconn` the client gets 503). Plain
+//! connections start on [`crate::lean`], which leaves all but bodyless GETs
+//! to hyper's HTTP/1.1 server with keep-alive, header limits and an idle
+//! timeout. hyper keeps its
 //! default header-count limit (100, parsed on the stack); the session answers
 //! 431 with a message above [`crate::limits::MAX_HEADERS`].
 //!
@@ -82,7 +84,7 @@ pub async fn serve(
         let tls = tls.clone();
         shared.tracker.clone().spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, false, shared, &builder, token).await,
+                None => crate::lean::serve(stream, peer, shared, &builder, token).await,
                 // Boxed: a TLS connection's future is several times a plain
                 // one's, and every task would be sized for the larger.
                 Some(tls) => Box::pin(serve_tls(stream, peer, tls, shared, &builder, token)).await,
@@ -126,11 +128,14 @@ async fn serve_tls(
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         serve_h2(stream, peer, shared, token).await;
     } else {
-        serve_connection(stream, peer, true, shared, builder, token).await;
+        let _open = shared.metrics.open(Transport::Http1);
+        serve_http1(stream, peer, true, shared, builder, token).await;
     }
 }
 
-async fn serve_connection<S>(
+/// hyper's HTTP/1.1 server for the rest of a connection: TLS connections,
+/// and plain ones whose requests [`crate::lean`] leaves to hyper.
+pub(crate) async fn serve_http1<S>(
     stream: S,
     peer: SocketAddr,
     tls: bool,
@@ -140,7 +145,6 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let _open = shared.metrics.open(Transport::Http1);
     // Boxed: hyper keeps a slot the size of the service's future for the
     // whole connection (8 KiB for `handle`'s); boxed, the slot is a pointer
     // and the future's memory goes once the response head is out.

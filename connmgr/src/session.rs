@@ -19,6 +19,7 @@ use holdfast_protocol::zmq::{BodySink, FastPath, SessionState};
 use holdfast_runtime::body::{
     body_channel, BodySender, Drained, HttpBody as ResponseBody, QueueError,
 };
+use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
@@ -30,18 +31,15 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
-pub(crate) fn check_limits(
-    req: &Request<Incoming>,
-    config: &Config,
-) -> Option<Response<ResponseBody>> {
-    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+pub(crate) fn check_limits(req: &Parts, config: &Config) -> Option<Response<ResponseBody>> {
+    let uri_len = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > MAX_URI_LEN {
         return Some(plain(
             StatusCode::URI_TOO_LONG,
             &format!("Request URI is {uri_len} bytes; the limit is {MAX_URI_LEN}."),
         ));
     }
-    let hosts = req.headers().get_all(http::header::HOST).iter().count();
+    let hosts = req.headers.get_all(http::header::HOST).iter().count();
     if hosts > 1 {
         // Which one would route it? RFC 9112 3.2: answer 400.
         return Some(plain(
@@ -49,17 +47,17 @@ pub(crate) fn check_limits(
             &format!("Request has {hosts} Host headers; exactly one is allowed."),
         ));
     }
-    if req.headers().len() > MAX_HEADERS {
+    if req.headers.len() > MAX_HEADERS {
         return Some(plain(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             &format!(
                 "Request has {} headers; the limit is {MAX_HEADERS}.",
-                req.headers().len()
+                req.headers.len()
             ),
         ));
     }
     let declared = req
-        .headers()
+        .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -78,8 +76,8 @@ pub(crate) fn check_limits(
 /// Requests connmgr answers itself and never forwards: `CONNECT` (this is
 /// a reverse proxy, not a tunnel) and `OPTIONS *` (a question about this
 /// server, not about any resource of an origin).
-pub(crate) fn local_answer(req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
-    if req.method() == http::Method::CONNECT {
+pub(crate) fn local_answer(req: &Parts) -> Option<Response<ResponseBody>> {
+    if req.method == http::Method::CONNECT {
         let mut resp = plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "CONNECT is not supported: this is a reverse proxy, not a tunnel.",
@@ -88,7 +86,7 @@ pub(crate) fn local_answer(req: &Request<Incoming>) -> Option<Response<ResponseB
             .insert(http::header::ALLOW, HeaderValue::from_static(ALLOWED));
         return Some(resp);
     }
-    if req.method() == http::Method::OPTIONS && req.uri() == "*" {
+    if req.method == http::Method::OPTIONS && req.uri == "*" {
         let mut resp = Response::new(ResponseBody::full(Bytes::new()));
         resp.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static(ALLOWED));
@@ -107,22 +105,35 @@ pub async fn handle(
     peer: SocketAddr,
     tls: bool,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    Ok(respond(parts, Some(body), shared, peer, tls).await)
+}
+
+/// One request in, one response out: from hyper (`body` is hyper's reader
+/// of the request body) or from [`crate::lean`] (no body).
+pub(crate) async fn respond(
+    req: Parts,
+    body: Option<Incoming>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     shared
         .metrics
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let line = format!("{} {}", req.method(), req.uri());
+    let line = format!("{} {}", req.method, req.uri);
     if let Some(resp) = check_limits(&req, &shared.config) {
         access_log(&line, peer, resp.status().as_u16(), 0, started, "refused");
-        return Ok(resp);
+        return resp;
     }
     if let Some(resp) = local_answer(&req) {
         access_log(&line, peer, resp.status().as_u16(), 0, started, "local");
-        return Ok(resp);
+        return resp;
     }
     let mut endpoint = Endpoint::new(shared.from.clone(), shared.new_id(), started);
-    let websocket = crate::websocket::is_upgrade(&req);
+    let websocket = crate::websocket::is_upgrade(&req.headers);
     let scheme = match (websocket, tls) {
         (true, true) => "wss",
         (true, false) => "ws",
@@ -130,14 +141,21 @@ pub async fn handle(
         (false, false) => "http",
     };
     let credits = endpoint.offer(shared.config.buffer_size);
-    let first = first_packet(&req, &endpoint, credits, peer, scheme);
+    let has_body = body
+        .as_ref()
+        .is_some_and(|body| !http_body::Body::is_end_stream(body));
+    let first = first_packet(&req, has_body, &endpoint, credits, peer, scheme);
     if websocket {
-        return Ok(crate::websocket::handle(req, shared, peer, endpoint, first).await);
+        // The upgrade is hyper's: the lean path hands handshakes to hyper.
+        let Some(body) = body else {
+            return plain(StatusCode::BAD_REQUEST, "Bad WebSocket handshake.");
+        };
+        let req = Request::from_parts(req, body);
+        return crate::websocket::handle(req, shared, peer, endpoint, first).await;
     }
+    let body = body.filter(|_| has_body);
     let inbox = shared.sockets.sessions().register(endpoint.id().to_owned());
-    let (parts, body) = req.into_parts();
-    let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
-    drop(parts);
+    drop(req);
     let (head_tx, head_rx) = oneshot::channel();
     let first = Box::new(first);
     let session = Session {
@@ -163,9 +181,9 @@ pub async fn handle(
             outcome,
         );
     });
-    Ok(head_rx
+    head_rx
         .await
-        .unwrap_or_else(|_| plain(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down.")))
+        .unwrap_or_else(|_| plain(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down."))
 }
 
 fn access_log(
@@ -185,7 +203,8 @@ fn access_log(
 /// The first packet of a session: the request's head, `credits` of
 /// response window, the client's address.
 fn first_packet(
-    req: &Request<Incoming>,
+    req: &Parts,
+    has_body: bool,
     endpoint: &Endpoint,
     credits: u32,
     peer: SocketAddr,
@@ -194,17 +213,17 @@ fn first_packet(
     // An absolute-form target (or HTTP/2's :authority) names the site and
     // the Host header is replaced by it (RFC 9112 3.2.2), so routing and the
     // origin see the same host.
-    let authority = req.uri().authority().map(|a| a.as_str());
+    let authority = req.uri.authority().map(|a| a.as_str());
     let host = authority
         .or_else(|| {
-            req.headers()
+            req.headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
         })
         .unwrap_or("localhost");
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut headers: Vec<Header> = req
-        .headers()
+        .headers
         .iter()
         .filter(|(name, _)| authority.is_none() || *name != http::header::HOST)
         .map(|(name, value)| {
@@ -224,11 +243,11 @@ fn first_packet(
         );
     }
     Packet {
-        method: Some(req.method().as_str().to_owned()),
+        method: Some(req.method.as_str().to_owned()),
         uri: Some(format!("{scheme}://{host}{path}")),
         headers: Some(headers),
         credits: Some(credits),
-        more: !http_body::Body::is_end_stream(req.body()),
+        more: has_body,
         stream: true,
         peer_address: Some(peer.ip().to_string()),
         peer_port: Some(peer.port()),

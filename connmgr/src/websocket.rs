@@ -63,9 +63,9 @@ const OWN_HEADERS: &[&str] = &[
 ];
 
 /// Whether the request asks for a WebSocket.
-pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
     let has = |name: http::header::HeaderName, token: &str| {
-        req.headers().get_all(name).iter().any(|v| {
+        headers.get_all(name).iter().any(|v| {
             v.to_str()
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })

@@ -151,6 +151,70 @@ async fn keep_alive_connection_is_reused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_body_after_bodyless_ones_is_served_on_the_same_connection() {
+    // connmgr answers bodyless GETs itself and hands the connection to
+    // hyper at the first other request, with the bytes already read: the
+    // POST's head and body and the GET pipelined behind it.
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET /one HTTP/1.1\r\nHost: test\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello\
+          GET /three HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(raw.matches("HTTP/1.1 200 OK").count(), 3, "{raw}");
+    let one = raw.find("\"uri\":\"/one\"").expect("/one answered");
+    let two = raw.find("\"uri\":\"/two\"").expect("/two answered");
+    let three = raw.find("\"uri\":\"/three\"").expect("/three answered");
+    assert!(one < two && two < three, "answered in order: {raw}");
+    assert!(raw.contains("\"body_len\":5"), "the POST's body: {raw}");
+    assert_eq!(raw.matches("date: ").count(), 3, "{raw}");
+    assert_eq!(origin.requests(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_arriving_in_pieces_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let hf = Holdfast::in_front_of(&origin).run().await;
+    let mut stream = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    for piece in b"GET /pieces HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".chunks(3) {
+        stream.write_all(piece).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
+        .await
+        .expect("answered and closed within 10 s")
+        .unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(raw.contains("\r\nconnection: close\r\n"), "{raw}");
+    assert!(raw.contains("\"uri\":\"/pieces\""), "{raw}");
+    // A head cut off by the client's close gets nothing, and harms nothing.
+    let mut cut = tokio::net::TcpStream::connect(hf.addr()).await.unwrap();
+    cut.write_all(b"GET /cut HTTP/1.1\r\nHo").await.unwrap();
+    cut.shutdown().await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), cut.read_to_end(&mut raw))
+        .await
+        .expect("closed within 10 s")
+        .unwrap();
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    let raw = raw_exchange(
+        &hf.addr(),
+        b"GET /after HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_down_gives_502() {
     let closed = free_port();
     let hf = Holdfast::builder()

@@ -137,7 +137,12 @@ async fn read_head(stream: &TcpStream, buf: &mut BytesMut, limit: usize) -> io::
         match stream.try_read_buf(buf) {
             Ok(0) => return Ok(Parsed::Partial),
             Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    // A stale readiness: wait without a buffer.
+                    *buf = BytesMut::new();
+                }
+            }
             Err(err) => return Err(err),
         }
     }
@@ -203,10 +208,14 @@ async fn until_gone(stream: &TcpStream, buf: &mut BytesMut, limit: usize) {
         if stream.readable().await.is_err() {
             return;
         }
-        buf.reserve(READ_CHUNK.min(limit - buf.len()));
-        match stream.try_read_buf(buf) {
+        // Read onto the stack: the socket is often readable only because
+        // the head's last read left it marked so (this read then finds
+        // nothing), and a held stream should not keep a buffer for that.
+        let mut chunk = [0u8; 512];
+        let room = chunk.len().min(limit - buf.len());
+        match stream.try_read(&mut chunk[..room]) {
             Ok(0) => return,
-            Ok(_) => {}
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return,
         }
@@ -235,6 +244,8 @@ async fn write_response(
     let (parts, mut body) = resp.into_parts();
     let framing = framing(&parts, &body);
     let mut head = Bytes::from(encode_head(&parts, framing, close));
+    // Neither is needed while the body streams, which may be for hours.
+    drop(parts);
     if let (Framing::Length(total), ResponseBody::Full(full)) = (framing, &mut body) {
         // A complete body goes out with its head, in one write.
         let mut data = full.take().unwrap_or_default();
@@ -246,6 +257,7 @@ async fn write_response(
     if stream.write_all_buf(&mut head).await.is_err() {
         return false;
     }
+    drop(head);
     if matches!(framing, Framing::None | Framing::Length(0)) {
         return !close;
     }

@@ -24,8 +24,10 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -170,17 +172,9 @@ pub(crate) async fn respond(
         status: 0,
         bytes_out: 0,
     };
-    shared.tracker.spawn(async move {
-        let (session, outcome) = session.run(first, body).await;
-        access_log(
-            &line,
-            peer,
-            session.status,
-            session.bytes_out + session.state.bytes.load(Ordering::Relaxed),
-            started,
-            outcome,
-        );
-    });
+    shared
+        .tracker
+        .spawn(session.run(first, body, line, peer, started));
     head_rx
         .await
         .unwrap_or_else(|_| plain(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down."))
@@ -338,15 +332,25 @@ async fn client_gone(reply: &mut Reply) {
 }
 
 impl Session {
-    /// `first` comes boxed: an async fn keeps its arguments' space for its
-    /// whole life, and a held session lives long.
-    async fn run(mut self, first: Box<Packet>, mut body: Option<Incoming>) -> (Session, Outcome) {
+    /// Runs the session to its end, then writes its access-log line. This
+    /// future is the whole task (a wrapper around it would keep a second
+    /// copy of the session), and `first` comes boxed: an async fn keeps its
+    /// arguments' space for its whole life, and a held session lives long.
+    async fn run(
+        mut self,
+        first: Box<Packet>,
+        mut body: Option<Incoming>,
+        line: String,
+        peer: SocketAddr,
+        started: Instant,
+    ) {
         let outcome = self.drive(first, &mut body).await;
         self.shared
             .sockets
             .sessions()
             .unregister(self.endpoint.id());
-        (self, outcome)
+        let bytes = self.bytes_out + self.state.bytes.load(Ordering::Relaxed);
+        access_log(&line, peer, self.status, bytes, started, outcome);
     }
 
     async fn drive(&mut self, first: Box<Packet>, body: &mut Option<Incoming>) -> Outcome {
@@ -428,9 +432,8 @@ impl Session {
                 },
                 // Credits go back in half-window batches, not per write.
                 n = drained.take_at_least(self.shared.config.buffer_size / 2), if !paused => {
-                    if let Some(credit) = self.endpoint.grant(n) {
-                        self.shared.send(&mut self.endpoint, credit).await;
-                    }
+                    let credit = self.endpoint.grant(n);
+                    self.send_if_any(credit).await;
                     Step::Continue
                 }
                 Ok(peer) = reconnects.recv(), if !paused => {
@@ -657,9 +660,20 @@ impl Session {
         }
     }
 
-    async fn cancel_owner(&mut self) {
-        if let Some(cancel) = self.endpoint.cancel() {
-            self.shared.send(&mut self.endpoint, cancel).await;
+    /// Not an async fn: its future would hold the cancel packet, and every
+    /// session's future would be sized for it.
+    fn cancel_owner(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let cancel = self.endpoint.cancel();
+        self.send_if_any(cancel)
+    }
+
+    fn send_if_any(
+        &mut self,
+        packet: Option<Packet>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        match packet {
+            Some(packet) => self.shared.send(&mut self.endpoint, packet),
+            None => Box::pin(std::future::ready(())),
         }
     }
 }

@@ -34,6 +34,8 @@ use holdfast_runtime::body::{body_channel, BodySender, ChannelBody, Drained};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -474,12 +476,15 @@ impl Session {
                 Box::pin(self.sockjs(prepared)).await
             }
             Ok(prepared) if prepared.websocket => {
+                // Kept for a hand-over to the handler, which a WebSocket
+                // never has: not worth its bytes for the connection's life.
+                self.request = None;
                 let gauge = self.shared.metrics.websockets.clone();
                 gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let outcome = if prepared.route.targets.iter().any(|t| t.over_http) {
-                    Box::pin(self.over_http(prepared)).await
+                    Box::pin(self.over_http(Box::new(prepared))).await
                 } else {
-                    Box::pin(self.websocket(prepared)).await
+                    Box::pin(self.websocket(Box::new(prepared))).await
                 };
                 gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 outcome
@@ -1073,18 +1078,23 @@ impl Session {
     }
 
     /// Numbers `packet` as it leaves (see [`Endpoint::stamp`]) and sends it.
-    async fn send(&mut self, mut packet: Packet) {
-        if self.endpoint.stamp(&mut packet, Instant::now()).is_none() {
-            return;
-        }
-        if let Some(peer) = &self.local {
-            // Gone: the session ends on its own when it hears nothing.
-            let _ = peer.send(packet).await;
-            return;
-        }
-        if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
-            tracing::warn!(session = %self.endpoint.id(), error = %err, "packet to connmgr not encoded");
-        }
+    /// A plain fn returning a boxed future: as an async fn, every future
+    /// awaiting it would keep room for the packet (twice over) for good,
+    /// and a WebSocket session's future lives as long as the connection.
+    fn send(&mut self, mut packet: Packet) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if self.endpoint.stamp(&mut packet, Instant::now()).is_none() {
+                return;
+            }
+            if let Some(peer) = &self.local {
+                // Gone: the session ends on its own when it hears nothing.
+                let _ = peer.send(packet).await;
+                return;
+            }
+            if let Err(err) = self.shared.sockets.send(&self.connmgr, &packet).await {
+                tracing::warn!(session = %self.endpoint.id(), error = %err, "packet to connmgr not encoded");
+            }
+        })
     }
 }
 

@@ -132,16 +132,57 @@ impl Gateway {
     }
 }
 
+/// A WebSocket-over-HTTP connection the origin accepted: what the rest of
+/// the session needs.
+struct Opened {
+    gateway: Box<Gateway>,
+    grip: Option<GripWs>,
+    /// The events of the answer to `OPEN`, after the `OPEN` itself.
+    events: Vec<Event>,
+}
+
 impl Session {
     /// Serves a WebSocket session through a WebSocket-over-HTTP origin.
-    pub(super) async fn over_http(&mut self, prepared: Prepared) -> (u16, &'static str) {
+    ///
+    /// This future lives as long as the connection, so what only the
+    /// handshake needs (the client's request, the origin's first answer,
+    /// the origin client's future) is in [`Session::open_gateway`]'s,
+    /// boxed and gone once the connection is open; `prepared` comes boxed
+    /// for the same reason (an async fn keeps its arguments' room for good).
+    pub(super) async fn over_http(&mut self, prepared: Box<Prepared>) -> (u16, &'static str) {
+        let Opened {
+            mut gateway,
+            mut grip,
+            events,
+        } = match Box::pin(self.open_gateway(prepared)).await {
+            Ok(opened) => opened,
+            Err(ended) => return ended,
+        };
+        let delivered =
+            Box::pin(self.deliver_to_client(&mut gateway, &mut grip, events.into_iter())).await;
+        let outcome = match delivered {
+            Some(outcome) => outcome,
+            None => self.gateway_loop(gateway, &mut grip).await,
+        };
+        self.drain_to_client().await;
+        Box::pin(self.grip_end(&grip)).await;
+        (101, outcome)
+    }
+
+    /// The handshake: `OPEN` to the origin, and the client accepted or
+    /// refused with the origin's answer (`Err` with the session's status
+    /// and outcome when it ends here).
+    async fn open_gateway(
+        &mut self,
+        prepared: Box<Prepared>,
+    ) -> Result<Opened, (u16, &'static str)> {
         let debug = self.shared.debug || prepared.route.debug;
         let route = &prepared.route;
         let Some(target) = route.targets.iter().find(|t| t.over_http).cloned() else {
-            return (
+            return Err((
                 self.fail_with(&ProxyError::HoldUnsupported, debug).await,
                 "no target",
-            );
+            ));
         };
 
         let forward = Forward {
@@ -183,15 +224,15 @@ impl Session {
         };
         // The handshake.
         let open = [Event::new(EventKind::Open, Bytes::new())];
-        let answer = match exchange(
+        let answer = match Box::pin(exchange(
             self.shared.client.clone(),
             gateway.target.clone(),
             gateway.request(&open, 0),
-        )
+        ))
         .await
         {
             Ok(answer) => answer,
-            Err(err) => return (self.fail_with(&err, debug).await, "origin error"),
+            Err(err) => return Err((self.fail_with(&err, debug).await, "origin error")),
         };
         let events = match accepted_events(&answer) {
             Some(Ok(events)) if events.first().map(|e| &e.kind) == Some(&EventKind::Open) => events,
@@ -204,7 +245,7 @@ impl Session {
                 let err = ProxyError::origin_body(
                     "WebSocket-over-HTTP answer to OPEN did not start with OPEN",
                 );
-                return (self.fail_with(&err, debug).await, "origin error");
+                return Err((self.fail_with(&err, debug).await, "origin error"));
             }
             _ => {
                 // Refused: the origin's answer goes to the client.
@@ -217,12 +258,12 @@ impl Session {
                 packet.headers = Some(client_headers(&answer.headers, &["content-length"]));
                 packet.body = Some(answer.body.clone());
                 self.send(packet).await;
-                return (answer.status, "websocket refused by origin");
+                return Err((answer.status, "websocket refused by origin"));
             }
         };
         gateway.absorb(&answer.headers);
         let channel_prefix = prepared.route.prefix.clone().unwrap_or_default();
-        let mut grip = grip_prefix(&answer.headers).map(|p| self.grip_start(p, channel_prefix));
+        let grip = grip_prefix(&answer.headers).map(|p| self.grip_start(p, channel_prefix));
         let mut accept = self.packet(PacketType::Data);
         accept.code = Some(101);
         accept.reason = Some("Switching Protocols".into());
@@ -238,16 +279,11 @@ impl Session {
         accept.credits = Some(self.endpoint.offer(REQUEST_WINDOW as usize));
         self.endpoint.set_overshoot(self.shared.max_message_size);
         self.send(accept).await;
-        let outcome = match self
-            .deliver_to_client(&mut gateway, &mut grip, events.into_iter().skip(1))
-            .await
-        {
-            Some(outcome) => outcome,
-            None => self.gateway_loop(gateway, &mut grip).await,
-        };
-        self.drain_to_client().await;
-        self.grip_end(&grip).await;
-        (101, outcome)
+        Ok(Opened {
+            gateway: Box::new(gateway),
+            grip,
+            events: events.into_iter().skip(1).collect(),
+        })
     }
 
     /// Queues the origin's events for the client (sent within connmgr's
@@ -317,7 +353,7 @@ impl Session {
     /// the window granted) and go in the next request.
     async fn gateway_loop(
         &mut self,
-        mut gateway: Gateway,
+        mut gateway: Box<Gateway>,
         grip: &mut Option<GripWs>,
     ) -> &'static str {
         let mut pending: VecDeque<Event> = VecDeque::new();
@@ -400,10 +436,11 @@ impl Session {
                     if let Some(credit) = self.endpoint.grant(taken.content) {
                         self.send(credit).await;
                     }
-                    if let Some(outcome) = self
-                        .deliver_to_client(&mut gateway, grip, parsed.into_iter())
-                        .await
-                    {
+                    // Boxed: this future is the connection's for its life.
+                    let delivered =
+                        Box::pin(self.deliver_to_client(&mut gateway, grip, parsed.into_iter()))
+                            .await;
+                    if let Some(outcome) = delivered {
                         return outcome;
                     }
                     if closing && pending.is_empty() {

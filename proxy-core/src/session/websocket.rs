@@ -56,7 +56,9 @@ enum Connected {
 
 impl Session {
     /// Proxies a WebSocket session to the route's target.
-    pub(super) async fn websocket(&mut self, prepared: Prepared) -> (u16, &'static str) {
+    /// `prepared` comes boxed: an async fn keeps its arguments' room for
+    /// its whole life, and this one lives as long as the connection.
+    pub(super) async fn websocket(&mut self, prepared: Box<Prepared>) -> (u16, &'static str) {
         let debug = self.shared.debug || prepared.route.debug;
         let connected = match self.connect_target(&prepared).await {
             Ok(connected) => connected,
@@ -85,6 +87,9 @@ impl Session {
         self.send(accept).await;
         let channel_prefix = prepared.route.prefix.clone().unwrap_or_default();
         let mut grip = grip_prefix(response.headers()).map(|p| self.grip_start(p, channel_prefix));
+        // Not needed past the handshake, and the bridge may run for hours.
+        drop(prepared);
+        drop(response);
         let outcome = self.bridge(*ws, &mut grip).await;
         self.grip_end(&grip).await;
         (101, outcome)

@@ -159,9 +159,9 @@ impl Session {
                 };
                 prepared.route.sockjs = None;
                 return if prepared.route.targets.iter().any(|t| t.over_http) {
-                    self.over_http(prepared).await
+                    self.over_http(Box::new(prepared)).await
                 } else {
-                    self.websocket(prepared).await
+                    self.websocket(Box::new(prepared)).await
                 };
             }
             return match session_url(&rest) {

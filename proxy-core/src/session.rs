@@ -145,7 +145,7 @@ pub fn start(shared: &Arc<Shared>, frame: &[u8]) {
         return;
     }
     let session = Session::new(shared, from, endpoint, key, first.peer_address.clone());
-    shared.tracker.spawn(session.run(Box::new(first)));
+    shared.tracker.spawn(Box::new(session).run(Box::new(first)));
 }
 
 /// Starts a WebSocket session whose peer is in this process (a SockJS
@@ -178,7 +178,7 @@ fn start_local(
     );
     session.local = Some(to_peer);
     session.route = Some(route);
-    shared.tracker.spawn(session.run(Box::new(first)));
+    shared.tracker.spawn(Box::new(session).run(Box::new(first)));
     Ok(())
 }
 
@@ -457,9 +457,10 @@ impl Session {
         }
     }
 
-    /// `first` comes boxed: an async fn keeps its arguments' space for its
-    /// whole life.
-    async fn run(mut self, first: Box<Packet>) {
+    /// The session and `first` come boxed: an async fn keeps its
+    /// arguments' room for its whole life (and a session by value was
+    /// kept twice, as the argument and as the local it moves into).
+    async fn run(mut self: Box<Self>, first: Box<Packet>) {
         let started = Instant::now();
         let line = format!(
             "{} {}",
@@ -469,11 +470,14 @@ impl Session {
         let local = self.local.is_some();
         // Each kind of session is boxed: this task lives as long as the
         // session, and unboxed it would be sized for the largest kind
-        // (12 KiB in all), whichever it runs.
-        let prepared = Box::pin(self.prepare(*first)).await;
+        // (12 KiB in all), whichever it runs. So is what was prepared,
+        // and each step's future is made in a statement of its own (a
+        // temporary lives to the end of its statement, await included).
+        let prepared = Box::pin(self.prepare(*first)).await.map(Box::new);
         let (status, outcome) = match prepared {
             Ok(prepared) if !local && sockjs::applies(&prepared) => {
-                Box::pin(self.sockjs(prepared)).await
+                let step = Box::pin(self.sockjs(*prepared));
+                step.await
             }
             Ok(prepared) if prepared.websocket => {
                 // Kept for a hand-over to the handler, which a WebSocket
@@ -482,19 +486,23 @@ impl Session {
                 let gauge = self.shared.metrics.websockets.clone();
                 gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let outcome = if prepared.route.targets.iter().any(|t| t.over_http) {
-                    Box::pin(self.over_http(Box::new(prepared))).await
+                    Box::pin(self.over_http(prepared)).await
                 } else {
-                    Box::pin(self.websocket(Box::new(prepared))).await
+                    Box::pin(self.websocket(prepared)).await
                 };
                 gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 outcome
             }
             Ok(prepared) if cached::is_purge(&prepared) => {
                 let (code, text) = cached::purge(&self.shared, &prepared);
+                drop(prepared);
                 Box::pin(self.respond_text(code, &text)).await;
                 (code, "purge")
             }
-            Ok(prepared) => Box::pin(self.proxy(prepared)).await,
+            Ok(prepared) => {
+                let step = Box::pin(self.proxy(*prepared));
+                step.await
+            }
             Err(err) => {
                 let code = Box::pin(self.fail(&err)).await;
                 (code, "refused")

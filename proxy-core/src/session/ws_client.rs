@@ -8,6 +8,7 @@
 use super::{ClientClose, Session};
 use bytes::Bytes;
 use holdfast_protocol::zhttp::{Packet, PacketType, STALL_TIMEOUT};
+use std::collections::VecDeque;
 use tokio::time::Instant;
 
 impl Session {
@@ -80,6 +81,11 @@ impl Session {
             };
             self.endpoint.spend(cost);
             self.send(packet).await;
+        }
+        if self.to_client.capacity() > 0 {
+            // Emptied: its room (440 bytes a packet) goes back rather than
+            // staying with a connection that may be idle for hours.
+            self.to_client = VecDeque::new();
         }
     }
 }

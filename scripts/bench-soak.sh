@@ -10,13 +10,16 @@
 #
 # Usage: scripts/bench-soak.sh [connections, default 19000] [seconds, default 600]
 # RATE=0.1 (items/s: 1,900 deliveries/s at 19,000, under Pushpin's default
-# pacing of 2,500/s), PROCS=4, PROXIES="holdfast pushpin-default".
+# pacing of 2,500/s), PROCS (default 4, or one per 15,000 connections),
+# CONNMGRS (Holdfast's connmgr_count, default one per 15,000 connections),
+# PROXIES="holdfast pushpin-default".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${1:-19000}
 DURATION=${2:-600}
 RATE=${RATE:-0.1}
-PROCS=${PROCS:-4}
+PROCS=${PROCS:-$(( CONNECTIONS > 60000 ? (CONNECTIONS + 14999) / 15000 : 4 ))}
+CONNMGRS=${CONNMGRS:-$(( (CONNECTIONS + 14999) / 15000 ))}
 # Connection attempts in flight per process: gentle, so the scenario is the
 # soak and not a connection storm (Pushpin answers 502 to part of a storm).
 CONCURRENCY=${CONCURRENCY:-32}
@@ -74,7 +77,11 @@ PY
 }
 
 PROXIES=${PROXIES:-holdfast pushpin-default}
-each_proxy soak
+# client_maxconn: the default (Pushpin's) is 50,000; headroom because
+# the kernel spreads connections over the connmgrs unevenly and each
+# connmgr gets an equal share.
+HOLDFAST_RUNNER="connmgr_count=$CONNMGRS
+client_maxconn=$((CONNECTIONS * 13 / 10 + 1000))" each_proxy soak
 
 echo
 echo "bench-soak: $CONNECTIONS connections, $DURATION s, $RATE items/s ($MESSAGES items)"

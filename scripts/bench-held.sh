@@ -70,11 +70,7 @@ held() { # name target-port publish-port pid
 }
 
 PROXIES=${PROXIES:-holdfast pushpin-default}
-# client_maxconn: the default (Pushpin's) is 50,000; headroom because
-# the kernel spreads connections over the connmgrs unevenly and each
-# connmgr gets an equal share.
-HOLDFAST_RUNNER="connmgr_count=$CONNMGRS
-client_maxconn=$((CONNECTIONS * 13 / 10 + 1000))" each_proxy held
+HOLDFAST_RUNNER=$(many_connections_runner "$CONNECTIONS" "$CONNMGRS") each_proxy held
 
 echo
 echo "$CONNECTIONS held streams over $PROCS client processes, $CONCURRENCY connecting at a time each, $MESSAGES items every ${INTERVAL}s (latencies in ms, RSS in KiB per held connection)"

@@ -84,6 +84,14 @@ NGINX
   pids+=($!)
 }
 
+# [runner] settings for very many connections (for HOLDFAST_RUNNER):
+# `connmgrs` connection managers, and client_maxconn (Pushpin's default
+# is 50,000) with 30% headroom, since each connmgr gets an equal share of
+# it and the kernel spreads connections over them unevenly.
+many_connections_runner() { # connections connmgrs
+  printf 'connmgr_count=%s\nclient_maxconn=%s\n' "$2" $(( $1 * 13 / 10 + 1000 ))
+}
+
 # Holdfast with built-in defaults, ports moved off the standard ones
 # (HOLDFAST_BIN: the folder of another build's binaries).
 start_holdfast() {

@@ -77,11 +77,7 @@ PY
 }
 
 PROXIES=${PROXIES:-holdfast pushpin-default}
-# client_maxconn: the default (Pushpin's) is 50,000; headroom because
-# the kernel spreads connections over the connmgrs unevenly and each
-# connmgr gets an equal share.
-HOLDFAST_RUNNER="connmgr_count=$CONNMGRS
-client_maxconn=$((CONNECTIONS * 13 / 10 + 1000))" each_proxy soak
+HOLDFAST_RUNNER=$(many_connections_runner "$CONNECTIONS" "$CONNMGRS") each_proxy soak
 
 echo
 echo "bench-soak: $CONNECTIONS connections, $DURATION s, $RATE items/s ($MESSAGES items)"

@@ -279,8 +279,10 @@ async fn write_response(
         };
         let sent = match framing {
             Framing::Chunked => {
-                let size = Bytes::from(format!("{:X}\r\n", data.len()));
-                let mut out = size.chain(data).chain(&b"\r\n"[..]);
+                // The size line is made on the stack: this runs for every
+                // delivery to every held stream.
+                let (line, len) = chunk_size_line(data.len());
+                let mut out = (&line[..len]).chain(data).chain(&b"\r\n"[..]);
                 stream.write_all_buf(&mut out).await
             }
             Framing::Length(total) => {
@@ -304,6 +306,18 @@ async fn write_response(
         Framing::Length(total) => written == total && !close,
         Framing::None => !close,
     }
+}
+
+/// A chunk's size line (hex digits and CRLF), and its length.
+fn chunk_size_line(size: usize) -> ([u8; 18], usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut line = [0u8; 18];
+    let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, at) in line[..digits].iter_mut().rev().enumerate() {
+        *at = HEX[(size >> (4 * i)) & 0xf];
+    }
+    line[digits..digits + 2].copy_from_slice(b"\r\n");
+    (line, digits + 2)
 }
 
 /// How hyper would delimit this response: none for statuses without a
@@ -456,17 +470,8 @@ mod tests {
         assert!(matches!(parse(b"GE"), Parsed::Partial));
     }
 
-    #[test]
-    fn everything_else_goes_to_hyper() {
-        for head in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
-            b"HEAD / HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/1.0\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-        ] {
+    fn assert_for_hyper(heads: &[&[u8]]) {
+        for head in heads {
             assert!(
                 matches!(parse(head), Parsed::Hyper),
                 "{}",
@@ -476,10 +481,23 @@ mod tests {
     }
 
     #[test]
+    fn everything_else_goes_to_hyper() {
+        assert_for_hyper(&[
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
+            b"HEAD / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        ]);
+    }
+
+    #[test]
     fn malformed_heads_go_to_hyper_which_answers_them() {
         let many: String = (0..101).map(|i| format!("X-{i}: y\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        for head in [
+        assert_for_hyper(&[
             &b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nX: \x01\r\n\r\n",
             b"GET /a b HTTP/1.1\r\n\r\n",
@@ -487,13 +505,7 @@ mod tests {
             b"\x16\x03\x01\x02\x00",
             b"GET http://[::1 HTTP/1.1\r\n\r\n",
             many.as_bytes(),
-        ] {
-            assert!(
-                matches!(parse(head), Parsed::Hyper),
-                "{}",
-                String::from_utf8_lossy(head)
-            );
-        }
+        ]);
         // Complete but over the limit: hyper answers 431.
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "y".repeat(2000));
         assert!(matches!(parse_head(long.as_bytes(), 1024), Parsed::Hyper));
@@ -564,6 +576,26 @@ mod tests {
         assert!(none.starts_with("HTTP/1.1 304 Not Modified\r\n"));
         assert!(!none.contains("transfer-encoding") && !none.contains("content-length"));
         assert!(head(599, &[], Framing::Length(0), false).starts_with("HTTP/1.1 599 <none>\r\n"));
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hex_with_crlf() {
+        for size in [
+            0usize,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            4096,
+            65_535,
+            1 << 20,
+            usize::MAX,
+        ] {
+            let (line, len) = chunk_size_line(size);
+            assert_eq!(&line[..len], format!("{size:X}\r\n").as_bytes());
+        }
     }
 
     #[test]

@@ -405,6 +405,8 @@ impl AsyncRead for Replay {
             return Pin::new(&mut this.stream).poll_read(cx, out);
         }
         let n = this.first.len().min(out.remaining());
+        // Splitting off the last bytes leaves `first` empty and no longer
+        // sharing the head buffer (an upgraded WebSocket keeps this for life).
         out.put_slice(&this.first.split_to(n));
         Poll::Ready(Ok(()))
     }
@@ -624,5 +626,32 @@ mod tests {
         assert_eq!(framing(&parts(200, Some("x")), &stream), Framing::Chunked);
         assert_eq!(framing(&parts(204, None), &full), Framing::None);
         assert_eq!(framing(&parts(304, Some("5")), &full), Framing::None);
+    }
+
+    /// Once the bytes read before the hand-over are replayed, the head
+    /// buffer they came from is no longer kept (an upgraded WebSocket keeps
+    /// its `Replay` for life).
+    #[tokio::test]
+    async fn replay_lets_go_of_the_head_buffer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let head = Bytes::from(b"GET / HTTP/1.1\r\n\r\nand more".to_vec());
+        let mut replay = Replay {
+            first: head.slice(..18),
+            stream,
+        };
+        client.write_all(b"later").await.unwrap();
+        let mut got = [0u8; 10];
+        replay.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"GET / HTTP");
+        assert!(!head.is_unique(), "bytes still to replay keep the buffer");
+        let mut rest = [0u8; 8 + 5];
+        replay.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"/1.1\r\n\r\nlater");
+        assert!(head.is_unique(), "the replayed head buffer is still kept");
     }
 }

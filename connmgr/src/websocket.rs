@@ -27,6 +27,7 @@
 use crate::answer::plain;
 use crate::shared::Shared;
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::StreamExt;
 use holdfast_protocol::zhttp::{is_hop_by_hop, Endpoint, Header, Packet, PacketType};
 use holdfast_runtime::body::HttpBody as ResponseBody;
@@ -34,6 +35,7 @@ use holdfast_runtime::ws::{self, Outbox};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,16 +214,17 @@ pub async fn handle(
     }
     let upgrade = hyper::upgrade::on(&mut req);
     let tracker = shared.tracker.clone();
+    // Built before the task: the task keeps the bridge, not its parts twice.
+    let mut bridge = Bridge {
+        shared,
+        endpoint,
+        inbox,
+        outbox: Outbox::default(),
+        fragments: ws::Assembler::default(),
+        to_grant: 0,
+        active: Instant::now(),
+    };
     tracker.spawn(async move {
-        let mut bridge = Bridge {
-            shared,
-            endpoint,
-            inbox,
-            outbox: Outbox::default(),
-            fragments: ws::Assembler::default(),
-            to_grant: 0,
-            active: Instant::now(),
-        };
         let outcome = match upgrade.await {
             Ok(upgraded) => {
                 let _open = bridge
@@ -233,16 +236,19 @@ pub async fn handle(
                 let io = TokioIo::new(upgraded);
                 if let Some(agreement) = compress {
                     let io = crate::deflate::Deflated::new(io, max, agreement);
-                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-                    bridge.run(ws).await
+                    bridge
+                        .run(WebSocketStream::from_raw_socket(io, Role::Server, config).await)
+                        .await
                 } else {
-                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-                    bridge.run(ws).await
+                    bridge
+                        .run(WebSocketStream::from_raw_socket(io, Role::Server, config).await)
+                        .await
                 }
             }
             Err(err) => {
                 tracing::debug!(session = %bridge.endpoint.id(), error = %err, "upgrade failed");
-                bridge.cancel_owner().await;
+                let cancel = bridge.endpoint.cancel();
+                bridge.finish((cancel, Next::End("upgrade failed"))).await;
                 "upgrade failed"
             }
         };
@@ -310,13 +316,32 @@ enum Next {
     End(&'static str),
 }
 
+/// What a step of the bridge sends to the owner (if anything) before the
+/// bridge goes on. Steps are plain functions and the packet is sent by
+/// [`Bridge::finish`], so the bridge's task never holds room for a packet
+/// while it waits (a held WebSocket pays for that room all its life).
+type Step = (Option<Packet>, Next);
+
 impl Bridge {
     /// Moves messages between the client and the owner until either ends.
-    async fn run<S>(&mut self, ws: WebSocketStream<S>) -> &'static str
+    /// The stream is split before the loop's future is made, so that
+    /// future keeps only the halves.
+    fn run<S>(&mut self, ws: WebSocketStream<S>) -> impl Future<Output = &'static str> + Send + '_
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sink, stream) = ws.split();
+        self.run_split(sink, stream)
+    }
+
+    async fn run_split<S>(
+        &mut self,
+        mut sink: SplitSink<WebSocketStream<S>, Message>,
+        mut stream: SplitStream<WebSocketStream<S>>,
+    ) -> &'static str
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let (mut sink, mut stream) = ws.split();
         let mut reconnects = self.shared.sockets.reconnects();
         let mut closing = Closing::Open;
         let timer = sleep_until(self.deadline(&closing));
@@ -326,54 +351,51 @@ impl Bridge {
             // The client is read while the owner has room (and always once
             // closing, for the client's answering close).
             let read_client = !open || self.endpoint.can_send();
-            let next = tokio::select! {
+            let step = tokio::select! {
                 message = stream.next(), if read_client => {
                     self.active = Instant::now();
                     match (message, &closing) {
-                        (Some(Ok(message)), Closing::Open) => self.on_client_message(message).await,
-                        (Some(Err(err)), Closing::Open) => self.client_error(err).await,
-                        (None, Closing::Open) => {
-                            self.cancel_owner().await;
-                            Next::End("client gone")
-                        }
+                        (Some(Ok(message)), Closing::Open) => self.on_client_message(message),
+                        (Some(Err(err)), Closing::Open) => self.client_error(err),
+                        (None, Closing::Open) => (self.endpoint.cancel(), Next::End("client gone")),
                         // The client's answering close, or the end after it.
                         (Some(Ok(Message::Close(_))) | Some(Err(_)) | None, Closing::Sent { by, .. }) => {
-                            Next::End(by)
+                            (None, Next::End(by))
                         }
-                        (Some(Ok(_)), Closing::Sent { .. }) => Next::Continue,
+                        (Some(Ok(_)), Closing::Sent { .. }) => (None, Next::Continue),
                     }
                 }
                 packet = self.inbox.recv() => match packet {
-                    Some(packet) if open => self.on_owner_packet(*packet).await,
-                    Some(_) => Next::Continue,
-                    None => Next::End("shutdown"),
+                    Some(packet) if open => self.on_owner_packet(*packet),
+                    Some(_) => (None, Next::Continue),
+                    None => (None, Next::End("shutdown")),
                 },
                 written = self.outbox.write(&mut sink), if !self.outbox.is_idle() => match written {
                     Ok(bytes) => {
                         self.active = Instant::now();
-                        self.give_back(bytes).await;
-                        Next::Continue
+                        (self.give_back(bytes), Next::Continue)
                     }
                     Err(err) => {
                         tracing::debug!(session = %self.endpoint.id(), error = %err, "write to the client failed");
-                        self.cancel_owner().await;
-                        Next::End("client gone")
+                        (self.endpoint.cancel(), Next::End("client gone"))
                     }
                 },
                 Ok(peer) = reconnects.recv() => {
                     // Our owner (re)connected: a restarted proxy does not
                     // know this session and answers the keep-alive with cancel.
                     if self.endpoint.peer().map(str::as_bytes) == Some(peer.as_slice()) {
-                        self.keep_alive().await;
+                        (Some(self.endpoint.packet(PacketType::KeepAlive)), Next::Continue)
+                    } else {
+                        (None, Next::Continue)
                     }
-                    Next::Continue
                 }
                 _ = &mut timer => {
-                    let next = self.on_timer(&closing).await;
+                    let step = self.on_timer(&closing);
                     timer.as_mut().reset(self.deadline(&closing));
-                    next
+                    step
                 }
             };
+            let next = self.finish(step).await;
             match next {
                 Next::Continue => {}
                 Next::Closing(by) => {
@@ -402,6 +424,17 @@ impl Bridge {
         }
     }
 
+    /// Sends a step's packet, if it has one; then what the step leads to.
+    fn finish(&mut self, (packet, next): Step) -> impl Future<Output = Next> + Send + '_ {
+        let send = packet.map(|packet| self.shared.send(&mut self.endpoint, packet));
+        async move {
+            if let Some(send) = send {
+                send.await;
+            }
+            next
+        }
+    }
+
     /// The next time the timer has something to check. The timer is moved
     /// only when it fires or the closing handshake starts, not per message
     /// (a timer-wheel update per delivery is a fan-out's cost): the other
@@ -422,29 +455,27 @@ impl Bridge {
     }
 
     /// A message from the client, for the owner.
-    async fn on_client_message(&mut self, message: Message) -> Next {
+    fn on_client_message(&mut self, message: Message) -> Step {
         match message {
             // Answered here by tungstenite; the owner's pongs would be a
             // second answer.
-            Message::Ping(_) | Message::Frame(_) => return Next::Continue,
+            Message::Ping(_) | Message::Frame(_) => return (None, Next::Continue),
             Message::Close(_) => {
                 let mut p = self.endpoint.packet(PacketType::Data);
                 ws::fill_packet(&mut p, message);
-                self.shared.send(&mut self.endpoint, p).await;
                 // tungstenite answers the close; the read side sees the end.
-                return Next::Closing("closed by client");
+                return (Some(p), Next::Closing("closed by client"));
             }
             _ => {}
         }
         self.endpoint.spend(ws::credit_of(&message));
         let mut p = self.endpoint.packet(PacketType::Data);
         ws::fill_packet(&mut p, message);
-        self.shared.send(&mut self.endpoint, p).await;
-        Next::Continue
+        (Some(p), Next::Continue)
     }
 
     /// The client broke the protocol (or went away).
-    async fn client_error(&mut self, err: WsError) -> Next {
+    fn client_error(&mut self, err: WsError) -> Step {
         let (code, reason, outcome) = match &err {
             // RFC 6455 5.2: a 64-bit length's top bit must be 0; that is
             // a broken frame, not a big message.
@@ -458,8 +489,7 @@ impl Bridge {
             WsError::Protocol(_) => (1002, "protocol error", "protocol error"),
             _ => {
                 tracing::debug!(session = %self.endpoint.id(), error = %err, "client connection ended");
-                self.cancel_owner().await;
-                return Next::End("client gone");
+                return (self.endpoint.cancel(), Next::End("client gone"));
             }
         };
         tracing::info!(session = %self.endpoint.id(), error = %err, "closing the WebSocket with {code}");
@@ -467,23 +497,21 @@ impl Bridge {
         let mut p = self.endpoint.packet(PacketType::Close);
         p.code = Some(code);
         p.body = Some(Bytes::from_static(reason.as_bytes()));
-        self.shared.send(&mut self.endpoint, p).await;
-        Next::End(outcome)
+        (Some(p), Next::End(outcome))
     }
 
     /// A packet from the owner.
-    async fn on_owner_packet(&mut self, packet: Packet) -> Next {
+    fn on_owner_packet(&mut self, packet: Packet) -> Step {
         if let Err(err) = self.endpoint.receive(&packet, Instant::now()) {
             tracing::warn!(session = %self.endpoint.id(), "{err}");
             self.outbox.push(ws::close(1011, "internal error"));
-            self.cancel_owner().await;
-            return Next::End("protocol error");
+            return (self.endpoint.cancel(), Next::End("protocol error"));
         }
-        match packet.kind() {
+        let next = match packet.kind() {
             PacketType::Data | PacketType::Ping | PacketType::Pong | PacketType::Close => {
                 self.active = Instant::now();
                 let Some(message) = self.fragments.message_of(&packet) else {
-                    return Next::Continue;
+                    return (None, Next::Continue);
                 };
                 let closing = matches!(message, Message::Close(_));
                 self.outbox.push(message);
@@ -500,33 +528,33 @@ impl Bridge {
                 Next::End("ended by owner")
             }
             _ => Next::Continue,
-        }
+        };
+        (None, next)
     }
 
     /// Gives written bytes back to the owner, in half-window batches (or
     /// at once when nothing more waits), not a packet per message.
-    async fn give_back(&mut self, bytes: usize) {
+    fn give_back(&mut self, bytes: usize) -> Option<Packet> {
         self.to_grant += bytes;
         let batch = (self.shared.config.buffer_size / 2).max(1);
         if self.to_grant >= batch || (self.outbox.is_empty() && self.to_grant > 0) {
             let n = std::mem::take(&mut self.to_grant);
-            if let Some(credit) = self.endpoint.grant(n) {
-                self.shared.send(&mut self.endpoint, credit).await;
-            }
+            return self.endpoint.grant(n);
         }
+        None
     }
 
-    async fn on_timer(&mut self, closing: &Closing) -> Next {
+    fn on_timer(&mut self, closing: &Closing) -> Step {
         let now = Instant::now();
         if let Closing::Sent { since, by } = closing {
             if now >= *since + CLOSE_TIMEOUT {
-                return Next::End(by);
+                return (None, Next::End(by));
             }
         }
         if self.endpoint.expired(now) {
             tracing::info!(session = %self.endpoint.id(), "owner silent for {}s", holdfast_protocol::zhttp::SESSION_EXPIRY.as_secs());
             self.outbox.push(ws::close(1011, "upstream gone"));
-            return Next::End("owner expired");
+            return (None, Next::End("owner expired"));
         }
         if self.outbox.stall_deadline().is_some_and(|at| now >= at) {
             tracing::info!(
@@ -535,28 +563,18 @@ impl Bridge {
                 "client read nothing for {}s: closing",
                 holdfast_protocol::zhttp::STALL_TIMEOUT.as_secs()
             );
-            self.cancel_owner().await;
-            return Next::End("client stalled");
+            return (self.endpoint.cancel(), Next::End("client stalled"));
         }
         if now >= self.active + IDLE_TIMEOUT {
             self.outbox.push(ws::close(1001, "idle"));
-            self.cancel_owner().await;
-            return Next::End("idle");
+            return (self.endpoint.cancel(), Next::End("idle"));
         }
         if self.endpoint.keep_alive_due(now) {
-            self.keep_alive().await;
+            return (
+                Some(self.endpoint.packet(PacketType::KeepAlive)),
+                Next::Continue,
+            );
         }
-        Next::Continue
-    }
-
-    async fn keep_alive(&mut self) {
-        let packet = self.endpoint.packet(PacketType::KeepAlive);
-        self.shared.send(&mut self.endpoint, packet).await;
-    }
-
-    async fn cancel_owner(&mut self) {
-        if let Some(cancel) = self.endpoint.cancel() {
-            self.shared.send(&mut self.endpoint, cancel).await;
-        }
+        (None, Next::Continue)
     }
 }

@@ -211,9 +211,13 @@ pub fn credit_of(message: &Message) -> usize {
     }
 }
 
-/// Read buffer per connection. tungstenite's default (128 KiB, allocated
-/// up front) would make a held WebSocket cost more than 128 KiB.
-const READ_BUFFER: usize = 4096;
+/// Read buffer per connection, and the most one read takes. tungstenite's
+/// default (128 KiB, allocated up front and kept) would make a held
+/// WebSocket cost more than 128 KiB; the buffer is kept while the
+/// connection is idle, so it is sized for the small messages held
+/// connections carry (a larger message is read in several reads into room
+/// reserved for it as a whole).
+const READ_BUFFER: usize = 2048;
 
 /// The configuration for every WebSocket: messages up to `max_message`,
 /// a small read buffer, writes sent at once (no write buffering).

@@ -6,8 +6,10 @@
 //! response, then publishes M items over HTTP one after another; each item is
 //! `m<k>\n`, and each connection notes when it sees it. Reported: connect
 //! rate, publish→delivery latency to the first and to the last subscriber
-//! (p50/p99/max over the items), deliveries per second, and the memory (RSS)
-//! of the given processes and their children before and after connecting.
+//! (p50/p99/max over the items), deliveries per second, the memory (RSS)
+//! of the given processes and their children before and after connecting,
+//! and the CPU time each of them (and this process) spent per delivery
+//! while the items went out.
 //!
 //! With `--rate`, items go out at that rate without waiting for their
 //! deliveries (a storm; with `--purge`, each names a cache key to purge,
@@ -226,6 +228,58 @@ fn rss_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
         *by_name.entry(name).or_insert(0) += rss_kb(pid);
     }
     by_name
+}
+
+/// CPU time (user + system, clock ticks) of `pids` and their children,
+/// summed per process name like [`rss_by_process`].
+fn cpu_ticks_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for pid in pids.iter().flat_map(|p| tree(*p)) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0);
+        let name = argv0.rsplit('/').next().unwrap_or_default().to_string();
+        *by_name.entry(name).or_insert(0) += cpu_ticks(&pid.to_string());
+    }
+    by_name
+}
+
+/// utime + stime of a process (`self` for this one), in clock ticks.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name: state is the 3rd field, utime the
+    // 14th, stime the 15th.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let mut fields = rest.split_whitespace().skip(11);
+    let mut tick = || {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    tick() + tick()
+}
+
+/// Per process name (and this benchmark's own process, `holdfast-bench`),
+/// microseconds of CPU per delivery between two samples: where a
+/// delivery's work is done.
+fn cpu_per_delivery(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    deliveries: usize,
+) -> serde_json::Value {
+    // Linux reports these in USER_HZ, 100 per second on every architecture.
+    const TICK_US: f64 = 10_000.0;
+    let mut out = serde_json::Map::new();
+    for (name, ticks) in after {
+        let spent = ticks.saturating_sub(before.get(name).copied().unwrap_or(0));
+        let per = spent as f64 * TICK_US / deliveries.max(1) as f64;
+        out.insert(
+            name.clone(),
+            serde_json::json!((per * 100.0).round() / 100.0),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 /// Per process name, KiB per connection between two samples.
@@ -703,6 +757,8 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let publishing = Instant::now();
+    let mut cpu_before = cpu_ticks_by_process(&args.pids);
+    cpu_before.insert("holdfast-bench".into(), cpu_ticks("self"));
     let mut complete = 0;
     for k in 0..args.messages {
         if k > 0 && args.interval_ms > 0 {
@@ -756,6 +812,8 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|l| l.iter().max().copied())
         .collect();
     let deliveries: usize = latencies.iter().map(Vec::len).sum();
+    let mut cpu_after = cpu_ticks_by_process(&args.pids);
+    cpu_after.insert("holdfast-bench".into(), cpu_ticks("self"));
     // Memory given back: every client leaves, then the proxy has
     // `--settle-secs` to let go of what they held.
     let rss_published = total_rss(&args.pids);
@@ -790,6 +848,7 @@ async fn main() -> anyhow::Result<()> {
         "messages_fully_delivered": complete,
         "deliveries": deliveries,
         "deliveries_per_sec": deliveries as f64 / publish_secs.max(1e-9),
+        "cpu_us_per_delivery_by_process": cpu_per_delivery(&cpu_before, &cpu_after, deliveries),
         "latency_first_subscriber": summary(first.clone()),
         "latency_last_subscriber_each_ms": last.iter().map(|us| *us as f64 / 1000.0).collect::<Vec<_>>(),
         "latency_p99_each_ms": latencies.iter().map(|l| { let mut l = l.clone(); l.sort_unstable(); percentile(&l, 0.99) as f64 / 1000.0 }).collect::<Vec<_>>(),

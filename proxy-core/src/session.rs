@@ -177,7 +177,7 @@ fn start_local(
         first.peer_address.clone(),
     );
     session.local = Some(to_peer);
-    session.route = Some(route);
+    session.route = Some(Box::new(route));
     shared.tracker.spawn(Box::new(session).run(Box::new(first)));
     Ok(())
 }
@@ -212,8 +212,9 @@ struct Session {
     log_level: Option<u8>,
     /// A peer in this process (a SockJS session), instead of connmgr.
     local: Option<mpsc::Sender<Packet>>,
-    /// The route, when the peer chose it (no routing by path).
-    route: Option<Route>,
+    /// The route, when the peer chose it (no routing by path). Boxed: only
+    /// SockJS sessions have one, and every session would carry its room.
+    route: Option<Box<Route>>,
 }
 
 /// What becomes of a line about a request, given its route's `log_level`
@@ -548,7 +549,7 @@ impl Session {
             Proto::Http
         };
         let route = match self.route.take() {
-            Some(route) => route,
+            Some(route) => *route,
             None => self
                 .shared
                 .routes()
@@ -1083,6 +1084,18 @@ impl Session {
     /// A packet of this session; [`Session::send`] numbers it.
     fn packet(&self, kind: PacketType) -> Packet {
         self.endpoint.packet(kind)
+    }
+
+    /// Sends `packet` if there is one (a credit that may not be due, say),
+    /// without the awaiting future keeping room for it.
+    fn send_if_any(
+        &mut self,
+        packet: Option<Packet>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        match packet {
+            Some(packet) => self.send(packet),
+            None => Box::pin(std::future::ready(())),
+        }
     }
 
     /// Numbers `packet` as it leaves (see [`Endpoint::stamp`]) and sends it.

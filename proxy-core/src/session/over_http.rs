@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use holdfast_grip::client::OriginClient;
 use holdfast_grip::sign::Signer;
 use holdfast_protocol::wsevents::{self, Event, EventKind};
-use holdfast_protocol::zhttp::{is_hop_by_hop, Header, PacketType};
+use holdfast_protocol::zhttp::{is_hop_by_hop, Header, Packet, PacketType};
 use holdfast_runtime::body::HttpBody;
 use holdfast_runtime::ws;
 use http_body_util::{BodyExt, Limited};
@@ -65,8 +65,10 @@ struct Answer {
 struct Gateway {
     target: Target,
     uri: String,
-    /// Headers replayed on every request (proxy's and client's).
-    headers: http::HeaderMap,
+    /// Headers replayed on every request (proxy's and client's): a list,
+    /// not a map, as a map keeps spare room for as long as the connection
+    /// lasts.
+    headers: Box<[(http::HeaderName, http::HeaderValue)]>,
     signer: Option<Signer>,
     connection_id: String,
     meta: Vec<(String, String)>,
@@ -85,7 +87,10 @@ impl Gateway {
             *req.uri_mut() = uri;
         }
         let headers = req.headers_mut();
-        *headers = self.headers.clone();
+        headers.reserve(self.headers.len() + 8);
+        for (name, value) in self.headers.iter() {
+            headers.append(name.clone(), value.clone());
+        }
         let set = |headers: &mut http::HeaderMap, name: &str, value: &str| {
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
@@ -215,7 +220,10 @@ impl Session {
                 rewrite_path(&prepared.path, route)
             ),
             target,
-            headers,
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
             signer: signer_for(&self.shared, route, prepared.trusted),
             connection_id: format!("{}-{}", self.connmgr, self.endpoint.id()),
             meta: Vec::new(),
@@ -433,9 +441,12 @@ impl Session {
                     };
                     replayed = taken.replayed;
                     replay_events = taken.replay_events;
-                    if let Some(credit) = self.endpoint.grant(taken.content) {
-                        self.send(credit).await;
-                    }
+                    // In a block: the credit's room is not kept across the await.
+                    let sending = {
+                        let credit = self.endpoint.grant(taken.content);
+                        self.send_if_any(credit)
+                    };
+                    sending.await;
                     // Boxed: this future is the connection's for its life.
                     let delivered =
                         Box::pin(self.deliver_to_client(&mut gateway, grip, parsed.into_iter()))
@@ -457,20 +468,20 @@ impl Session {
                         PacketType::Ping => {
                             // Answered here, once (a connection manager
                             // that does not answer pings forwards them).
-                            let mut pong = self.packet(PacketType::Pong);
-                            pong.body = packet.body.clone();
-                            self.queue_for_client(pong);
-                            let size = packet.body.as_ref().map_or(0, |b| b.len());
-                            if let Some(credit) = self.endpoint.grant(size) {
-                                self.send(credit).await;
-                            }
+                            let sending = {
+                                let credit = self.answer_ping(&packet);
+                                self.send_if_any(credit)
+                            };
+                            sending.await;
                         }
                         PacketType::Data | PacketType::Pong if gateway.detached => {
                             // Nobody to send it to: dropped, its credits given back.
-                            let size = packet.body.as_ref().map_or(0, |b| b.len());
-                            if let Some(credit) = self.endpoint.grant(size) {
-                                self.send(credit).await;
-                            }
+                            let sending = {
+                                let size = packet.body.as_ref().map_or(0, |b| b.len());
+                                let credit = self.endpoint.grant(size);
+                                self.send_if_any(credit)
+                            };
+                            sending.await;
                         }
                         PacketType::Close if gateway.detached => return "closed by client",
                         PacketType::Data => match fragments.push(&packet) {
@@ -515,20 +526,34 @@ impl Session {
                 },
                 _ = sleep_until(timers) => self.grip_tick(grip),
                 _ = sleep_until(keep_alive_at) => {}
-                _ = vouch.tick(), if grip.is_some() => self.grip_alive(grip).await,
+                _ = vouch.tick(), if grip.is_some() => Box::pin(self.grip_alive(grip)).await,
                 _ = &mut timer => {
                     let now = Instant::now();
                     if self.endpoint.expired(now) {
                         return "expired";
                     }
-                    if self.endpoint.keep_alive_due(now) {
-                        let packet = self.packet(PacketType::KeepAlive);
-                        self.send(packet).await;
-                    }
+                    let sending = {
+                        let keep_alive = self
+                            .endpoint
+                            .keep_alive_due(now)
+                            .then(|| self.packet(PacketType::KeepAlive));
+                        self.send_if_any(keep_alive)
+                    };
+                    sending.await;
                     timer.as_mut().reset(self.endpoint.next_deadline());
                 }
             }
         }
+    }
+
+    /// Answers the client's ping here, once (a connection manager that does
+    /// not answer pings forwards them); the credit for it, if one is due.
+    fn answer_ping(&mut self, ping: &Packet) -> Option<Packet> {
+        let mut pong = self.packet(PacketType::Pong);
+        pong.body = ping.body.clone();
+        self.queue_for_client(pong);
+        let size = ping.body.as_ref().map_or(0, |b| b.len());
+        self.endpoint.grant(size)
     }
 
     /// Sends the origin one last event (`DISCONNECT`: the client is gone;

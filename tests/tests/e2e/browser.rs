@@ -156,11 +156,7 @@ async fn chromium_websocket_sends_and_receives_a_publish() {
         .await
         .unwrap_or_else(|| panic!("no echo reported: {:?}\n{}", origin.seen(), hf.logs()));
     assert_eq!(echo.path, "/report?msg=hi%20from%20the%20browser");
-    assert!(
-        hf.wait_log("WebSocket control", WAIT).await,
-        "{}",
-        hf.logs()
-    );
+    assert!(hf.wait_log("kind=subscribe", WAIT).await, "{}", hf.logs());
     let item = serde_json::json!({"items": [{"channel": "browser-ws",
         "formats": {"ws-message": {"content": "published to the browser"}}}]});
     assert_eq!(hf.publish(&item.to_string()).await.0, 200);

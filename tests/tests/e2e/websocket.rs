@@ -484,11 +484,7 @@ async fn django_room() -> (
         .await;
     let django = crate::eventstream::Django::start(port, &hf.publish_url("")).await;
     let (child, lines) = room_client(&ws_url(&hf, "/ws/room/")).await;
-    assert!(
-        hf.wait_log("WebSocket control", WAIT).await,
-        "{}",
-        hf.logs()
-    );
+    assert!(hf.wait_log("kind=subscribe", WAIT).await, "{}", hf.logs());
     (hf, django, port, child, lines)
 }
 
@@ -548,11 +544,7 @@ async fn grip_over_a_native_websocket_origin() {
         .run()
         .await;
     let (_child, mut lines) = room_client(&ws_url(&hf, "/grip-room")).await;
-    assert!(
-        hf.wait_log("WebSocket control", WAIT).await,
-        "{}",
-        hf.logs()
-    );
+    assert!(hf.wait_log("kind=subscribe", WAIT).await, "{}", hf.logs());
     let item = serde_json::json!({"items": [{"channel": "native",
         "formats": {"ws-message": {"content": "published"}}}]});
     assert_eq!(hf.publish(&item.to_string()).await.0, 200);
@@ -570,11 +562,7 @@ async fn ws_message_refresh_makes_the_gateway_ask_the_origin() {
         .run()
         .await;
     let (_child, mut lines) = room_client(&ws_url(&hf, "/gw-room")).await;
-    assert!(
-        hf.wait_log("WebSocket control", WAIT).await,
-        "{}",
-        hf.logs()
-    );
+    assert!(hf.wait_log("kind=subscribe", WAIT).await, "{}", hf.logs());
     let refresh = serde_json::json!({"items": [{"channel": "gw",
         "formats": {"ws-message": {"action": "refresh"}}}]});
     assert_eq!(hf.publish(&refresh.to_string()).await.0, 200);

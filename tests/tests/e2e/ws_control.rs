@@ -144,7 +144,7 @@ async fn detach_closes_the_origin_side_and_keeps_the_client() {
         .await;
     let mut ws = connect(&hf, "/grip-room").await;
     assert!(
-        hf.wait_log("WebSocket control", WAIT).await,
+        hf.wait_log("kind=subscribe", WAIT).await,
         "subscribed: {}",
         hf.logs()
     );
@@ -270,7 +270,7 @@ async fn detach_over_http_sends_close_and_keeps_the_client() {
         .wait_for(WAIT, |s| s.body.starts_with("CLOSE "))
         .await;
     assert!(close.is_some(), "{}", hf.logs());
-    assert!(hf.wait_log("WebSocket control", WAIT).await);
+    assert!(hf.wait_log("kind=subscribe", WAIT).await);
     ws.send(Message::text("after detach")).await.unwrap();
     let item = serde_json::json!({"items": [{"channel": "gwd",
         "formats": {"ws-message": {"content": "published"}}}]});

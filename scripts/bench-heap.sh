@@ -7,7 +7,12 @@
 #
 # Usage: scripts/bench-heap.sh [connections, default 5000] [messages, default 5]
 # MODE=ws holds WebSockets instead (nginx's /ws, a WebSocket-over-HTTP
-# origin subscribing each to "bench").
+# origin subscribing each to "bench"). BENCH_ARGS adds holdfast-bench
+# options ("--connect-concurrency 5000" for a storm), SETTLE its
+# --settle-secs (default 1).
+# MASSIF=1 also writes target/heap/<process>.massif: the heap over time
+# (ms_print reads it), for what is still held at a given moment rather
+# than at the peak.
 # Builds the `profiling` profile (release with line tables) with the system
 # allocator (--no-default-features): heaptrack sees malloc, not jemalloc.
 # Reports go to target/heap/<process>.txt; a summary is printed.
@@ -39,7 +44,7 @@ HOLDFAST_BIN=$work/bin start_holdfast
 wait_ok $HOLDFAST; wait_ok $HOLDFAST_PUBLISH
 if [ "${MODE:-http}" = ws ]; then set -- --path /ws --websocket; else set -- --path /stream; fi
 target/release/holdfast-bench --target "127.0.0.1:$HOLDFAST" "$@" \
-  --connections "$CONNECTIONS" --messages "$MESSAGES" --settle-secs 1 \
+  --connections "$CONNECTIONS" --messages "$MESSAGES" --settle-secs "${SETTLE:-1}" ${BENCH_ARGS:-} \
   --publish "http://127.0.0.1:$HOLDFAST_PUBLISH" --pids "$HOLDFAST_PID" > "$out/bench.json"
 # heaptrack's shell stands between the runner and each helper, so the
 # runner's SIGTERM does not reach them: stop them by their command lines,
@@ -52,6 +57,10 @@ for helper in connmgr proxy handler; do
   heaptrack_print -f "$work/$helper".zst --print-peaks 1 --print-allocators 0 \
     --print-temporary 0 --print-leaks 0 --peak-limit 40 --sub-peak-limit 10 \
     > "$out/$helper.txt" 2>/dev/null
+  if [ -n "${MASSIF:-}" ]; then
+    heaptrack_print -f "$work/$helper".zst --print-massif "$out/$helper.massif" \
+      --massif-threshold 0.2 > /dev/null 2>&1
+  fi
 done
 python3 - "$out" "$CONNECTIONS" <<'PY'
 import collections, re, sys

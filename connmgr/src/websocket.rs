@@ -234,15 +234,15 @@ pub async fn handle(
                 let max = bridge.shared.config.max_message_size;
                 let config = Some(ws::config(max));
                 let io = TokioIo::new(upgraded);
+                // Making the stream is boxed: inline, its future (with the
+                // socket in it) would size the task for the connection's life.
                 if let Some(agreement) = compress {
                     let io = crate::deflate::Deflated::new(io, max, agreement);
-                    bridge
-                        .run(WebSocketStream::from_raw_socket(io, Role::Server, config).await)
-                        .await
+                    let ws = Box::pin(WebSocketStream::from_raw_socket(io, Role::Server, config));
+                    bridge.run(ws.await).await
                 } else {
-                    bridge
-                        .run(WebSocketStream::from_raw_socket(io, Role::Server, config).await)
-                        .await
+                    let ws = Box::pin(WebSocketStream::from_raw_socket(io, Role::Server, config));
+                    bridge.run(ws.await).await
                 }
             }
             Err(err) => {

@@ -10,9 +10,10 @@
 # origin subscribing each to "bench"). BENCH_ARGS adds holdfast-bench
 # options ("--connect-concurrency 5000" for a storm), SETTLE its
 # --settle-secs (default 1).
-# MASSIF=1 also writes target/heap/<process>.massif: the heap over time
-# (ms_print reads it), for what is still held at a given moment rather
-# than at the peak.
+# MASSIF=1 also writes target/heap/<process>.massif: the heap's total
+# over time (`grep mem_heap_B`), for what is still held at a given moment
+# (after a storm has settled, say) rather than at the peak. heaptrack
+# 1.5's massif export gives no per-site breakdown for these runs.
 # Builds the `profiling` profile (release with line tables) with the system
 # allocator (--no-default-features): heaptrack sees malloc, not jemalloc.
 # Reports go to target/heap/<process>.txt; a summary is printed.

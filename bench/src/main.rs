@@ -214,10 +214,12 @@ fn total_rss(pids: &[u32]) -> u64 {
     pids.iter().flat_map(|p| tree(*p)).map(rss_kb).sum()
 }
 
-/// RSS KiB of `pids` and their children, summed per process name
-/// (`holdfast-connmgr`, `holdfast-handler`, `condure`, ...): where the
-/// memory is.
-fn rss_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
+/// `measure` of `pids` and their children, summed per process name
+/// (`holdfast-connmgr`, `holdfast-handler`, `condure`, ...).
+fn by_process(
+    pids: &[u32],
+    measure: impl Fn(u32) -> u64,
+) -> std::collections::BTreeMap<String, u64> {
     let mut by_name = std::collections::BTreeMap::new();
     for pid in pids.iter().flat_map(|p| tree(*p)) {
         // argv[0]'s file name: `comm` is cut at 15 bytes.
@@ -225,23 +227,19 @@ fn rss_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
         let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
         let argv0 = String::from_utf8_lossy(argv0);
         let name = argv0.rsplit('/').next().unwrap_or_default().to_string();
-        *by_name.entry(name).or_insert(0) += rss_kb(pid);
+        *by_name.entry(name).or_insert(0) += measure(pid);
     }
     by_name
 }
 
-/// CPU time (user + system, clock ticks) of `pids` and their children,
-/// summed per process name like [`rss_by_process`].
+/// RSS KiB per process name: where the memory is.
+fn rss_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
+    by_process(pids, rss_kb)
+}
+
+/// CPU time (user + system, clock ticks) per process name.
 fn cpu_ticks_by_process(pids: &[u32]) -> std::collections::BTreeMap<String, u64> {
-    let mut by_name = std::collections::BTreeMap::new();
-    for pid in pids.iter().flat_map(|p| tree(*p)) {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        let argv0 = String::from_utf8_lossy(argv0);
-        let name = argv0.rsplit('/').next().unwrap_or_default().to_string();
-        *by_name.entry(name).or_insert(0) += cpu_ticks(&pid.to_string());
-    }
-    by_name
+    by_process(pids, |pid| cpu_ticks(&pid.to_string()))
 }
 
 /// utime + stime of a process (`self` for this one), in clock ticks.

@@ -285,3 +285,90 @@ async fn detach_over_http_sends_close_and_keeps_the_client() {
         origin.seen().iter().map(|s| &s.body).collect::<Vec<_>>()
     );
 }
+
+/// A WebSocket-over-HTTP origin that takes its time (50 ms per request)
+/// and echoes every `TEXT` event of a request, in order (GRIP off: no
+/// prefix).
+fn slow_echo_origin(seen: &Seen) -> holdfast_tests::harness::scripted::Answer {
+    use holdfast_tests::harness::scripted::DELAY;
+    if seen.body == "OPEN\r\n" {
+        return answer(200, &[EVENTS], "OPEN\r\n");
+    }
+    let mut rest = seen.body.as_str();
+    let mut out = String::new();
+    while let Some((head, after)) = rest.split_once("\r\n") {
+        let Some(len) = head
+            .strip_prefix("TEXT ")
+            .and_then(|hex| usize::from_str_radix(hex, 16).ok())
+        else {
+            break;
+        };
+        out.push_str(&format!("TEXT {len:x}\r\n{}\r\n", &after[..len]));
+        rest = &after[len + 2..];
+    }
+    answer(200, &[EVENTS, (DELAY, "50")], &out)
+}
+
+/// A burst of 2,000 messages (1 MB in all, more than the gateway's windows)
+/// from a client that reads slowly at first, through the gateway to a slow
+/// origin: every message comes back, in order, and every ping is answered
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_the_gateway_to_a_slow_origin_loses_nothing() {
+    const COUNT: usize = 2000;
+    let origin = Scripted::start(slow_echo_origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {},over_http", origin.target()))
+        .run()
+        .await;
+    let (mut sink, mut stream) = connect(&hf, "/burst").await.split();
+    let writer = tokio::spawn(async move {
+        let mut pings = 0;
+        for i in 0..COUNT {
+            let text = format!("{i:05}{}", "x".repeat(507));
+            sink.send(Message::text(text)).await.expect("sent");
+            if i % 100 == 0 {
+                sink.send(Message::Ping(vec![b'p'].into()))
+                    .await
+                    .expect("ping sent");
+                pings += 1;
+            }
+        }
+        (sink, pings)
+    });
+    let mut texts = Vec::with_capacity(COUNT);
+    let mut pongs = 0;
+    while texts.len() < COUNT {
+        // A slow reader for the first messages: the echoes back up to the
+        // origin, and the client's messages wait for credits meanwhile.
+        if texts.len() < 200 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        match tokio::time::timeout(WAIT, stream.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => texts.push(t.to_string()),
+            Ok(Some(Ok(Message::Pong(_)))) => pongs += 1,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("after {} echoes: {other:?}\n{}", texts.len(), hf.logs()),
+        }
+    }
+    let (_sink, pings) = writer.await.expect("writer");
+    for (i, text) in texts.iter().enumerate() {
+        assert_eq!(&text[..5], format!("{i:05}"), "echo {i} out of order");
+        assert_eq!(text.len(), 512, "echo {i} changed");
+    }
+    // Pongs may trail the last echo.
+    while pongs < pings {
+        match tokio::time::timeout(WAIT, stream.next()).await {
+            Ok(Some(Ok(Message::Pong(_)))) => pongs += 1,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{pongs} of {pings} pongs: {other:?}"),
+        }
+    }
+    assert_eq!(pongs, pings);
+    let requests = origin.seen();
+    assert!(
+        requests.len() > 2,
+        "the burst went over several requests: {}",
+        requests.len()
+    );
+}

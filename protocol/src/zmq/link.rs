@@ -197,6 +197,11 @@ impl Inputs {
     /// has completed its handshake with every connmgr's, then keeps both
     /// links serviced in the background: later packets are delivered to
     /// sessions, further subscription messages are discarded.
+    ///
+    /// Packets from connmgr wait in the ROUTER's queue until then: connmgr
+    /// asks about a predecessor's sessions as soon as our ROUTER shakes
+    /// hands, and a `cancel` answered before its subscription reached our
+    /// XPUB would be dropped, leaving the session to the 60 s expiry.
     pub async fn wait_ready(&mut self, sockets: Arc<Link>, token: CancellationToken) -> bool {
         // Distinct subscriptions ("<connmgr-id> ") and connected endpoints
         // (a reconnect reports the same endpoint again).
@@ -220,10 +225,6 @@ impl Inputs {
                         }
                     }
                     Some(_) => {}
-                    None => return false,
-                },
-                msg = self.router.recv() => match msg {
-                    Some(msg) => handle_router(&sockets, msg).await,
                     None => return false,
                 },
                 _ = token.cancelled() => return false,
@@ -282,5 +283,65 @@ async fn handle_router(sockets: &Link, msg: Multipart) {
         tracing::debug!(session = %id, "packet for unknown session: answering cancel");
         let cancel = Packet::new(PacketType::Cancel, &sockets.id, id, 0);
         let _ = sockets.send(from, &cancel).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Removes the test's socket directory, also when the test fails.
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A restarted owner: connmgr asks about a session the moment our
+    /// ROUTER connects, and subscribes to our XPUB only later. The
+    /// `cancel` must reach it once it has subscribed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_packet_before_connmgr_subscribes_is_answered_after() {
+        let dir = TempDir(std::env::temp_dir().join(format!("hf-link-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let base = format!("ipc://{}/zhttp", dir.0.display());
+        let [_, stream_spec, in_spec] = stream_specs(&base).unwrap();
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_identity(b"cm").unwrap();
+        router.set_rcvtimeo(10_000).unwrap();
+        router.bind(&stream_spec).unwrap();
+
+        let (link, mut inputs) =
+            Link::start(&ctx, "owner", &base, Format::TNetString, false, None).unwrap();
+        let token = CancellationToken::new();
+        let ready = tokio::spawn(async move { inputs.wait_ready(link, token).await });
+
+        let answer = tokio::task::spawn_blocking(move || {
+            let probe = router.recv_multipart(0).unwrap();
+            assert_eq!(probe, vec![b"owner".to_vec(), Vec::new()]);
+            let ask = Packet::new(PacketType::KeepAlive, "cm", "held-1", 0);
+            let frame = format::encode(&ask, Format::TNetString).unwrap();
+            router
+                .send_multipart([b"owner".to_vec(), Vec::new(), frame], 0)
+                .unwrap();
+            let sub = ctx.socket(zmq::SUB).unwrap();
+            sub.set_subscribe(b"cm ").unwrap();
+            sub.set_rcvtimeo(10_000).unwrap();
+            sub.bind(&in_spec).unwrap();
+            sub.recv_bytes(0)
+        })
+        .await
+        .unwrap()
+        .expect("the owner's answer within 10 s");
+        assert!(ready.await.unwrap(), "link ready");
+        let (to, body) = format::split_topic(&answer).unwrap();
+        assert_eq!(to, b"cm");
+        let cancel: Packet = format::decode(body).unwrap();
+        assert_eq!(cancel.kind(), &PacketType::Cancel);
+        assert_eq!(cancel.single_id(), Some("held-1"));
     }
 }

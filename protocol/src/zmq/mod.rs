@@ -28,6 +28,6 @@ mod spec;
 
 pub use sessions::{session_key, BodySink, FastPath, SessionState, SessionTable, SESSION_QUEUE};
 pub use socket::{
-    new_socket, spawn, Multipart, SocketHandle, BUDGET, CHANNEL_CAPACITY, HWM, LINGER,
+    connect_push, new_socket, spawn, Multipart, SocketHandle, BUDGET, CHANNEL_CAPACITY, HWM, LINGER,
 };
 pub use spec::{apply_specs, stream_specs, SpecError};

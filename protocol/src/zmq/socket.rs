@@ -91,6 +91,19 @@ pub fn spawn(socket: zmq::Socket, name: &'static str) -> io::Result<SocketHandle
     })
 }
 
+/// A PUSH socket connected to every spec in `specs`, in its own actor:
+/// where the messages sent to the returned sender go (metrics reports,
+/// hand-overs, control messages, each to one of the handler's PULLs).
+pub fn connect_push(
+    ctx: &zmq::Context,
+    specs: &str,
+    name: &'static str,
+) -> io::Result<mpsc::Sender<Multipart>> {
+    let push = new_socket(ctx, zmq::PUSH).map_err(io::Error::from)?;
+    super::apply_specs(&push, specs, false).map_err(io::Error::other)?;
+    Ok(spawn(push, name)?.tx)
+}
+
 /// Field order matters: `fd` is dropped (deregistered) before `socket`.
 struct Actor {
     fd: AsyncFd<ZmqFd>,

@@ -3,6 +3,7 @@
 //! path and Host rewrites of the route. Pure functions, tested on tables.
 
 use crate::routes::{Route, Target};
+use bytes::Bytes;
 use holdfast_protocol::inspect::Inspected;
 use holdfast_protocol::zhttp::Header;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -147,23 +148,7 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
         .collect();
     let mut map = HeaderMap::with_capacity(f.headers.len() + 4);
     let mut xff: Vec<String> = Vec::new();
-    // `orig_headers`: every client header again under the mark, as sent
-    // (a trusted client marked them already); otherwise marked ones go.
-    let mut originals = Vec::new();
-    let copied = if f.route.orig_headers { f.headers } else { &[] };
-    for Header(name, value) in copied {
-        let marked = name.len() >= ORIG_MARK.len()
-            && name[..ORIG_MARK.len()].eq_ignore_ascii_case(ORIG_MARK);
-        if f.trusted && !marked {
-            continue;
-        }
-        let lower = name.to_ascii_lowercase();
-        if marked {
-            originals.push((name.clone(), value.clone()));
-        } else if !rules.orig_need_mark.contains(&lower) {
-            originals.push((format!("{ORIG_MARK}{name}"), value.clone()));
-        }
-    }
+    let originals = marked_originals(f, rules);
     for Header(name, value) in f.headers {
         let lower = name.to_ascii_lowercase();
         if lower.starts_with(ORIG_MARK) {
@@ -218,6 +203,55 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
             map.insert(name, value);
         }
     }
+    forwarded_for_and_proto(&mut map, f, rules, xff);
+    if grip && !f.trusted {
+        map.insert(
+            HeaderName::from_static("grip-feature"),
+            HeaderValue::from_static(GRIP_FEATURES),
+        );
+        if let Some(sig) = f
+            .signature
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            map.insert(HeaderName::from_static("grip-sig"), sig);
+        }
+    }
+    if let (true, Some(session)) = (grip, f.session) {
+        session_headers(&mut map, session, f.route.prefix.as_deref().unwrap_or(""));
+    }
+    map
+}
+
+/// `orig_headers`: every client header again under the mark, as sent (a
+/// trusted client marked them already); otherwise marked ones go.
+fn marked_originals(f: &Forward<'_>, rules: &ForwardRules) -> Vec<(String, Bytes)> {
+    let mut originals = Vec::new();
+    let copied = if f.route.orig_headers { f.headers } else { &[] };
+    for Header(name, value) in copied {
+        let marked = name.len() >= ORIG_MARK.len()
+            && name[..ORIG_MARK.len()].eq_ignore_ascii_case(ORIG_MARK);
+        if f.trusted && !marked {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if marked {
+            originals.push((name.clone(), value.clone()));
+        } else if !rules.orig_need_mark.contains(&lower) {
+            originals.push((format!("{ORIG_MARK}{name}"), value.clone()));
+        }
+    }
+    originals
+}
+
+/// `X-Forwarded-For` (the client's list, cut and appended to as the rule
+/// for this client says) and `X-Forwarded-Proto` for TLS clients.
+fn forwarded_for_and_proto(
+    map: &mut HeaderMap,
+    f: &Forward<'_>,
+    rules: &ForwardRules,
+    mut xff: Vec<String>,
+) {
     let rule = if f.trusted {
         rules.xff_trusted
     } else {
@@ -248,23 +282,6 @@ pub fn origin_headers(f: &Forward<'_>, rules: &ForwardRules) -> HeaderMap {
             );
         }
     }
-    if grip && !f.trusted {
-        map.insert(
-            HeaderName::from_static("grip-feature"),
-            HeaderValue::from_static(GRIP_FEATURES),
-        );
-        if let Some(sig) = f
-            .signature
-            .as_deref()
-            .and_then(|s| HeaderValue::from_str(s).ok())
-        {
-            map.insert(HeaderName::from_static("grip-sig"), sig);
-        }
-    }
-    if let (true, Some(session)) = (grip, f.session) {
-        session_headers(&mut map, session, f.route.prefix.as_deref().unwrap_or(""));
-    }
-    map
 }
 
 /// `Grip-Session-Id` and one `Grip-Last` per channel the session was sent

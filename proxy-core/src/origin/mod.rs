@@ -1,9 +1,11 @@
 //! Everything about talking to origins that is the proxy's own: the
-//! headers it adds or removes, answer bodies (live or cached) and a route
-//! target's address. (The pooled client and `Grip-Sig` are
+//! headers it adds or removes, answer bodies (live or cached), a route
+//! target's address, and sending a request to a route's targets
+//! ([`forward`]). (The pooled client and `Grip-Sig` are
 //! `holdfast_grip`'s, shared with the handler.)
 
 pub mod body;
+pub(crate) mod forward;
 pub mod headers;
 pub mod jsonp;
 

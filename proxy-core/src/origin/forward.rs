@@ -3,12 +3,13 @@
 //! failover between targets, and what the handler is told about how the
 //! origin was asked (for a hand-over).
 
-use super::{Prepared, Shared};
 use crate::error::ProxyError;
 use crate::origin::body::OriginBody;
 use crate::origin::headers::{origin_headers, rewrite_path, Forward};
 use crate::origin::target_base;
+use crate::prepare::Prepared;
 use crate::routes::Route;
+use crate::shared::Shared;
 use bytes::Bytes;
 use holdfast_grip::error_chain;
 use holdfast_grip::sign::Signer;
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 
 /// The signer of requests to this route's targets, when they are signed
 /// (GRIP routes, untrusted clients): the route's own, else the default.
-pub(super) fn signer_for(shared: &Shared, route: &Route, trusted: bool) -> Option<Signer> {
+pub(crate) fn signer_for(shared: &Shared, route: &Route, trusted: bool) -> Option<Signer> {
     if route.no_grip || trusted {
         return None;
     }
@@ -41,9 +42,9 @@ fn route_signer(route: &Route) -> Option<Signer> {
 }
 
 /// The origin's answer, and how it was asked (for a hand-over).
-pub(super) struct Forwarded {
-    pub(super) response: http::Response<OriginBody>,
-    pub(super) origin: handoff::Origin,
+pub(crate) struct Forwarded {
+    pub(crate) response: http::Response<OriginBody>,
+    pub(crate) origin: handoff::Origin,
 }
 
 /// How a request goes to one target.
@@ -100,7 +101,7 @@ fn origin_request(
 
 /// What the handler would be told about the origin of a request answered
 /// without asking it (from the edge cache): its first target.
-pub(super) fn origin_of(shared: &Shared, prepared: &Prepared) -> Option<handoff::Origin> {
+pub(crate) fn origin_of(shared: &Shared, prepared: &Prepared) -> Option<handoff::Origin> {
     let target = prepared.route.targets.first()?;
     let path = rewrite_path(&prepared.path, &prepared.route);
     let signer = signer_for(shared, &prepared.route, prepared.trusted);
@@ -111,7 +112,7 @@ pub(super) fn origin_of(shared: &Shared, prepared: &Prepared) -> Option<handoff:
 /// Sends the request to the route's targets in order. A target that cannot
 /// be connected to is skipped for the next one, when the body can be sent
 /// again (it arrived whole); a streamed body goes to the first target only.
-pub(super) async fn forward(
+pub(crate) async fn forward(
     shared: Arc<Shared>,
     mut prepared: Prepared,
 ) -> Result<Forwarded, ProxyError> {

@@ -2,7 +2,7 @@
 //! `--cfg fuzzing`). Each must never panic, whatever the bytes.
 
 /// Client bytes as a connection's HTTP/1: read by hyper as connmgr
-/// configures it ([`crate::listener::http1_builder`]), each request put
+/// configures it ([`crate::servers::http1_builder`]), each request put
 /// through connmgr's checks ([`crate::session::check_limits`],
 /// [`crate::session::local_answer`]) and its body read to the end the way
 /// a session reads it (chunked decoding included), within the body limit.
@@ -62,7 +62,7 @@ pub fn http1_request(data: &[u8]) {
                 )))
             },
         );
-        let builder = crate::listener::http1_builder(config);
+        let builder = crate::servers::http1_builder(config);
         let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(server), service);
         let peer = async {
             let _ = client.write_all(data).await;

@@ -20,7 +20,7 @@
 //! pipelines are kept for the next head, up to the head limit; past it the
 //! socket is not read until the response is done.
 
-use crate::listener::serve_http1;
+use crate::servers::serve_http1;
 use crate::session::respond;
 use crate::shared::Shared;
 use bytes::{Buf, Bytes, BytesMut};

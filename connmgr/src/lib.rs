@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`config`]: command line and settings.
 //! - [`limits`]: every limit and timeout, with why.
-//! - [`listener`]: accept loop, connection permits, hyper HTTP/1.1 and HTTP/2 servers.
+//! - [`listener`]: accept loop, connection permits, TLS handshakes.
+//! - [`servers`]: hyper's HTTP/1.1 and HTTP/2 servers for a connection.
 //! - [`lean`]: plain HTTP/1.1 bodyless GETs (held streams, long-polls)
 //!   served without hyper's per-connection buffers; the rest goes to hyper.
 //! - [`tls`]: certificates by SNI from a folder, ALPN.
@@ -29,6 +30,7 @@ pub mod lean;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod servers;
 pub mod session;
 pub mod shared;
 pub mod sockets;
@@ -65,9 +67,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         shutdown.tracker.clone(),
     ));
     if let Some(spec) = &config.metrics_spec {
-        let push = holdfast_protocol::zmq::new_socket(&ctx, zmq::PUSH)?;
-        holdfast_protocol::zmq::apply_specs(&push, spec, false)?;
-        let out = holdfast_protocol::zmq::spawn(push, "metrics")?.tx;
+        let out = holdfast_protocol::zmq::connect_push(&ctx, spec, "metrics")?;
         holdfast_runtime::metrics::spawn_reporter(
             shared.metrics.registry.clone(),
             out,

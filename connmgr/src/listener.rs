@@ -11,13 +11,11 @@
 //! others HTTP/1.1. A plain HTTP request on a TLS port gets a 400 saying so,
 //! as nginx does, instead of a handshake failure.
 
-use crate::limits::{READ_BUFFER_MAX, REFUSAL_LINGER};
+use crate::limits::REFUSAL_LINGER;
 use crate::metrics::Transport;
-use crate::session::handle;
+use crate::servers;
 use crate::shared::Shared;
-use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::server::conn::http1;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -34,19 +32,6 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/
 /// The answer to a plain HTTP request on a TLS port.
 const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// (or wss://).\n";
 
-/// How client connections' HTTP/1 is read: the limits on the head and the
-/// read buffer, the idle timeout.
-pub(crate) fn http1_builder(config: &crate::config::Config) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.idle_timeout())
-        .max_header_size(config.buffer_size.max(1024))
-        .max_buf_size(READ_BUFFER_MAX.max(config.buffer_size + 8192));
-    builder
-}
-
 /// Accepts connections on `listener` until `token` is cancelled.
 pub async fn serve(
     listener: TcpListener,
@@ -55,7 +40,7 @@ pub async fn serve(
     limit: Arc<Semaphore>,
     token: CancellationToken,
 ) {
-    let builder = Arc::new(http1_builder(&shared.config));
+    let builder = Arc::new(servers::http1_builder(&shared.config));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -126,77 +111,12 @@ async fn serve_tls(
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_h2(stream, peer, shared, token).await;
+        servers::serve_h2(stream, peer, shared, token).await;
     } else {
         let _open = shared.metrics.open(Transport::Http1);
-        serve_http1(stream, peer, true, shared, builder, token).await;
+        servers::serve_http1(stream, peer, true, shared, builder, token).await;
     }
 }
-
-/// hyper's HTTP/1.1 server for the rest of a connection: TLS connections,
-/// and plain ones whose requests [`crate::lean`] leaves to hyper.
-pub(crate) async fn serve_http1<S>(
-    stream: S,
-    peer: SocketAddr,
-    tls: bool,
-    shared: Arc<Shared>,
-    builder: &http1::Builder,
-    token: CancellationToken,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    // Boxed: hyper keeps a slot the size of the service's future for the
-    // whole connection (8 KiB for `handle`'s); boxed, the slot is a pointer
-    // and the future's memory goes once the response head is out.
-    let service = service_fn(move |req| Box::pin(handle(req, shared.clone(), peer, tls)));
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = token.cancelled() => {
-            // Finish the request in flight, then close.
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
-        }
-    };
-    if let Err(err) = result {
-        tracing::debug!(%peer, error = %err, "client connection ended with an error");
-    }
-}
-
-/// HTTP/2: each stream is a request like any other (one ZHTTP session).
-async fn serve_h2<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, token: CancellationToken)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(shared.config.buffer_size.max(1024)).unwrap_or(u32::MAX),
-        )
-        .max_concurrent_streams(H2_MAX_STREAMS);
-    let _open = shared.metrics.open(Transport::H2);
-    let service = service_fn(move |req| handle(req, shared.clone(), peer, true));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = token.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
-        }
-    };
-    if let Err(err) = result {
-        tracing::debug!(%peer, error = %err, "HTTP/2 connection ended with an error");
-    }
-}
-
-/// Streams one HTTP/2 connection may have open at once (each a held
-/// request, for a browser's many EventSources).
-const H2_MAX_STREAMS: u32 = 256;
 
 async fn refuse(stream: TcpStream) {
     refuse_with(stream, REFUSAL).await;

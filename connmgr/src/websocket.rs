@@ -146,22 +146,10 @@ pub async fn handle(
         shared.sockets.sessions().unregister(&id);
         return plain(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down.");
     }
-    let answer = tokio::time::timeout(ACCEPT_TIMEOUT, async {
-        while let Some(packet) = inbox.recv().await {
-            if let Err(err) = endpoint.receive(&packet, Instant::now()) {
-                tracing::warn!(session = %id, "{err}");
-                return None;
-            }
-            match packet.kind() {
-                PacketType::Data | PacketType::Error | PacketType::Cancel => return Some(packet),
-                _ => {}
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
+    let answer = tokio::time::timeout(ACCEPT_TIMEOUT, owner_answer(&mut inbox, &mut endpoint))
+        .await
+        .ok()
+        .flatten();
     let Some(answer) = answer else {
         shared.sockets.sessions().unregister(&id);
         tracing::info!(%peer, "{line} -> 502 no answer from the proxy");
@@ -173,49 +161,19 @@ pub async fn handle(
     let code = answer.code.unwrap_or(0);
     if answer.kind() != &PacketType::Data || code != 101 {
         shared.sockets.sessions().unregister(&id);
-        // Refused: the owner's HTTP answer (data, or error `rejected` with
-        // a response) goes to the client as it is.
-        let status = StatusCode::from_u16(code)
-            .ok()
-            .filter(|s| !s.is_informational())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
-        let body = answer
-            .body
-            .clone()
-            .unwrap_or_else(|| Bytes::from_static(b"The WebSocket was refused.\n"));
-        let mut resp = Response::new(ResponseBody::full(body));
-        *resp.status_mut() = status;
-        copy_headers(&answer, resp.headers_mut(), &["content-length"]);
-        tracing::info!(%peer, "{line} -> {} WebSocket refused", status.as_u16());
+        let resp = refused(&answer);
+        tracing::info!(%peer, "{line} -> {} WebSocket refused", resp.status().as_u16());
         return resp;
     }
     if answer.credits.is_none() {
         // Pushpin's quirk, kept: a 101 without credits means a full buffer.
         endpoint.add_credits(shared.config.buffer_size);
     }
-    let mut resp = Response::new(ResponseBody::full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    copy_headers(&answer, resp.headers_mut(), OWN_HEADERS);
-    let headers = resp.headers_mut();
-    headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(
-        http::header::CONNECTION,
-        HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(accept) =
-        HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key))
-    {
-        headers.insert("sec-websocket-accept", accept);
-    }
-    if let Some(agreement) = compress {
-        if let Ok(value) = HeaderValue::from_str(&agreement.response()) {
-            headers.insert("sec-websocket-extensions", value);
-        }
-    }
+    let resp = accepted(&answer, &key, compress.as_ref());
     let upgrade = hyper::upgrade::on(&mut req);
     let tracker = shared.tracker.clone();
     // Built before the task: the task keeps the bridge, not its parts twice.
-    let mut bridge = Bridge {
+    let bridge = Bridge {
         shared,
         endpoint,
         inbox,
@@ -224,45 +182,123 @@ pub async fn handle(
         to_grant: 0,
         active: Instant::now(),
     };
-    tracker.spawn(async move {
-        let outcome = match upgrade.await {
-            Ok(upgraded) => {
-                let _open = bridge
-                    .shared
-                    .metrics
-                    .open(crate::metrics::Transport::WebSocket);
-                let max = bridge.shared.config.max_message_size;
-                let config = Some(ws::config(max));
-                let io = TokioIo::new(upgraded);
-                // Making the stream is boxed: inline, its future (with the
-                // socket in it) would size the task for the connection's life.
-                if let Some(agreement) = compress {
-                    let io = crate::deflate::Deflated::new(io, max, agreement);
-                    let ws = Box::pin(WebSocketStream::from_raw_socket(io, Role::Server, config));
-                    bridge.run(ws.await).await
-                } else {
-                    let ws = Box::pin(WebSocketStream::from_raw_socket(io, Role::Server, config));
-                    bridge.run(ws.await).await
-                }
-            }
-            Err(err) => {
-                tracing::debug!(session = %bridge.endpoint.id(), error = %err, "upgrade failed");
-                let cancel = bridge.endpoint.cancel();
-                bridge.finish((cancel, Next::End("upgrade failed"))).await;
-                "upgrade failed"
-            }
-        };
-        bridge
-            .shared
-            .sockets
-            .sessions()
-            .unregister(bridge.endpoint.id());
-        tracing::info!(
-            "{line} -> 101 {}ms peer={peer} {outcome}",
-            started.elapsed().as_millis()
-        );
-    });
+    tracker.spawn(bridge_upgraded(
+        bridge, upgrade, compress, line, peer, started,
+    ));
     resp
+}
+
+/// The owner's answer to the handshake (data, error or cancel), its other
+/// packets taken in; `None` when it broke the protocol or went away.
+async fn owner_answer(
+    inbox: &mut tokio::sync::mpsc::Receiver<Box<Packet>>,
+    endpoint: &mut Endpoint,
+) -> Option<Box<Packet>> {
+    while let Some(packet) = inbox.recv().await {
+        if let Err(err) = endpoint.receive(&packet, Instant::now()) {
+            tracing::warn!(session = %endpoint.id(), "{err}");
+            return None;
+        }
+        match packet.kind() {
+            PacketType::Data | PacketType::Error | PacketType::Cancel => return Some(packet),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Refused: the owner's HTTP answer (data, or error `rejected` with a
+/// response) goes to the client as it is.
+fn refused(answer: &Packet) -> Response<ResponseBody> {
+    let status = StatusCode::from_u16(answer.code.unwrap_or(0))
+        .ok()
+        .filter(|s| !s.is_informational())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = answer
+        .body
+        .clone()
+        .unwrap_or_else(|| Bytes::from_static(b"The WebSocket was refused.\n"));
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    copy_headers(answer, resp.headers_mut(), &["content-length"]);
+    resp
+}
+
+/// The `101` for an accepted handshake: the owner's headers, the upgrade,
+/// the accept key for the client's `key`, and the compression agreed.
+fn accepted(
+    answer: &Packet,
+    key: &[u8],
+    compress: Option<&crate::deflate::Agreement>,
+) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    copy_headers(answer, resp.headers_mut(), OWN_HEADERS);
+    let headers = resp.headers_mut();
+    headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(accept) =
+        HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(key))
+    {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(agreement) = compress {
+        if let Ok(value) = HeaderValue::from_str(&agreement.response()) {
+            headers.insert("sec-websocket-extensions", value);
+        }
+    }
+    resp
+}
+
+/// The connection once upgraded: bridged until either side ends, then
+/// the session's line in the log.
+async fn bridge_upgraded(
+    mut bridge: Bridge,
+    upgrade: hyper::upgrade::OnUpgrade,
+    compress: Option<crate::deflate::Agreement>,
+    line: String,
+    peer: SocketAddr,
+    started: Instant,
+) {
+    let outcome = match upgrade.await {
+        Ok(upgraded) => {
+            let _open = bridge
+                .shared
+                .metrics
+                .open(crate::metrics::Transport::WebSocket);
+            let max = bridge.shared.config.max_message_size;
+            let config = Some(ws::config(max));
+            let io = TokioIo::new(upgraded);
+            // Making the stream is boxed: inline, its future (with the
+            // socket in it) would size the task for the connection's life.
+            if let Some(agreement) = compress {
+                let io = crate::deflate::Deflated::new(io, max, agreement);
+                let ws = Box::pin(WebSocketStream::from_raw_socket(io, Role::Server, config));
+                bridge.run(ws.await).await
+            } else {
+                let ws = Box::pin(WebSocketStream::from_raw_socket(io, Role::Server, config));
+                bridge.run(ws.await).await
+            }
+        }
+        Err(err) => {
+            tracing::debug!(session = %bridge.endpoint.id(), error = %err, "upgrade failed");
+            let cancel = bridge.endpoint.cancel();
+            bridge.finish((cancel, Next::End("upgrade failed"))).await;
+            "upgrade failed"
+        }
+    };
+    bridge
+        .shared
+        .sockets
+        .sessions()
+        .unregister(bridge.endpoint.id());
+    tracing::info!(
+        "{line} -> 101 {}ms peer={peer} {outcome}",
+        started.elapsed().as_millis()
+    );
 }
 
 fn copy_headers(packet: &Packet, out: &mut http::HeaderMap, skip: &[&str]) {

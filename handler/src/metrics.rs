@@ -28,6 +28,8 @@ pub struct Metrics {
     pub deliveries: Arc<AtomicU64>,
     /// Sessions dropped for being too slow.
     pub dropped: Arc<AtomicU64>,
+    /// Sessions ended for missing an item they had no way to recover.
+    pub ended_on_gap: Arc<AtomicU64>,
     /// Held HTTP sessions, streams and long-polls.
     pub held_stream: Arc<AtomicI64>,
     /// Held long-polls.
@@ -92,6 +94,11 @@ impl Metrics {
             dropped: r.counter(
                 "holdfast_sessions_dropped_total",
                 "Held sessions closed for not keeping up with publishes.",
+                &[],
+            ),
+            ended_on_gap: r.counter(
+                "holdfast_sessions_ended_on_gap_total",
+                "Held sessions ended for missing an item (a prev-id gap) with no way to ask the origin again (a stream without a next link); the client comes back from where it was.",
                 &[],
             ),
             held_stream: r.gauge(

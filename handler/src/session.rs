@@ -85,6 +85,12 @@ impl AwaitingHistory {
 }
 
 impl Session {
+    /// Whether the origin can be asked again for what the session missed:
+    /// a long-poll retries its request, a stream fetches its next link.
+    pub fn can_recover(&self) -> bool {
+        self.origin.is_some() && (self.mode == HoldMode::Response || self.next_link.is_some())
+    }
+
     /// A session from a hand-over, before its instructions are applied
     /// (the engine does that, as it does for a retry or a link page);
     /// `from` is our id.

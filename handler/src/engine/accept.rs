@@ -318,6 +318,10 @@ impl Engine {
                     self.recover(key, true);
                     return;
                 }
+                Decision::Gap => {
+                    self.on_gap(key, &item.channel).await;
+                    return;
+                }
             }
             self.count(|m| &m.history_replayed, 1);
         }

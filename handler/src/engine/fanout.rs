@@ -69,8 +69,11 @@ pub(super) enum Decision {
     Respond(Response),
     /// End the stream.
     Close,
-    /// Ask the origin (gap, hint).
+    /// Ask the origin (a hint).
     Recover,
+    /// It missed an item (a prev-id that is not the last id it got): ask
+    /// the origin, or, with no way to ask, end it.
+    Gap,
     /// Keep it until the channel's history arrives from the bus.
     HoldBack,
 }
@@ -147,7 +150,7 @@ impl Engine {
         };
         if let (Some(expected), Some(prev)) = (&sub.prev_id, &item.prev_id) {
             if expected != prev {
-                return Decision::Recover;
+                return Decision::Gap;
             }
         }
         if sub.filters.is_empty() {
@@ -244,6 +247,7 @@ impl Engine {
         let mut to_recover = Vec::new();
         let mut responses: Vec<(String, Response)> = Vec::new();
         let mut sent = 0;
+        let mut gaps = Vec::new();
         // A chunk of sessions at a time, each chunk's packets sent before
         // the next is looked at: connmgr starts writing to clients while
         // the rest of a large channel is still being decided.
@@ -264,6 +268,7 @@ impl Engine {
                         }
                     }
                     Decision::Recover => to_recover.push(key.clone()),
+                    Decision::Gap => gaps.push(key.clone()),
                     Decision::Respond(response) => responses.push((key.clone(), response)),
                     Decision::Close => {
                         session.phase = Phase::Closing;
@@ -334,13 +339,44 @@ impl Engine {
             self.send_session(&key, cancel.into_iter().collect()).await;
             self.remove(&key);
         }
-        if !to_recover.is_empty() {
+        if !to_recover.is_empty() || !gaps.is_empty() {
             if item.prev_id.is_some() {
                 self.sequencer.clear_last_id(Some(&item.channel));
             }
             for key in to_recover {
                 self.recover(&key, true);
             }
+            for key in gaps {
+                self.on_gap(&key, &item.channel).await;
+            }
+        }
+    }
+
+    /// A session missed an item: the origin is asked for what it missed,
+    /// or, with no way to ask (a stream without a next link), the session
+    /// ends where it was, so the client comes back from there (an SSE
+    /// client with its `Last-Event-ID`, from history where it reaches):
+    /// nothing is papered over, and nothing is lost without a word.
+    pub(super) async fn on_gap(&mut self, key: &str, channel: &str) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if session.can_recover() {
+            self.recover(key, true);
+            return;
+        }
+        tracing::info!(session = %key, %channel, "missed an item and has no way to ask the origin again: ending it");
+        let timeout_response = match session.mode {
+            HoldMode::Stream => {
+                session.phase = Phase::Closing;
+                None
+            }
+            HoldMode::Response => Some(session.timeout_response.clone()),
+        };
+        self.count(|m| &m.ended_on_gap, 1);
+        match timeout_response {
+            None => self.flush(key).await,
+            Some(response) => self.respond(key, response).await,
         }
     }
 

@@ -349,28 +349,97 @@ async fn websocket_subscriptions_get_their_publishes_through_their_proxy() {
 
 // === recovery ===
 
+/// A publish of item `id` on `news` after `prev` (none: no prev-id).
+fn chained_item(id: &str, prev: Option<&str>, content: &str) -> String {
+    let mut item = serde_json::json!({"channel": "news", "id": id,
+        "formats": {"http-stream": {"content": content},
+                    "http-response": {"body": content}}});
+    if let Some(prev) = prev {
+        item["prev-id"] = prev.into();
+    }
+    serde_json::json!({ "items": [item] }).to_string()
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_stream_that_missed_an_item_takes_no_later_one_until_it_recovers() {
+async fn a_stream_that_missed_an_item_and_cannot_ask_ends_where_it_was() {
     let mut peers = start();
     peers
         .hand_over(accept("s1", HoldMode::Stream, 100, b""))
         .await;
     peers.expect().await;
-    let item = |id: &str, prev: &str, content: &str| {
-        serde_json::json!({"items": [{"channel": "news", "id": id, "prev-id": prev,
-            "formats": {"http-stream": {"content": content}}}]})
-        .to_string()
-    };
     // The channel's first item sets where it stands; the next follows on.
-    peers.publish(&item("1", "0", "one\n")).await;
+    peers.publish(&chained_item("1", Some("0"), "one\n")).await;
     assert_eq!(peers.expect().await.body.as_deref(), Some(&b"one\n"[..]));
-    peers.publish(&item("2", "1", "two\n")).await;
+    peers.publish(&chained_item("2", Some("1"), "two\n")).await;
     assert_eq!(peers.expect().await.body.as_deref(), Some(&b"two\n"[..]));
     // A gap (3 is missing): the sequencer holds 4 back for a while, then
-    // gives up on 3. The session, which got 2, must not take 4: it asks
-    // the origin (here it has none to ask, so it takes nothing).
-    peers.publish(&item("4", "3", "four\n")).await;
-    assert!(peers.next().await.is_none(), "held back while 3 may come");
-    tokio::time::sleep(MESSAGE_WAIT).await;
-    assert!(peers.next().await.is_none(), "a gap is never papered over");
+    // gives up on 3. The session, which got 2, must not take 4, and has
+    // no next link to ask for 3: it ends, so its client comes back from 2.
+    peers.publish(&chained_item("4", Some("3"), "four\n")).await;
+    let early = tokio::time::timeout(MESSAGE_WAIT / 2, peers.sent.recv()).await;
+    assert!(early.is_err(), "held back while 3 may come");
+    let end = peers.expect().await;
+    assert_eq!(
+        (end.body.as_deref(), end.more),
+        (Some(&b""[..]), false),
+        "a gap is never papered over: the stream ends"
+    );
+    peers.publish(&chained_item("5", Some("4"), "five\n")).await;
+    assert!(peers.next().await.is_none(), "nothing after its end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_overtaking_a_channels_first_one_are_taken_in_their_order_then_a_gap_ends_the_stream()
+{
+    // What a bus can do to items published through different instances:
+    // 3 comes before the channel's first item 1, whose successor is 2.
+    // Nothing knows where the channel stands yet, so each is taken as it
+    // comes; then 4 names 3, but the stream got 2 last: it ends, instead
+    // of taking nothing more while it stays open.
+    let mut peers = start();
+    peers
+        .hand_over(accept("s1", HoldMode::Stream, 100, b""))
+        .await;
+    peers.expect().await;
+    for (id, prev, content) in [
+        ("3", Some("2"), "3\n"),
+        ("1", None, "1\n"),
+        ("2", Some("1"), "2\n"),
+    ] {
+        peers.publish(&chained_item(id, prev, content)).await;
+        assert_eq!(
+            peers.expect().await.body.as_deref(),
+            Some(content.as_bytes())
+        );
+    }
+    peers.publish(&chained_item("4", Some("3"), "4\n")).await;
+    let end = peers.expect().await;
+    assert_eq!((end.body.as_deref(), end.more), (Some(&b""[..]), false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_poll_that_missed_an_item_and_cannot_ask_gets_its_timeout_answer() {
+    let mut peers = start();
+    peers
+        .hand_over(accept("lp", HoldMode::Response, 1000, b"nothing new\n"))
+        .await;
+    peers.expect().await;
+    let mut accepted = accept("lp2", HoldMode::Response, 1000, b"nothing new\n");
+    accepted.hold.channels[0].prev_id = Some("1".into());
+    peers.hand_over(accepted).await;
+    peers.expect().await;
+    // lp2 is at 1, and 3 names 2: lp2 missed 2 and has no origin to ask.
+    // lp, which names no position, takes 3.
+    peers
+        .publish(&chained_item("3", Some("2"), "three\n"))
+        .await;
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let answer = peers.expect().await;
+        assert_eq!((answer.code, answer.more), (Some(200), false));
+        answers
+            .push(String::from_utf8_lossy(answer.body.as_deref().unwrap_or_default()).into_owned());
+    }
+    answers.sort();
+    assert_eq!(answers, ["nothing new\n", "three\n"]);
 }

@@ -336,6 +336,45 @@ async fn stream_prev_id_without_next_link_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_missed_an_item_without_a_next_link_ends_instead_of_going_silent() {
+    let origin = Scripted::start(|_: &Seen| {
+        answer(
+            200,
+            &[("Grip-Hold", "stream"), ("Grip-Channel", "plain")],
+            "start\n",
+        )
+    })
+    .await;
+    let hf = in_front_of(&origin)
+        .set("handler", "message_wait", "200")
+        .run()
+        .await;
+    let mut stream = Client::new().open(&hf.url("/")).await;
+    assert!(stream.read_until("start\n", WAIT).await);
+    let one = item("plain", Some("1"), None, stream_format("one\n"));
+    assert_eq!(hf.publish(&one).await.0, 200);
+    assert!(stream.read_until("one\n", WAIT).await, "{}", stream.text());
+    // 2 is lost; 3 reveals the gap once its wait for 2 is over. Nothing
+    // can fetch 2 (no next link): the stream ends where it was, so the
+    // client comes back from there, rather than staying open with every
+    // later item dropped.
+    let three = item("plain", Some("3"), Some("2"), stream_format("three\n"));
+    assert_eq!(hf.publish(&three).await.0, 200);
+    assert!(
+        stream.read_to_end(WAIT).await,
+        "{}\n{}",
+        stream.text(),
+        hf.logs()
+    );
+    assert_eq!(stream.text(), "start\none\n");
+    assert!(
+        hf.wait_metric("holdfast_sessions_ended_on_gap_total", &[], 1.0, WAIT)
+            .await,
+        "the ending is counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_and_content_filters() {
     let origin = Scripted::start(|_: &Seen| {
         answer(

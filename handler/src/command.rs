@@ -3,7 +3,8 @@
 //! `{id, success: false, condition}`. Pushpin's tools send it bare or with a
 //! `T` tag; the answer uses the request's form.
 
-use crate::publish::{Input, Sink};
+use crate::engine::Input;
+use crate::publish::Sink;
 use holdfast_protocol::tnetstring;
 use holdfast_protocol::value::Value;
 use holdfast_protocol::zmq::Multipart;

@@ -14,7 +14,7 @@
 //! longer than [`PURGE_TIMEOUT`] is logged and retried in the background,
 //! and the item is delivered anyway.
 
-use crate::publish::Input;
+use crate::engine::Input;
 use bytes::Bytes;
 use holdfast_grip::client::OriginClient;
 use holdfast_protocol::format::{self, Format};

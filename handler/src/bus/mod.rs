@@ -29,9 +29,9 @@
 
 pub mod subject;
 
+use crate::engine::Input;
 use crate::history::{Lookup, Since};
 use crate::metrics::Metrics;
-use crate::publish::Input;
 use async_nats::{jetstream, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures_util::StreamExt;

@@ -336,7 +336,7 @@ impl Engine {
         let subscribers = self.channels.entry(channel.to_owned()).or_default();
         if subscribers.is_empty() && lingered.is_none() {
             self.sub_changes
-                .push(crate::publish::zmq_sub::subscription(channel, true));
+                .push(super::subscriptions::interest_message(channel, true));
             if self.options.update_on_first_subscription {
                 self.timers.insert(
                     (channel.to_owned(), Timer::FirstSubscription),
@@ -390,7 +390,7 @@ impl Engine {
         );
         self.sequencer.forget_channel(channel);
         self.sub_changes
-            .push(crate::publish::zmq_sub::subscription(channel, false));
+            .push(super::subscriptions::interest_message(channel, false));
     }
 
     pub(super) async fn on_packet(&mut self, packet: Packet) {

@@ -33,7 +33,6 @@
 
 use crate::fetch::{resolve, Fetched, Fetcher, Purpose, Reply};
 use crate::filters::Subscriber;
-use crate::publish::Input;
 use crate::sequencing::Sequencer;
 use crate::session::{published_response, Phase, Session, Subscription, QUEUE_MAX};
 use crate::ws::WsSessions;
@@ -55,9 +54,13 @@ use tokio_util::time::DelayQueue;
 
 mod accept;
 mod fanout;
+mod input;
 mod recovery;
+pub mod subscriptions;
 mod timers;
 mod websocket;
+
+pub use input::Input;
 
 use accept::Source;
 use recovery::{UPDATE_BATCH, UPDATE_INTERVAL};

@@ -7,7 +7,8 @@
 //! when it cannot, the answer is 503 with `Retry-After`.
 
 use super::auth::Auth;
-use super::{Input, Refused, Sink};
+use super::{Refused, Sink};
+use crate::engine::Input;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use holdfast_protocol::publish::parse_items_json;

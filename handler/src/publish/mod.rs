@@ -1,5 +1,5 @@
 //! Publish inputs. Each turns what publishers send into [`Input`]s for the
-//! engine, over one bounded channel: when the engine falls behind, inputs
+//! engine ([`crate::engine::Input`]), over one bounded channel: when the engine falls behind, inputs
 //! wait (HTTP requests are answered later, the ZeroMQ socket stops reading
 //! and its high-water mark applies). With a bus, items go through the
 //! [`Sink`] to NATS instead, and reach every instance's engine from there.
@@ -10,6 +10,7 @@ pub mod zmq_pull;
 pub mod zmq_sub;
 
 use crate::bus::{Bus, BusError};
+use crate::engine::Input;
 use holdfast_protocol::publish::Item;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,32 +18,6 @@ use tokio::sync::mpsc;
 
 /// Publish requests waiting for the engine.
 pub const QUEUE: usize = 1024;
-
-/// What publishers and the command socket ask of the engine.
-#[derive(Debug)]
-pub enum Input {
-    /// Items to deliver, in order.
-    Items(Vec<Item>),
-    /// Forget every channel's last id and ask the origin again for every
-    /// session (`POST /recover`, the `recover` command).
-    Recover,
-    /// What the bus's stream holds after a session's position (the answer
-    /// to a [`crate::history::Lookup`]).
-    History {
-        /// The lookup.
-        lookup: crate::history::Lookup,
-        /// The items after it, or `Unknown`.
-        found: crate::history::Since,
-    },
-    /// Make WebSocket-over-HTTP sessions ask their origin now (the
-    /// `refresh` command): one connection by id, or every one on a channel.
-    Refresh {
-        /// A connection id.
-        cid: Option<String>,
-        /// A channel.
-        channel: Option<String>,
-    },
-}
 
 /// Where accepted items go: the local engine, or the bus (which brings
 /// them back to every instance's engine, this one's too).

@@ -5,7 +5,7 @@
 //! when its last one leaves, which an XPUB publisher or broker can see.
 
 use super::zmq_pull::StartError;
-use super::Input;
+use crate::engine::Input;
 use holdfast_protocol::publish::parse_item_frame;
 use holdfast_protocol::publish::Item;
 use holdfast_protocol::zmq::{apply_specs, spawn, Multipart};
@@ -58,13 +58,6 @@ pub fn parse_message(msg: &Multipart) -> Result<Item, String> {
     parse_item_frame(payload, Some(channel)).map_err(|e| e.to_string())
 }
 
-/// The XSUB message that subscribes to (or unsubscribes from) `channel`.
-pub fn subscription(channel: &str, subscribe: bool) -> Multipart {
-    let mut frame = vec![u8::from(subscribe)];
-    frame.extend_from_slice(channel.as_bytes());
-    vec![frame]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +79,5 @@ mod tests {
         assert!(parse_message(&vec![b"only-one".to_vec()]).is_err());
         assert!(parse_message(&vec![vec![0xff], b"J{}".to_vec()]).is_err());
         assert!(parse_message(&vec![b"c".to_vec(), b"J{".to_vec()]).is_err());
-        assert_eq!(subscription("ab", true), vec![vec![1, b'a', b'b']]);
-        assert_eq!(subscription("ab", false), vec![vec![0, b'a', b'b']]);
     }
 }

@@ -10,6 +10,7 @@
 //! client's: origins put what they need in the link's URL. Retries replay
 //! the client's request whole.
 
+use crate::error::OriginError;
 use bytes::Bytes;
 use holdfast_grip::answer::{hold_of, interpret, Answer};
 use holdfast_grip::client::OriginClient;
@@ -68,7 +69,7 @@ pub struct Fetched {
     /// What it was for.
     pub purpose: Purpose,
     /// The answer, or why there is none.
-    pub result: Result<Reply, String>,
+    pub result: Result<Reply, OriginError>,
 }
 
 /// Starts requests and reports their answers.
@@ -229,19 +230,20 @@ fn link_headers(origin: &Origin, link: &Url) -> Vec<Header> {
     headers
 }
 
-async fn execute(client: &OriginClient, origin: &Origin, call: Call) -> Result<Reply, String> {
+async fn execute(client: &OriginClient, origin: &Origin, call: Call) -> Result<Reply, OriginError> {
     tokio::time::timeout(REQUEST_TIMEOUT, send(client, origin, call))
         .await
-        .map_err(|_| format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))?
+        .map_err(|_| OriginError::Timeout {
+            secs: REQUEST_TIMEOUT.as_secs(),
+        })?
 }
 
-async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Reply, String> {
+async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Reply, OriginError> {
     let mut req = http::Request::new(HttpBody::Full(Some(call.body)));
     *req.method_mut() = call.method;
-    *req.uri_mut() = call
-        .uri
-        .parse()
-        .map_err(|_| format!("unusable URI {:?}", call.uri))?;
+    *req.uri_mut() = call.uri.parse().map_err(|_| OriginError::BadUri {
+        uri: call.uri.clone(),
+    })?;
     let headers = req.headers_mut();
     for Header(name, value) in call.headers {
         if let (Ok(name), Ok(value)) = (
@@ -260,8 +262,8 @@ async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Repl
     let response = client
         .request(origin.insecure, req)
         .await
-        .map_err(|e| error_chain(&e))?;
-    match interpret(response, true).await.map_err(|e| e.to_string())? {
+        .map_err(|e| OriginError::Unreachable(error_chain(&e)))?;
+    match interpret(response, true).await? {
         Answer::Hold {
             instruct,
             mut response,
@@ -270,11 +272,7 @@ async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Repl
             // A page's body past the instruct limit: read the rest here (it
             // joins the stream's queue, within the same limit as any page).
             if let Some(rest) = rest {
-                let rest = Limited::new(rest, MAX_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| format!("body unreadable or over {MAX_BODY} bytes: {e}"))?
-                    .to_bytes();
+                let rest = read_whole(rest).await?;
                 let mut whole = bytes::BytesMut::from(&response.body[..]);
                 whole.extend_from_slice(&rest);
                 response.body = whole.freeze();
@@ -301,11 +299,7 @@ async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Repl
             headers,
             body,
         } => {
-            let body = Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| format!("body unreadable or over {MAX_BODY} bytes: {e}"))?
-                .to_bytes();
+            let body = read_whole(body).await?;
             Ok(Reply::Complete(Response {
                 code,
                 reason: reason.unwrap_or_default(),
@@ -314,6 +308,22 @@ async fn send(client: &OriginClient, origin: &Origin, call: Call) -> Result<Repl
             }))
         }
     }
+}
+
+/// A body, read whole within [`MAX_BODY`].
+async fn read_whole<B>(body: B) -> Result<Bytes, OriginError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Ok(Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| OriginError::Body {
+            limit: MAX_BODY,
+            reason: e.to_string(),
+        })?
+        .to_bytes())
 }
 
 /// Resolves a link from an instruction against the URI it came with.

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`config`]: command line and settings.
+//! - [`error`]: the handler's errors and whose fault they are.
 //! - [`engine`]: the event loop owning sessions, subscriptions and timers.
 //! - [`session`]: one held session's state.
 //! - [`client_sessions`]: Pushpin's session feature (last ids per client session id).
@@ -33,6 +34,7 @@ pub mod client_sessions;
 pub mod command;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod fetch;
 pub mod filters;
 pub mod history;
@@ -88,8 +90,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             config.push_in_http_basic_auth.as_deref(),
             config.push_in_http_jwt_key.as_deref(),
             config.push_in_http_jwt_leeway,
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         let api = publish::http::Api {
             auth,
             max_body: config.push_in_http_max_body_size,

@@ -15,6 +15,7 @@
 //! and the item is delivered anyway.
 
 use crate::engine::Input;
+use crate::error::{ConfigError, PurgeError};
 use bytes::Bytes;
 use holdfast_grip::client::OriginClient;
 use holdfast_protocol::format::{self, Format};
@@ -49,16 +50,18 @@ pub enum Target {
 }
 
 impl std::str::FromStr for Target {
-    type Err = String;
+    type Err = ConfigError;
 
-    fn from_str(s: &str) -> Result<Target, String> {
+    fn from_str(s: &str) -> Result<Target, ConfigError> {
         let s = s.trim();
         if s == "self" {
             return Ok(Target::Own);
         }
         if let Some(id) = s.strip_prefix("fastly:") {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!("{s:?}: a Fastly service id is letters and digits"));
+                return Err(ConfigError::FastlyServiceId {
+                    target: s.to_owned(),
+                });
             }
             return Ok(Target::Fastly(id.to_owned()));
         }
@@ -68,9 +71,9 @@ impl std::str::FromStr for Target {
         {
             return Ok(Target::Varnish(base.to_owned()));
         }
-        Err(format!(
-            "{s:?}: expected self, fastly:<service id> or an http:// URL"
-        ))
+        Err(ConfigError::PurgeTarget {
+            target: s.to_owned(),
+        })
     }
 }
 
@@ -250,7 +253,7 @@ impl Purger {
         }
     }
 
-    async fn purge(&self, target: &Target, purge: &Purge) -> Result<(), String> {
+    async fn purge(&self, target: &Target, purge: &Purge) -> Result<(), PurgeError> {
         match target {
             Target::Own => self.purge_own(purge).await,
             Target::Varnish(base) => {
@@ -279,7 +282,7 @@ impl Purger {
                     .settings
                     .fastly_token
                     .as_deref()
-                    .ok_or("no Fastly API token configured")?;
+                    .ok_or(PurgeError::NoFastlyToken)?;
                 let mut headers = vec![("fastly-key", token)];
                 if purge.soft {
                     headers.push(("fastly-soft-purge", "1"));
@@ -298,7 +301,7 @@ impl Purger {
     }
 
     /// The proxies' edge caches: one message for all of them.
-    async fn purge_own(&self, purge: &Purge) -> Result<(), String> {
+    async fn purge_own(&self, purge: &Purge) -> Result<(), PurgeError> {
         let Some(proxies) = &self.proxies else {
             return Ok(());
         };
@@ -307,51 +310,79 @@ impl Purger {
             urls: purge.urls.clone(),
             soft: purge.soft,
         };
-        let content = serde_json::to_vec(&content).map_err(|e| e.to_string())?;
+        let content =
+            serde_json::to_vec(&content).map_err(|e| PurgeError::Encode(e.to_string()))?;
         let deliver = Deliver {
             kind: "purge".into(),
             content: Bytes::from(content),
             ..Deliver::default()
         };
-        let frame = format::encode(&deliver, self.format).map_err(|e| e.to_string())?;
+        let frame =
+            format::encode(&deliver, self.format).map_err(|e| PurgeError::Encode(e.to_string()))?;
         proxies
             .send(vec![PURGE_TOPIC.as_bytes().to_vec(), frame])
             .await
-            .map_err(|_| "proxy socket closed".to_owned())
+            .map_err(|_| PurgeError::ProxiesGone)
     }
 
     /// One request; a non-2xx answer is a failure (404 from a cache that
     /// did not hold the object is not: nothing to purge).
-    async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)]) -> Result<(), String> {
+    async fn send(
+        &self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(), PurgeError> {
         let mut req = http::Request::new(HttpBody::empty());
-        *req.method_mut() =
-            http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        *req.uri_mut() = url.parse().map_err(|_| format!("unusable URL {url}"))?;
+        // `PURGE` or `POST`: a method name that is always valid.
+        *req.method_mut() = http::Method::from_bytes(method.as_bytes())
+            .map_err(|e| PurgeError::Encode(e.to_string()))?;
+        *req.uri_mut() = url.parse().map_err(|_| PurgeError::BadUrl {
+            url: url.to_owned(),
+        })?;
         for (name, value) in headers {
-            let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
-            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            let bad = |reason: String| PurgeError::BadHeader {
+                name: (*name).to_owned(),
+                reason,
+            };
+            let value = http::HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?;
+            let name =
+                http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?;
             req.headers_mut().insert(name, value);
         }
         let response = tokio::time::timeout(PURGE_TIMEOUT, self.client.request(false, req))
             .await
-            .map_err(|_| format!("{method} {url}: no answer"))?
-            .map_err(|e| format!("{method} {url}: {}", holdfast_grip::error_chain(&e)))?;
+            .map_err(|_| PurgeError::NoAnswer {
+                method,
+                url: url.to_owned(),
+            })?
+            .map_err(|e| PurgeError::Transport {
+                method,
+                url: url.to_owned(),
+                reason: holdfast_grip::error_chain(&e),
+            })?;
         let status = response.status();
         if status.is_success() || status == http::StatusCode::NOT_FOUND {
             tracing::debug!(%url, status = status.as_u16(), "purged");
             Ok(())
         } else {
-            Err(format!("{method} {url}: {status}"))
+            Err(PurgeError::Status {
+                method,
+                url: url.to_owned(),
+                status,
+            })
         }
     }
 }
 
 /// `http://host[:port]/path` → (`host[:port]`, `/path`).
-fn split_url(url: &str) -> Result<(&str, &str), String> {
+fn split_url(url: &str) -> Result<(&str, &str), PurgeError> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url}: not an http(s) URL"))?;
+        .ok_or_else(|| PurgeError::NotHttpUrl {
+            url: url.to_owned(),
+        })?;
     Ok(match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),

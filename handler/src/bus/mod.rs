@@ -30,6 +30,7 @@
 pub mod subject;
 
 use crate::engine::Input;
+use crate::error::{ConfigError, ItemError};
 use crate::history::{Lookup, Since};
 use crate::metrics::Metrics;
 use async_nats::{jetstream, ConnectOptions, Event, ServerAddr};
@@ -154,6 +155,24 @@ pub enum BusError {
     /// The client refused (closed, or the connection failed meanwhile).
     #[error("the bus (NATS) refused the publish: {0}")]
     Refused(String),
+    /// JetStream could not be read (the stream, a consumer, a message).
+    #[error("{0}")]
+    Stream(String),
+    /// A consumer ended before the stream's last message.
+    #[error("the stream's consumer ended")]
+    ConsumerEnded,
+}
+
+impl BusError {
+    /// Whose fault.
+    pub fn fault(&self) -> crate::error::Fault {
+        crate::error::Fault::Bus
+    }
+}
+
+/// JetStream's errors, as a [`BusError`].
+fn stream_error(err: impl std::fmt::Display) -> BusError {
+    BusError::Stream(err.to_string())
 }
 
 /// A connection to the bus.
@@ -165,18 +184,20 @@ pub struct Bus {
 }
 
 /// Parses `bus_url`: comma-separated server URLs.
-pub fn server_addrs(url: &str) -> Result<Vec<ServerAddr>, String> {
+pub fn server_addrs(url: &str) -> Result<Vec<ServerAddr>, ConfigError> {
     let addrs: Vec<ServerAddr> = url
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|u| {
-            u.parse::<ServerAddr>()
-                .map_err(|e| format!("bus_url: {u:?} is not a NATS server URL: {e}"))
+            u.parse::<ServerAddr>().map_err(|e| ConfigError::BusUrl {
+                url: u.to_owned(),
+                reason: e.to_string(),
+            })
         })
         .collect::<Result<_, _>>()?;
     if addrs.is_empty() {
-        return Err("bus_url names no server".into());
+        return Err(ConfigError::NoBusServer);
     }
     Ok(addrs)
 }
@@ -186,7 +207,7 @@ impl Bus {
     /// the background (with back-off) while the instance runs, `/health`
     /// says so and publishes are refused until it is back.
     pub async fn connect(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Bus>> {
-        let addrs = server_addrs(&settings.url).map_err(anyhow::Error::msg)?;
+        let addrs = server_addrs(&settings.url)?;
         metrics.bus_configured.store(true, Relaxed);
         metrics
             .bus_stream_wanted
@@ -558,7 +579,7 @@ impl Reader {
     async fn consumer(
         &self,
         start: jetstream::consumer::DeliverPolicy,
-    ) -> Result<jetstream::consumer::push::Ordered, String> {
+    ) -> Result<jetstream::consumer::push::Ordered, BusError> {
         ordered(&self.js, &self.client, &self.subject, start).await
     }
 }
@@ -569,19 +590,16 @@ async fn ordered(
     client: &async_nats::Client,
     subject: &str,
     start: jetstream::consumer::DeliverPolicy,
-) -> Result<jetstream::consumer::push::Ordered, String> {
+) -> Result<jetstream::consumer::push::Ordered, BusError> {
     let config = jetstream::consumer::push::OrderedConfig {
         deliver_subject: client.new_inbox(),
         filter_subject: subject.to_owned(),
         deliver_policy: start,
         ..Default::default()
     };
-    let stream = js.stream().await.map_err(|e| e.to_string())?;
-    let consumer = stream
-        .create_consumer(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    consumer.messages().await.map_err(|e| e.to_string())
+    let stream = js.stream().await.map_err(stream_error)?;
+    let consumer = stream.create_consumer(config).await.map_err(stream_error)?;
+    consumer.messages().await.map_err(stream_error)
 }
 
 /// Answers a lookup: the channel's items in the stream after the position,
@@ -622,20 +640,20 @@ async fn stored(
     client: &async_nats::Client,
     subject: &str,
     prefix: &str,
-) -> Result<Vec<Item>, String> {
+) -> Result<Vec<Item>, BusError> {
     use jetstream::stream::LastRawMessageErrorKind;
-    let stream = js.stream().await.map_err(|e| e.to_string())?;
+    let stream = js.stream().await.map_err(stream_error)?;
     let last = match stream.get_last_raw_message_by_subject(subject).await {
         Ok(last) => last.sequence,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(stream_error(e)),
     };
     let mut messages =
         ordered(js, client, subject, jetstream::consumer::DeliverPolicy::All).await?;
     let mut items = Vec::new();
     while let Some(next) = messages.next().await {
-        let message = next.map_err(|e| e.to_string())?;
-        let sequence = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        let message = next.map_err(stream_error)?;
+        let sequence = message.info().map_err(stream_error)?.stream_sequence;
         if let Ok(item) = decode(prefix, &message.subject, &message.payload) {
             items.push(item);
         }
@@ -643,7 +661,7 @@ async fn stored(
             return Ok(items);
         }
     }
-    Err("the stream's consumer ended".into())
+    Err(BusError::ConsumerEnded)
 }
 
 /// Counts a channel as read from the stream while it lives (also when its
@@ -666,9 +684,10 @@ impl Drop for Reading {
 /// An item from a bus message: JSON (`{...}`), or `J` + JSON, `T` +
 /// TNetString or a bare TNetString as on Pushpin's ZeroMQ inputs. The
 /// subject names the channel.
-pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<Item, String> {
-    let channel = subject::channel(prefix, subject)
-        .ok_or_else(|| format!("subject {subject:?} names no channel"))?;
+pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<Item, ItemError> {
+    let channel = subject::channel(prefix, subject).ok_or_else(|| ItemError::NoChannel {
+        subject: subject.to_owned(),
+    })?;
     let item = if payload.first() == Some(&b'{') {
         let mut framed = Vec::with_capacity(payload.len() + 1);
         framed.push(b'J');
@@ -677,7 +696,7 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<Item, Strin
     } else {
         parse_item_frame(payload, Some(&channel))
     };
-    item.map_err(|e| e.to_string())
+    Ok(item?)
 }
 
 fn on_event(metrics: &Metrics, event: Event) {
@@ -714,9 +733,12 @@ mod tests {
                 .len(),
             2
         );
-        assert!(server_addrs("").unwrap_err().contains("names no server"));
+        assert!(matches!(server_addrs(""), Err(ConfigError::NoBusServer)));
         let err = server_addrs("nats://127.0.0.1:4222,http://x:1").unwrap_err();
-        assert!(err.contains("\"http://x:1\""), "{err}");
+        assert!(
+            matches!(&err, ConfigError::BusUrl { url, .. } if url == "http://x:1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -734,9 +756,10 @@ mod tests {
     #[test]
     fn bad_messages_say_why() {
         let s = subject::subject("holdfast", "c");
-        assert!(decode("holdfast", "holdfast.ch.a.b", b"{}")
-            .unwrap_err()
-            .contains("names no channel"));
+        assert!(matches!(
+            decode("holdfast", "holdfast.ch.a.b", b"{}"),
+            Err(ItemError::NoChannel { .. })
+        ));
         for bad in [&b"{"[..], b"{}", b"", b"\xff\xfe", b"J[1]"] {
             assert!(decode("holdfast", &s, bad).is_err(), "{bad:?}");
         }

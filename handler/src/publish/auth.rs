@@ -6,6 +6,7 @@
 //! small leeway for clock skew), as gripcontrol sends with `control_iss` and
 //! `key`; anything else gets 401 with the reason.
 
+use crate::error::{AuthError, ConfigError};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
@@ -27,24 +28,24 @@ struct TimeClaims {
 }
 
 /// A NumericDate (RFC 7519 2): seconds since 1970, not negative.
-fn numeric_date(value: &serde_json::Value, claim: &str) -> Result<f64, String> {
+fn numeric_date(value: &serde_json::Value, claim: &'static str) -> Result<f64, AuthError> {
     value
         .as_f64()
         .filter(|&t| t >= 0.0 && value.is_number())
-        .ok_or_else(|| format!("the token's \"{claim}\" must be a number of seconds since 1970"))
+        .ok_or(AuthError::BadTime { claim })
 }
 
 impl Auth {
     /// From the settings: `user:password`, a key (`base64:` allowed) and
     /// the clock skew allowed, seconds.
-    pub fn new(basic: Option<&str>, key: Option<&str>, leeway: u64) -> Result<Auth, String> {
+    pub fn new(basic: Option<&str>, key: Option<&str>, leeway: u64) -> Result<Auth, ConfigError> {
         let jwt = match key.filter(|k| !k.is_empty()) {
             None => None,
             Some(key) => {
                 let bytes = match key.strip_prefix("base64:") {
                     Some(data) => base64::engine::general_purpose::STANDARD
                         .decode(data.trim())
-                        .map_err(|_| "publish key: invalid base64 after \"base64:\"".to_owned())?,
+                        .map_err(|_| ConfigError::PublishKey)?,
                     None => key.as_bytes().to_vec(),
                 };
                 let mut validation = Validation::new(Algorithm::HS256);
@@ -69,12 +70,12 @@ impl Auth {
 
     /// Whether a request with this `Authorization` header may publish; if
     /// not, why.
-    pub fn check(&self, authorization: Option<&str>) -> Result<(), String> {
+    pub fn check(&self, authorization: Option<&str>) -> Result<(), AuthError> {
         if self.is_open() {
             return Ok(());
         }
         let Some((scheme, value)) = authorization.and_then(|a| a.trim().split_once(' ')) else {
-            return Err("a valid Basic credential or Bearer token is required".into());
+            return Err(AuthError::Missing);
         };
         if scheme.eq_ignore_ascii_case("basic") && self.basic.is_some() {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -82,19 +83,21 @@ impl Auth {
                 .ok();
             return match (&self.basic, decoded) {
                 (Some(expected), Some(given)) if given == expected.as_bytes() => Ok(()),
-                _ => Err("the Basic credential is not the one configured".into()),
+                _ => Err(AuthError::WrongBasic),
             };
         }
         if let (true, Some((key, validation))) = (scheme.eq_ignore_ascii_case("bearer"), &self.jwt)
         {
             let token = jsonwebtoken::decode::<TimeClaims>(value.trim(), key, validation)
-                .map_err(|e| format!("the Bearer token is not valid: {e}"))?;
+                .map_err(AuthError::BadToken)?;
             return self.check_times(&token.claims);
         }
-        Err(format!("{scheme} credentials are not accepted here"))
+        Err(AuthError::Scheme {
+            scheme: scheme.to_owned(),
+        })
     }
 
-    fn check_times(&self, claims: &TimeClaims) -> Result<(), String> {
+    fn check_times(&self, claims: &TimeClaims) -> Result<(), AuthError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -102,16 +105,15 @@ impl Auth {
         if let Some(exp) = &claims.exp {
             let exp = numeric_date(exp, "exp")?;
             if now > exp + leeway {
-                return Err(format!("the Bearer token expired {:.0} s ago", now - exp));
+                return Err(AuthError::Expired { ago: now - exp });
             }
         }
         if let Some(nbf) = &claims.nbf {
             let nbf = numeric_date(nbf, "nbf")?;
             if now + leeway < nbf {
-                return Err(format!(
-                    "the Bearer token is not valid for another {:.0} s (nbf)",
-                    nbf - now
-                ));
+                return Err(AuthError::NotYet {
+                    remaining: nbf - now,
+                });
             }
         }
         Ok(())
@@ -203,7 +205,7 @@ mod tests {
         ];
         for (claims, reason) in refused {
             let err = check(claims.clone()).unwrap_err();
-            assert!(err.contains(reason), "{claims}: {err}");
+            assert!(err.to_string().contains(reason), "{claims}: {err}");
         }
         let lenient = Auth::new(None, Some("k"), 60).unwrap();
         assert!(lenient

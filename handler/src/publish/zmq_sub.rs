@@ -6,6 +6,7 @@
 
 use super::zmq_pull::StartError;
 use crate::engine::Input;
+use crate::error::ItemError;
 use holdfast_protocol::publish::parse_item_frame;
 use holdfast_protocol::publish::Item;
 use holdfast_protocol::zmq::{apply_specs, spawn, Multipart};
@@ -46,16 +47,12 @@ pub fn start(
 }
 
 /// `[channel, item]`: the channel frame names the channel.
-pub fn parse_message(msg: &Multipart) -> Result<Item, String> {
+pub fn parse_message(msg: &Multipart) -> Result<Item, ItemError> {
     let [channel, payload] = msg.as_slice() else {
-        return Err(format!(
-            "expected 2 frames (channel, item), got {}",
-            msg.len()
-        ));
+        return Err(ItemError::Frames { got: msg.len() });
     };
-    let channel =
-        std::str::from_utf8(channel).map_err(|_| "channel frame is not UTF-8".to_owned())?;
-    parse_item_frame(payload, Some(channel)).map_err(|e| e.to_string())
+    let channel = std::str::from_utf8(channel).map_err(|_| ItemError::ChannelNotUtf8)?;
+    Ok(parse_item_frame(payload, Some(channel))?)
 }
 
 #[cfg(test)]

@@ -358,12 +358,27 @@ fn control_of(kind: &str) -> Control {
     }
 }
 
-/// A control message's JSON object, or why it is ignored.
-fn control_json(json: &[u8]) -> Result<Value, String> {
+/// Why a control message is ignored (as Pushpin ignores it), for the log.
+#[derive(Debug, thiserror::Error)]
+enum Ignored {
+    #[error("GRIP control message that is not a JSON object ignored")]
+    NotAnObject,
+    #[error("invalid GRIP control message ignored: {0}")]
+    Invalid(serde_json::Error),
+    #[error("GRIP {kind} without a channel ignored")]
+    NoChannel { kind: String },
+    #[error("GRIP set-meta without a name ignored")]
+    NoName,
+    #[error("GRIP session with a non-string id ignored")]
+    SessionId,
+}
+
+/// A control message's JSON object.
+fn control_json(json: &[u8]) -> Result<Value, Ignored> {
     match serde_json::from_slice::<Value>(json) {
         Ok(value) if value.is_object() => Ok(value),
-        Ok(_) => Err("GRIP control message that is not a JSON object ignored".into()),
-        Err(err) => Err(format!("invalid GRIP control message ignored: {err}")),
+        Ok(_) => Err(Ignored::NotAnObject),
+        Err(err) => Err(Ignored::Invalid(err)),
     }
 }
 
@@ -374,9 +389,11 @@ fn text(value: &Value, key: &str) -> Option<String> {
 
 /// `subscribe` / `unsubscribe`: the channel (with the route's prefix), its
 /// filters, and (a Holdfast addition) where the client was, for history.
-fn subscription(kind: &str, value: &Value, channel_prefix: &str) -> Result<Control, String> {
+fn subscription(kind: &str, value: &Value, channel_prefix: &str) -> Result<Control, Ignored> {
     let Some(channel) = text(value, "channel").filter(|c| !c.is_empty()) else {
-        return Err(format!("GRIP {kind} without a channel ignored"));
+        return Err(Ignored::NoChannel {
+            kind: kind.to_owned(),
+        });
     };
     let filters = value
         .get("filters")
@@ -399,9 +416,9 @@ fn subscription(kind: &str, value: &Value, channel_prefix: &str) -> Result<Contr
 }
 
 /// `set-meta`: a name, and a value (none clears it).
-fn set_meta(value: &Value) -> Result<Control, String> {
+fn set_meta(value: &Value) -> Result<Control, Ignored> {
     let Some(name) = text(value, "name") else {
-        return Err("GRIP set-meta without a name ignored".into());
+        return Err(Ignored::NoName);
     };
     Ok(Control {
         kind: "set-meta".into(),
@@ -413,11 +430,11 @@ fn set_meta(value: &Value) -> Result<Control, String> {
 
 /// `session`: no id (or an empty one) clears the session; a non-string id
 /// makes the message invalid, as in Pushpin.
-fn client_session(value: &Value) -> Result<Control, String> {
+fn client_session(value: &Value) -> Result<Control, Ignored> {
     let sid = match value.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.clone()).filter(|id| !id.is_empty()),
-        Some(_) => return Err("GRIP session with a non-string id ignored".into()),
+        Some(_) => return Err(Ignored::SessionId),
     };
     Ok(Control {
         kind: "session".into(),

@@ -6,65 +6,80 @@
 //!
 //! Fan-out: a publish to a channel sends one packet per connmgr and per
 //! distinct content for every session ready to take it (`id` is the list
-//! of `{id, seq}`), up to `fanout::BATCH` sessions a packet; sessions short of
-//! credits queue the item. Content differs between sessions only when a
-//! content filter (`build-id`, `var-subst`) renders it for each.
+//! of `{id, seq}`), up to `delivery::BATCH` sessions a packet; sessions
+//! short of credits queue the item. Content differs between sessions only
+//! when a content filter (`build-id`, `var-subst`) renders it for each.
 //!
 //! Recovery: each subscription remembers the last id its session got. An
 //! item whose `prev-id` is not that id means the session missed something:
 //! a long-poll asks the origin again with `Grip-Last`, a stream fetches its
-//! next link. So do a `hint`, the `recover` command, a session accepted
-//! with a prev-id older than what the channel already delivered, and (one
-//! second after a channel's first subscription) every session on it.
-//! With channel history on, a session accepted with a position history
-//! still holds (its prev-id, or a stream's SSE `Last-Event-ID`) gets what
-//! it missed from history instead, and the origin is not asked.
+//! next link, and a stream with no next link ends where it was. So do a
+//! `hint`, the `recover` command, a session accepted with a prev-id older
+//! than what the channel already delivered, and (one second after a
+//! channel's first subscription) every session on it. With channel history
+//! on, a session accepted with a position history still holds (its
+//! prev-id, or a stream's SSE `Last-Event-ID`) gets what it missed from
+//! history instead, and the origin is not asked.
 //!
 //! # Layout
+//! The engine is made of parts, each keeping its own rules (none of them
+//! knows the engine):
+//! - [`input`]: what the engine is asked from outside its sessions.
+//! - [`subscriptions`]: the channel index, lingering channels, and the
+//!   subscription changes for who follows local interest.
+//! - [`timers`]: the one timer queue, and smoothed updates.
+//! - [`delivery`]: packets to connmgr, deliveries to proxies, one chunk's
+//!   deliveries gathered per connmgr and content.
+//! - [`histories`]: local channel history and the bus's.
+//! - [`report`]: counters, gauges and Pushpin's stats events.
+//!
+//! Its behaviour, as `impl Engine` blocks by concern:
 //! - this file: the engine, its run loop, sending a session's packets,
-//!   ending sessions, stats.
-//! - `accept`: hand-overs and hold instructions, the channel index,
-//!   connmgr's packets.
+//!   ending sessions.
+//! - `hold`: hand-overs and hold instructions, subscriptions, connmgr's
+//!   packets.
 //! - `fanout`: what each subscriber does with an item, deliveries in
 //!   per-connmgr batches, queues within credits.
-//! - `websocket`: WebSocket sessions' control and deliveries.
+//! - `replay`: history handed to sessions coming back.
 //! - `recovery`: asking the origin again, and what its answer does.
-//! - `timers`: the one timer queue and what each timer does.
+//! - `expired`: what each timer does.
+//! - `websocket`: WebSocket sessions' control and deliveries.
 
-use crate::fetch::{resolve, Fetched, Fetcher, Purpose, Reply};
-use crate::filters::Subscriber;
+use crate::fetch::{Fetched, Fetcher};
 use crate::sequencing::Sequencer;
-use crate::session::{published_response, Phase, Session, Subscription, QUEUE_MAX};
+use crate::session::Session;
 use crate::ws::WsSessions;
-use bytes::Bytes;
-use holdfast_protocol::format;
-use holdfast_protocol::handoff::{Accept, Hold, HoldMode, Response};
-use holdfast_protocol::publish::{Action, Item};
-use holdfast_protocol::zhttp::{Header, IdSeq, Ids, Packet, PacketType};
+use delivery::Outbox;
+use histories::Histories;
+use holdfast_protocol::handoff::HoldMode;
+use holdfast_protocol::publish::Item;
+use holdfast_protocol::zhttp::Packet;
 use holdfast_protocol::zmq::link::Link;
 use holdfast_protocol::zmq::Multipart;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::Ordering;
+use report::{Gauges, Report};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use subscriptions::Subscriptions;
+use timers::Timers;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::time::DelayQueue;
 
-mod accept;
+pub mod delivery;
+mod expired;
 mod fanout;
+pub mod histories;
+mod hold;
 mod input;
 mod recovery;
+mod replay;
+pub mod report;
 pub mod subscriptions;
-mod timers;
+pub mod timers;
 mod websocket;
 
 pub use input::Input;
-
-use accept::Source;
-use recovery::{UPDATE_BATCH, UPDATE_INTERVAL};
-use timers::{SessionTimer, Timer};
 
 /// Engine settings.
 #[derive(Debug, Clone, Copy)]
@@ -104,55 +119,31 @@ impl Default for Options {
 
 /// Owner of all held sessions.
 pub struct Engine {
-    link: Arc<Link>,
-    /// Our id, the `from` of every session's packets.
-    from: Arc<str>,
     options: Options,
+    /// Where its packets and deliveries go.
+    out: Outbox,
     /// Boxed: a `Session` is about a kilobyte, and the map keeps up to
     /// twice its length in slots (it grows by doubling).
     sessions: HashMap<String, Box<Session>>,
-    /// Channel → keys of subscribed sessions.
-    channels: HashMap<String, HashSet<String>>,
-    /// Channels without sessions whose subscription lingers (their last
-    /// long-poll left lately), with the timer that ends it.
-    lingering: HashMap<String, tokio_util::time::delay_queue::Key>,
-    timers: DelayQueue<(String, Timer)>,
-    /// Who follows local interest (the SUB publish input, the bus): each
-    /// gets every channel's first subscription and last unsubscription.
-    interest: Vec<mpsc::Sender<Multipart>>,
-    /// Subscription changes not yet sent to them.
-    sub_changes: Vec<Multipart>,
+    /// Channel → sessions, and what followers of interest hear.
+    subscriptions: Subscriptions,
+    timers: Timers,
     /// Item order, duplicates and each channel's last id.
     sequencer: Sequencer,
     /// The last items of each channel, for sessions coming back.
-    history: crate::history::History,
-    /// The bus's stream, asked for what local history does not have
-    /// (JetStream mode); lookups not yet sent to it.
-    bus_history: Option<mpsc::Sender<crate::history::Lookup>>,
-    lookups: Vec<crate::history::Lookup>,
+    history: Histories,
     /// Requests to the origin.
     fetcher: Fetcher,
     fetched: Option<mpsc::UnboundedReceiver<Fetched>>,
-    /// Sessions waiting for a smoothed update.
-    updates: VecDeque<String>,
-    updates_armed: bool,
     /// WebSocket sessions' subscriptions (their proxies own them).
     ws: WsSessions,
-    /// Where `ws-message` content goes (PUB, topic = proxy id).
-    ws_out: Option<mpsc::Sender<Multipart>>,
     /// Where items with `purge` go first (they come back purged).
-    purger: Option<mpsc::Sender<holdfast_protocol::publish::Item>>,
-    /// Counters and gauges for `/metrics`.
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Pushpin's stats socket, and the totals its next report covers.
-    stats: Option<crate::stats::Stats>,
-    stats_window: (u64, u64),
+    purger: Option<mpsc::Sender<Item>>,
+    /// Counters, gauges, stats.
+    report: Report,
     /// Client sessions' last ids (Pushpin's session feature), when on.
     client_sessions: Option<crate::client_sessions::Shared>,
 }
-
-/// How often WebSocket sessions without news are looked for.
-const WS_SWEEP: Duration = Duration::from_secs(30);
 
 /// The next message of an optional input (never, without one).
 async fn next_of(rx: &mut Option<mpsc::Receiver<Multipart>>) -> Option<Multipart> {
@@ -162,12 +153,13 @@ async fn next_of(rx: &mut Option<mpsc::Receiver<Multipart>>) -> Option<Multipart
     }
 }
 
+/// A session's key in the engine: connmgr's id and the session's.
 fn key_of(connmgr: &str, id: &str) -> String {
     format!("{connmgr} {id}")
 }
 
 impl Engine {
-    /// An engine sending through `link`.
+    /// An engine sending through `link`; `interest` follows its channels.
     pub fn new(
         link: Arc<Link>,
         interest: Vec<mpsc::Sender<Multipart>>,
@@ -175,29 +167,22 @@ impl Engine {
     ) -> Engine {
         let (fetcher, fetched) = Fetcher::new();
         Engine {
-            from: Arc::from(link.id.as_str()),
-            link,
+            out: Outbox::new(link),
             options,
             sessions: HashMap::new(),
-            channels: HashMap::new(),
-            lingering: HashMap::new(),
-            timers: DelayQueue::new(),
-            interest,
-            sub_changes: Vec::new(),
+            subscriptions: Subscriptions::new(
+                interest,
+                options.update_on_first_subscription,
+                options.subscription_linger,
+            ),
+            timers: Timers::default(),
             sequencer: Sequencer::new(options.id_cache_ttl),
-            history: crate::history::History::new(options.history),
-            bus_history: None,
-            lookups: Vec::new(),
+            history: Histories::new(options.history),
             fetcher,
             fetched: Some(fetched),
-            updates: VecDeque::new(),
-            updates_armed: false,
             ws: WsSessions::new(options.subscription_max),
-            ws_out: None,
             purger: None,
-            metrics: None,
-            stats: None,
-            stats_window: (0, 0),
+            report: Report::default(),
             client_sessions: None,
         }
     }
@@ -207,93 +192,36 @@ impl Engine {
     /// listens to, so a channel's local history is dropped when nobody
     /// does any more.
     pub fn with_bus_history(mut self, lookups: mpsc::Sender<crate::history::Lookup>) -> Engine {
-        self.bus_history = Some(lookups);
+        self.history.set_bus(lookups);
         self
     }
 
     /// Sends `ws-message` content through `out` (the handler's PUB socket).
     pub fn with_ws_out(mut self, out: mpsc::Sender<Multipart>) -> Engine {
-        self.ws_out = Some(out);
+        self.out.set_ws_out(out);
         self
     }
 
-    /// Sends Pushpin's stats events through `stats`.
     /// Keeps client sessions' last ids in `store` (Pushpin's session feature).
     pub fn with_client_sessions(mut self, store: crate::client_sessions::Shared) -> Engine {
         self.client_sessions = Some(store);
         self
     }
 
+    /// Sends Pushpin's stats events through `stats`.
     pub fn with_stats(mut self, stats: crate::stats::Stats) -> Engine {
-        self.stats = Some(stats);
+        self.report.set_stats(stats);
         self
-    }
-
-    fn stat(&self, kind: &str, fields: serde_json::Value) {
-        if let Some(stats) = &self.stats {
-            stats.event(kind, fields);
-        }
-    }
-
-    /// The `report` event: sessions now, items and deliveries since the
-    /// last one.
-    fn stats_report(&mut self) {
-        let Some(m) = &self.metrics else { return };
-        let (items, sent) = (
-            m.items.load(Ordering::Relaxed),
-            m.deliveries.load(Ordering::Relaxed),
-        );
-        let (last_items, last_sent) = std::mem::replace(&mut self.stats_window, (items, sent));
-        let connections = self.sessions.len() + self.ws.len();
-        let minutes = (connections as u64 * crate::stats::REPORT_INTERVAL.as_secs()) / 60;
-        self.stat(
-            "report",
-            serde_json::json!({"connections": connections, "minutes": minutes,
-                "received": items - last_items, "sent": sent - last_sent}),
-        );
     }
 
     /// Counts into `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Engine {
-        self.metrics = Some(metrics);
+        self.report.set_metrics(metrics);
         self
     }
 
-    /// Sets the gauges from the state now.
-    fn set_gauges(&self) {
-        let Some(m) = &self.metrics else { return };
-        let streams = self
-            .sessions
-            .values()
-            .filter(|s| s.mode == HoldMode::Stream)
-            .count();
-        let set = |g: &std::sync::atomic::AtomicI64, v: usize| {
-            g.store(i64::try_from(v).unwrap_or(i64::MAX), Ordering::Relaxed)
-        };
-        set(&m.held_stream, streams);
-        set(&m.held_response, self.sessions.len() - streams);
-        set(&m.channels, self.channels.len());
-        set(
-            &m.subscriptions,
-            self.channels.values().map(|s| s.len()).sum(),
-        );
-        set(&m.ws_sessions, self.ws.len());
-        set(&m.history_items, self.history.len());
-        set(&m.history_channels, self.history.channel_count());
-    }
-
-    fn count(
-        &self,
-        which: impl Fn(&crate::metrics::Metrics) -> &std::sync::atomic::AtomicU64,
-        n: usize,
-    ) {
-        if let Some(m) = &self.metrics {
-            which(m).fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
-
     /// Sends items with `purge` through `purger` before delivering them.
-    pub fn with_purger(mut self, purger: mpsc::Sender<holdfast_protocol::publish::Item>) -> Engine {
+    pub fn with_purger(mut self, purger: mpsc::Sender<Item>) -> Engine {
         self.purger = Some(purger);
         self
     }
@@ -312,8 +240,7 @@ impl Engine {
             return;
         };
         if ws_controls.is_some() {
-            self.timers
-                .insert((String::new(), Timer::WsSweep), WS_SWEEP);
+            self.timers.arm_ws_sweep();
         }
         let mut gauges = tokio::time::interval(crate::metrics::GAUGE_INTERVAL);
         gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -331,57 +258,26 @@ impl Engine {
                     None => break,
                 },
                 input = inputs.recv() => match input {
-                    Some(Input::Items(items)) => {
-                        self.count(|m| &m.items, items.len());
-                        for item in items {
-                            match (&self.purger, item.purge.is_some()) {
-                                (Some(purger), true) => {
-                                    if let Err(err) = purger.send(item).await {
-                                        tracing::warn!("purger gone; delivering without purging");
-                                        self.offer(err.0).await;
-                                    }
-                                }
-                                _ => self.offer(item).await,
-                            }
-                        }
-                    }
-                    Some(Input::Recover) => self.recover_all(),
-                    Some(Input::History { lookup, found }) => self.on_history(lookup, found).await,
-                    Some(Input::Refresh { cid, channel }) => {
-                        let keys: Vec<String> = channel
-                            .and_then(|c| self.channels.get(&c))
-                            .map(|s| s.iter().cloned().collect())
-                            .unwrap_or_default();
-                        let refreshes = self.ws.refreshes(cid.as_deref(), &keys);
-                        self.send_ws(refreshes).await;
-                    }
+                    Some(input) => self.on_input(input).await,
                     None => break,
                 },
                 Some(done) = fetched.recv() => self.on_fetched(done).await,
                 Some(msg) = next_of(&mut ws_controls) => self.on_ws_control(&msg).await,
                 expired = std::future::poll_fn(|cx| self.timers.poll_expired(cx)), if timers_armed => {
-                    if let Some(expired) = expired {
-                        let (key, timer) = expired.into_inner();
+                    if let Some((key, timer)) = expired {
                         self.on_timer(key, timer).await;
                     }
                 }
                 _ = gauges.tick() => self.set_gauges(),
-                _ = reports.tick(), if self.stats.is_some() => self.stats_report(),
+                _ = reports.tick(), if self.report.has_stats() => {
+                    self.report.report(self.sessions.len() + self.ws.len());
+                }
                 _ = token.cancelled() => break,
             }
-            for change in self.sub_changes.drain(..) {
-                for follower in &self.interest {
-                    // A follower gone (its input ended) is not waited for.
-                    let _ = follower.send(change.clone()).await;
-                }
-            }
+            self.subscriptions.announce().await;
             // After the subscriptions: the bus reads a channel's history
             // once it listens to it, so nothing falls between the two.
-            if let Some(bus) = &self.bus_history {
-                for lookup in self.lookups.drain(..) {
-                    let _ = bus.send(lookup).await;
-                }
-            }
+            self.history.send_lookups().await;
         }
         let keys: Vec<String> = self.sessions.keys().cloned().collect();
         for key in keys {
@@ -389,33 +285,66 @@ impl Engine {
         }
     }
 
-    async fn send(&self, to: &str, packet: &Packet) {
-        if let Err(err) = self.link.send(to, packet).await {
-            tracing::warn!(error = %err, "packet to connmgr not encoded");
+    /// What publishers and the command socket ask.
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Items(items) => {
+                self.report.count(|m| &m.items, items.len());
+                for item in items {
+                    match (&self.purger, item.purge.is_some()) {
+                        (Some(purger), true) => {
+                            if let Err(err) = purger.send(item).await {
+                                tracing::warn!("purger gone; delivering without purging");
+                                self.offer(err.0).await;
+                            }
+                        }
+                        _ => self.offer(item).await,
+                    }
+                }
+            }
+            Input::Recover => self.recover_all(),
+            Input::History { lookup, found } => self.on_history(lookup, found).await,
+            Input::Refresh { cid, channel } => {
+                let keys = channel
+                    .map(|c| self.subscriptions.subscribers(&c))
+                    .unwrap_or_default();
+                let refreshes = self.ws.refreshes(cid.as_deref(), &keys);
+                self.out.send_ws(refreshes).await;
+            }
         }
+    }
+
+    /// Sets the gauges from the state now.
+    fn set_gauges(&self) {
+        let streams = self
+            .sessions
+            .values()
+            .filter(|s| s.mode() == HoldMode::Stream)
+            .count();
+        let (channels, subscriptions) = self.subscriptions.counts();
+        self.report.gauges(Gauges {
+            streams,
+            responses: self.sessions.len() - streams,
+            channels,
+            subscriptions,
+            ws: self.ws.len(),
+            history: self.history.counts(),
+        });
     }
 
     /// Numbers a session's packets as they leave (see
     /// `holdfast_protocol::zhttp::Endpoint::stamp`) and sends them.
     async fn send_session(&mut self, key: &str, packets: Vec<Packet>) {
-        let now = Instant::now();
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        let mut out = Vec::with_capacity(packets.len());
-        for mut packet in packets {
-            if let Some(to) = session.endpoint.stamp(&mut packet, now) {
-                out.push((to.to_owned(), packet));
-            }
-        }
-        for (to, packet) in out {
-            self.send(&to, &packet).await;
-        }
+        let out = session.stamp_all(packets, Instant::now());
+        self.out.send_all(out).await;
     }
 
     /// A session's mode as Pushpin's stats name it.
     fn stats_mode(&self, key: &str) -> &'static str {
-        match self.sessions.get(key).map(|s| &s.mode) {
+        match self.sessions.get(key).map(|s| s.mode()) {
             Some(HoldMode::Response) => "response",
             _ => "stream",
         }
@@ -424,18 +353,16 @@ impl Engine {
     /// Ends a session at shutdown: a stream gets its end, a long-poll its
     /// timeout response.
     async fn finish(&mut self, key: &str) {
-        let Some(session) = self.sessions.get(key) else {
+        let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        match session.mode {
+        match session.mode() {
             HoldMode::Response => {
-                let response = session.timeout_response.clone();
+                let response = session.timeout_response();
                 self.respond(key, response).await;
             }
             HoldMode::Stream => {
-                if let Some(session) = self.sessions.get_mut(key) {
-                    session.phase = Phase::Closing;
-                }
+                session.close();
                 self.flush(key).await;
             }
         }
@@ -445,8 +372,7 @@ impl Engine {
         let Some(session) = self.sessions.get(key) else {
             return;
         };
-        let channels: Vec<String> = session.channels.iter().map(|c| c.name.clone()).collect();
-        for channel in channels {
+        for channel in session.channel_names() {
             self.unsubscribe_channel(key, &channel);
         }
     }
@@ -454,21 +380,19 @@ impl Engine {
     /// Forgets a session; tells its gone link, if it has one.
     fn remove(&mut self, key: &str) {
         self.unsubscribe(key);
-        if let Some(session) = self.sessions.remove(key) {
-            self.stat(
-                "conn",
-                serde_json::json!({"id": format!("{}:{}", session.connmgr(), session.id()),
-                    "unavailable": true}),
-            );
-            for timer in [session.hold_timer, session.link_timer, session.next_timer]
-                .into_iter()
-                .flatten()
-            {
-                self.timers.try_remove(&timer);
-            }
-            if let (Some(origin), Some(gone)) = (&session.origin, &session.gone_link) {
-                self.fetcher.gone(origin, gone);
-            }
+        let Some(session) = self.sessions.remove(key) else {
+            return;
+        };
+        let parting = session.parting();
+        self.report.stat(
+            "conn",
+            serde_json::json!({"id": parting.name, "unavailable": true}),
+        );
+        for timer in &parting.timers {
+            self.timers.cancel(timer);
+        }
+        if let Some((origin, gone)) = &parting.gone {
+            self.fetcher.gone(origin, gone);
         }
     }
 }

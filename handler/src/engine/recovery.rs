@@ -2,17 +2,18 @@
 //! something (a long-poll with `Grip-Last`, a stream's next link), what
 //! its answer does, and smoothed updates of many sessions.
 
-use super::*;
-
-/// Smoothed updates (recover command, first subscriptions): this many
-/// sessions every [`UPDATE_INTERVAL`], Pushpin's 10 actions of 100 a second.
-pub(super) const UPDATE_BATCH: usize = 100;
-
-pub(super) const UPDATE_INTERVAL: Duration = Duration::from_millis(100);
+use super::Engine;
+use crate::error::OriginError;
+use crate::fetch::{Fetched, Purpose, Reply};
+use crate::session::{Ask, NotAsked, SessionTimer, Source};
+use bytes::Bytes;
+use holdfast_protocol::handoff::{HoldMode, Response};
+use holdfast_protocol::zhttp::Header;
+use std::time::Duration;
 
 /// Attempts at a next link before the stream is ended; the wait doubles
 /// from one second between them.
-pub(super) const LINK_ATTEMPTS: u32 = 5;
+const LINK_ATTEMPTS: u32 = 5;
 
 impl Engine {
     /// Asks the origin again for a session: a long-poll replays its
@@ -23,38 +24,36 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
-        if session.phase.asking() || session.phase.closing() {
-            return;
-        }
-        let Some(origin) = &session.origin else {
-            return;
-        };
-        let last = session.last_ids();
-        match session.mode {
-            HoldMode::Response => {
-                session.generation += 1;
-                session.phase = session.phase.ask();
-                if let Some(timer) = session.hold_timer.take() {
-                    self.timers.try_remove(&timer);
+        match session.begin_ask() {
+            Ok((ask, replaced)) => {
+                if let Some(timer) = replaced {
+                    self.timers.cancel(&timer);
                 }
-                tracing::debug!(session = %key, urgent, ?last, "long-poll asked again");
-                self.fetcher
-                    .retry(key, session.generation, origin, &session.request, &last);
-            }
-            HoldMode::Stream => {
-                let Some((link, _)) = &session.next_link else {
-                    tracing::debug!(session = %key, "stream has no next link to recover with");
-                    return;
-                };
-                session.generation += 1;
-                session.phase = session.phase.ask();
-                if let Some(timer) = session.next_timer.take() {
-                    self.timers.try_remove(&timer);
+                match ask {
+                    Ask::Retry {
+                        origin,
+                        request,
+                        last,
+                        generation,
+                    } => {
+                        tracing::debug!(session = %key, urgent, ?last, "long-poll asked again");
+                        self.fetcher.retry(key, generation, origin, request, &last);
+                    }
+                    Ask::Link {
+                        origin,
+                        link,
+                        last,
+                        generation,
+                    } => {
+                        tracing::debug!(session = %key, urgent, %link, ?last, "next link fetched");
+                        self.fetcher.link(key, generation, origin, link, &last);
+                    }
                 }
-                tracing::debug!(session = %key, urgent, %link, ?last, "next link fetched");
-                self.fetcher
-                    .link(key, session.generation, origin, link, &last);
             }
+            Err(NotAsked::NoNextLink) => {
+                tracing::debug!(session = %key, "stream has no next link to recover with");
+            }
+            Err(NotAsked::Busy | NotAsked::NoOrigin) => {}
         }
     }
 
@@ -64,28 +63,19 @@ impl Engine {
         self.sequencer.clear_last_id(None);
         let keys: Vec<String> = self.sessions.keys().cloned().collect();
         tracing::info!(sessions = keys.len(), "recover: updating every session");
-        self.queue_updates(keys);
+        self.timers.queue_updates(keys);
     }
 
-    pub(super) fn queue_updates(&mut self, keys: Vec<String>) {
-        self.updates.extend(keys);
-        if !self.updates_armed && !self.updates.is_empty() {
-            self.updates_armed = true;
-            self.timers
-                .insert((String::new(), Timer::Updates), Duration::ZERO);
-        }
-    }
-
+    /// The origin's answer to a session's request.
     pub(super) async fn on_fetched(&mut self, done: Fetched) {
         let Some(session) = self.sessions.get_mut(&done.key) else {
             return;
         };
         // A stale answer, or one for a session that is ending meanwhile
         // (closed by a publish): nothing to do.
-        if session.generation != done.generation || !session.phase.asking() {
+        if !session.take_answer(done.generation) {
             return;
         }
-        session.phase = session.phase.answered();
         let key = done.key;
         match (done.purpose, done.result) {
             (Purpose::Retry, Ok(Reply::Hold { hold, response })) => {
@@ -98,40 +88,48 @@ impl Engine {
                 tracing::warn!(session = %key, "asking the origin again failed: {err}");
                 self.respond(&key, error_response()).await;
             }
-            (Purpose::Link, Ok(Reply::Hold { hold, response }))
+            (Purpose::Link, answer) => self.link_answered(&key, answer).await,
+        }
+    }
+
+    /// A next link's answer: the next page's instructions, the stream's
+    /// last page, its end on an error status, or another try after a
+    /// failure (up to [`LINK_ATTEMPTS`], waiting longer each time).
+    async fn link_answered(&mut self, key: &str, answer: Result<Reply, OriginError>) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        match answer {
+            Ok(Reply::Hold { hold, response })
                 if hold.mode == HoldMode::Stream && (200..300).contains(&response.code) =>
             {
-                self.install(&key, *hold, response, Source::Link).await;
+                self.install(key, *hold, response, Source::Link).await;
             }
-            (Purpose::Link, Ok(Reply::Complete(response)))
-                if (200..300).contains(&response.code) =>
-            {
+            Ok(Reply::Complete(response)) if (200..300).contains(&response.code) => {
                 // A page with neither hold nor link: the stream is complete.
-                session.next_link = None;
-                if !response.body.is_empty() {
-                    session.queue.push_back(response.body);
-                }
-                session.phase = Phase::Closing;
-                self.flush(&key).await;
+                session.complete_stream(response.body);
+                self.flush(key).await;
             }
-            (Purpose::Link, Ok(_)) => {
+            Ok(_) => {
                 tracing::info!(session = %key, "next link answered with an error status or a long-poll hold; stream ended");
-                session.phase = Phase::Closing;
-                self.flush(&key).await;
+                session.close();
+                self.flush(key).await;
             }
-            (Purpose::Link, Err(err)) => {
-                session.link_failures += 1;
-                if session.link_failures >= LINK_ATTEMPTS {
+            Err(err) => {
+                let failures = session.link_failed();
+                if failures >= LINK_ATTEMPTS {
                     tracing::warn!(session = %key, "next link failed {LINK_ATTEMPTS} times ({err}); stream ended");
-                    session.phase = Phase::Closing;
-                    self.flush(&key).await;
+                    session.close();
+                    self.flush(key).await;
                     return;
                 }
-                let wait = Duration::from_secs(1 << (session.link_failures - 1)) + jitter();
+                let wait = Duration::from_secs(1 << (failures - 1)) + jitter();
                 tracing::info!(session = %key, "next link failed ({err}); trying again in {}ms", wait.as_millis());
-                session.next_timer = Some(
-                    self.timers
-                        .insert((key.clone(), Timer::Session(SessionTimer::Next)), wait),
+                self.timers.arm(
+                    session.timer(SessionTimer::Next),
+                    key,
+                    SessionTimer::Next,
+                    wait,
                 );
             }
         }
@@ -140,7 +138,7 @@ impl Engine {
 
 /// What a long-poll client gets when the origin cannot be asked again
 /// (as for a first request: 502).
-pub(super) fn error_response() -> Response {
+fn error_response() -> Response {
     let body = Bytes::from_static(b"Error while proxying to origin.\n");
     Response {
         code: 502,
@@ -154,7 +152,7 @@ pub(super) fn error_response() -> Response {
 }
 
 /// Up to a second, so that sessions failing together do not retry together.
-pub(super) fn jitter() -> Duration {
+fn jitter() -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -4,10 +4,14 @@
 //! Timers run on tokio's paused clock.
 
 use super::*;
+use crate::session::QUEUE_MAX;
+use bytes::Bytes;
 use holdfast_protocol::format::{decode, encode, split_topic, Format};
+use holdfast_protocol::handoff::{Accept, Hold, HoldMode, Response};
 use holdfast_protocol::handoff::{Channel, Request};
 use holdfast_protocol::publish::parse_items_json;
 use holdfast_protocol::wscontrol::{Control, Deliver};
+use holdfast_protocol::zhttp::{Ids, PacketType};
 use holdfast_protocol::zhttp::{KEEP_ALIVE_INTERVAL, SESSION_EXPIRY};
 
 /// Long enough for anything the engine does at once; on the paused clock

@@ -131,7 +131,15 @@ async fn instances_with(
         for (key, value) in handler {
             builder = builder.set("handler", key, *value);
         }
-        instances.push(builder.run().await);
+        let hf = builder.run().await;
+        // Ready does not wait for the bus (an unreachable one is retried
+        // while the instance runs, and publishes get 503 meanwhile).
+        assert!(
+            hf.wait_log("bus (NATS) connected", WAIT).await,
+            "{}",
+            hf.logs()
+        );
+        instances.push(hf);
     }
     instances
 }

@@ -117,197 +117,9 @@ pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
         .map(|n| format!("{}{}", connmgr_base(settings), &nth("", n)))
         .collect();
     let base = bases.join(",");
-    let level = |name| settings.log_levels.for_process(name).to_string();
-    // Shared by every connmgr; each adds its own `--zclient-stream`.
-    let mut connmgr = vec![
-        "--buffer-size".into(),
-        settings.client_buffer_size.to_string(),
-        "--maxconn".into(),
-        // client_maxconn is the instance's total.
-        settings
-            .client_maxconn
-            .div_ceil(settings.connmgr_count.max(1))
-            .to_string(),
-        "--max-body-size".into(),
-        settings.client_max_body_size.to_string(),
-        "--idle-timeout".into(),
-        settings.client_idle_timeout.to_string(),
-        "--metrics-spec".into(),
-        metrics_spec(settings),
-        "--max-message-size".into(),
-        settings.client_max_message_size.to_string(),
-        "--loglevel".into(),
-        level("connmgr"),
-    ];
-    for addr in &settings.http_addrs {
-        connmgr.push("--listen".into());
-        connmgr.push(addr.to_string());
-    }
-    for addr in &settings.https_addrs {
-        connmgr.push("--tls-listen".into());
-        connmgr.push(addr.to_string());
-    }
-    if settings.allow_compression {
-        connmgr.push("--allow-compression".into());
-    }
-    if !settings.https_addrs.is_empty() {
-        connmgr.push("--certs".into());
-        connmgr.push(settings.certs_dir.display().to_string());
-    }
-    if settings.connmgr_count > 1 {
-        // The kernel spreads new connections over the processes.
-        connmgr.push("--reuse-port".into());
-    }
-    let p = &settings.proxy;
-    let mut proxy = vec![
-        "--connmgr-stream".into(),
-        base.clone(),
-        "--handler-accept-spec".into(),
-        accept_spec(settings),
-        "--handler-ws-control-in-spec".into(),
-        ws_control_specs(settings).0,
-        "--handler-ws-control-out-spec".into(),
-        ws_control_specs(settings).1,
-        "--handler-inspect-spec".into(),
-        inspect_spec(settings),
-        "--metrics-spec".into(),
-        metrics_spec(settings),
-        "--sig-iss".into(),
-        p.sig_iss.clone(),
-        "--x-forwarded-for".into(),
-        p.x_forwarded_for.clone(),
-        "--x-forwarded-for-trusted".into(),
-        p.x_forwarded_for_trusted.clone(),
-        "--set-x-forwarded-protocol".into(),
-        p.set_x_forwarded_protocol.clone(),
-        "--loglevel".into(),
-        level("proxy"),
-    ];
-    if p.accept_x_forwarded_protocol {
-        proxy.push("--accept-x-forwarded-protocol".into());
-    }
-    if p.debug {
-        proxy.push("--debug".into());
-    }
-    if !p.sockjs_url.is_empty() {
-        proxy.push("--sockjs-url".into());
-        proxy.push(p.sockjs_url.clone());
-    }
-    if p.auto_cross_origin {
-        proxy.push("--auto-cross-origin".into());
-    }
-    if !p.orig_headers_need_mark.is_empty() {
-        proxy.push("--orig-headers-need-mark".into());
-        proxy.push(p.orig_headers_need_mark.clone());
-    }
-    proxy.push("--cache-size".into());
-    proxy.push(p.cache_size.to_string());
-    // One message-size limit, applied on both sides of the proxy.
-    proxy.push("--max-message-size".into());
-    proxy.push(settings.client_max_message_size.to_string());
-    match (&settings.routes_file, settings.routes.is_empty()) {
-        (Some(file), true) => {
-            proxy.push("--routes-file".into());
-            proxy.push(file.display().to_string());
-        }
-        (None, true) => {
-            proxy.push("--route".into());
-            proxy.push(DEFAULT_ROUTE.into());
-        }
-        (_, false) => {
-            for route in &settings.routes {
-                proxy.push("--route".into());
-                proxy.push(route.clone());
-            }
-        }
-    }
-    let mut proxy_env = vec![("HOLDFAST_SIG_KEY".to_owned(), p.sig_key.clone())];
-    if !p.upstream_key.is_empty() {
-        proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
-    }
-    let mut handler: Vec<String> = vec![
-        "--connmgr-stream".into(),
-        base,
-        "--accept-spec".into(),
-        accept_spec(settings),
-        "--ws-control-in-spec".into(),
-        ws_control_specs(settings).0,
-        "--ws-control-out-spec".into(),
-        ws_control_specs(settings).1,
-        "--inspect-spec".into(),
-        inspect_spec(settings),
-        "--metrics-in-spec".into(),
-        metrics_spec(settings),
-        "--health-requires".into(),
-        // condure sends no metrics reports.
-        if condure(settings) {
-            "proxy"
-        } else {
-            "connmgr,proxy"
-        }
-        .into(),
-        "--stats-spec".into(),
-        settings.stats_spec.clone(),
-        "--push-in-spec".into(),
-        settings.push_in_spec.clone(),
-        "--push-in-sub-specs".into(),
-        settings.push_in_sub_specs.clone(),
-        "--push-in-http".into(),
-        settings.push_in_http.clone(),
-        "--command-spec".into(),
-        settings.command_spec.clone(),
-        "--loglevel".into(),
-        level("handler"),
-        "--update-on-first-subscription".into(),
-        settings.update_on_first_subscription.to_string(),
-    ];
-    if settings.push_in_sub_connect {
-        handler.push("--push-in-sub-connect".into());
-    }
-    for target in &settings.purge_targets {
-        handler.push("--purge-target".into());
-        handler.push(target.clone());
-    }
-    handler.push("--purge-window-ms".into());
-    handler.push(settings.purge_window_ms.to_string());
-    for (key, value) in &settings.delivery {
-        handler.push(format!("--{}", key.replace('_', "-")));
-        handler.push(value.to_string());
-    }
-    handler.push("--push-in-http-jwt-leeway".into());
-    handler.push(settings.push_in_http_jwt_leeway.to_string());
-    handler.push("--fastly-api-url".into());
-    handler.push(settings.fastly_api_url.clone());
-    // Secrets go in the environment, not in `ps` output.
-    let mut handler_env = Vec::new();
-    if !settings.push_in_http_basic_auth.is_empty() {
-        handler_env.push((
-            "HOLDFAST_PUBLISH_BASIC".to_owned(),
-            settings.push_in_http_basic_auth.clone(),
-        ));
-    }
-    if !settings.push_in_http_jwt_key.is_empty() {
-        handler_env.push((
-            "HOLDFAST_PUBLISH_KEY".to_owned(),
-            settings.push_in_http_jwt_key.clone(),
-        ));
-    }
-    if !settings.fastly_api_token.is_empty() {
-        handler_env.push((
-            "HOLDFAST_FASTLY_TOKEN".to_owned(),
-            settings.fastly_api_token.clone(),
-        ));
-    }
-    for (key, value) in &settings.bus {
-        match *key {
-            "bus_url" => handler_env.push(("HOLDFAST_BUS_URL".to_owned(), value.clone())),
-            "bus_token" => handler_env.push(("HOLDFAST_BUS_TOKEN".to_owned(), value.clone())),
-            _ => {
-                handler.push(format!("--{}", key.replace('_', "-")));
-                handler.push(value.clone());
-            }
-        }
-    }
+    let connmgr = connmgr_args(settings);
+    let (proxy, proxy_env) = proxy_args(settings, &base);
+    let (handler, handler_env) = handler_args(settings, base);
     let bin = |name: &str| -> PathBuf { helpers.path(name) };
     let grace = settings.shutdown_grace.to_string();
     let stop_grace = Duration::from_secs(settings.shutdown_grace) + supervisor::STOP_MARGIN;
@@ -356,6 +168,217 @@ pub fn services(settings: &Settings, helpers: &Helpers) -> Vec<Service> {
         services.push(connmgr);
     }
     services
+}
+
+/// The log level of process `name`.
+fn level(settings: &Settings, name: &str) -> String {
+    settings.log_levels.for_process(name).to_string()
+}
+
+/// What every connmgr is started with (each adds its own
+/// `--zclient-stream`).
+fn connmgr_args(settings: &Settings) -> Vec<String> {
+    let mut connmgr: Vec<String> = vec![
+        "--buffer-size".into(),
+        settings.client_buffer_size.to_string(),
+        "--maxconn".into(),
+        // client_maxconn is the instance's total.
+        settings
+            .client_maxconn
+            .div_ceil(settings.connmgr_count.max(1))
+            .to_string(),
+        "--max-body-size".into(),
+        settings.client_max_body_size.to_string(),
+        "--idle-timeout".into(),
+        settings.client_idle_timeout.to_string(),
+        "--metrics-spec".into(),
+        metrics_spec(settings),
+        "--max-message-size".into(),
+        settings.client_max_message_size.to_string(),
+        "--loglevel".into(),
+        level(settings, "connmgr"),
+    ];
+    for addr in &settings.http_addrs {
+        connmgr.push("--listen".into());
+        connmgr.push(addr.to_string());
+    }
+    for addr in &settings.https_addrs {
+        connmgr.push("--tls-listen".into());
+        connmgr.push(addr.to_string());
+    }
+    if settings.allow_compression {
+        connmgr.push("--allow-compression".into());
+    }
+    if !settings.https_addrs.is_empty() {
+        connmgr.push("--certs".into());
+        connmgr.push(settings.certs_dir.display().to_string());
+    }
+    if settings.connmgr_count > 1 {
+        // The kernel spreads new connections over the processes.
+        connmgr.push("--reuse-port".into());
+    }
+    connmgr
+}
+
+/// What every proxy is started with: its arguments, and its secrets (in
+/// the environment, not in `ps` output).
+fn proxy_args(settings: &Settings, base: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let p = &settings.proxy;
+    let mut proxy = vec![
+        "--connmgr-stream".into(),
+        base.to_owned(),
+        "--handler-accept-spec".into(),
+        accept_spec(settings),
+        "--handler-ws-control-in-spec".into(),
+        ws_control_specs(settings).0,
+        "--handler-ws-control-out-spec".into(),
+        ws_control_specs(settings).1,
+        "--handler-inspect-spec".into(),
+        inspect_spec(settings),
+        "--metrics-spec".into(),
+        metrics_spec(settings),
+        "--sig-iss".into(),
+        p.sig_iss.clone(),
+        "--x-forwarded-for".into(),
+        p.x_forwarded_for.clone(),
+        "--x-forwarded-for-trusted".into(),
+        p.x_forwarded_for_trusted.clone(),
+        "--set-x-forwarded-protocol".into(),
+        p.set_x_forwarded_protocol.clone(),
+        "--loglevel".into(),
+        level(settings, "proxy"),
+    ];
+    if p.accept_x_forwarded_protocol {
+        proxy.push("--accept-x-forwarded-protocol".into());
+    }
+    if p.debug {
+        proxy.push("--debug".into());
+    }
+    if !p.sockjs_url.is_empty() {
+        proxy.push("--sockjs-url".into());
+        proxy.push(p.sockjs_url.clone());
+    }
+    if p.auto_cross_origin {
+        proxy.push("--auto-cross-origin".into());
+    }
+    if !p.orig_headers_need_mark.is_empty() {
+        proxy.push("--orig-headers-need-mark".into());
+        proxy.push(p.orig_headers_need_mark.clone());
+    }
+    proxy.push("--cache-size".into());
+    proxy.push(p.cache_size.to_string());
+    // One message-size limit, applied on both sides of the proxy.
+    proxy.push("--max-message-size".into());
+    proxy.push(settings.client_max_message_size.to_string());
+    match (&settings.routes_file, settings.routes.is_empty()) {
+        (Some(file), true) => {
+            proxy.push("--routes-file".into());
+            proxy.push(file.display().to_string());
+        }
+        (None, true) => {
+            proxy.push("--route".into());
+            proxy.push(DEFAULT_ROUTE.into());
+        }
+        (_, false) => {
+            for route in &settings.routes {
+                proxy.push("--route".into());
+                proxy.push(route.clone());
+            }
+        }
+    }
+    let mut proxy_env = vec![("HOLDFAST_SIG_KEY".to_owned(), p.sig_key.clone())];
+    if !p.upstream_key.is_empty() {
+        proxy_env.push(("HOLDFAST_UPSTREAM_KEY".to_owned(), p.upstream_key.clone()));
+    }
+    (proxy, proxy_env)
+}
+
+/// What the handler is started with: its arguments, and its secrets (in
+/// the environment, not in `ps` output).
+fn handler_args(settings: &Settings, base: String) -> (Vec<String>, Vec<(String, String)>) {
+    let mut handler: Vec<String> = vec![
+        "--connmgr-stream".into(),
+        base,
+        "--accept-spec".into(),
+        accept_spec(settings),
+        "--ws-control-in-spec".into(),
+        ws_control_specs(settings).0,
+        "--ws-control-out-spec".into(),
+        ws_control_specs(settings).1,
+        "--inspect-spec".into(),
+        inspect_spec(settings),
+        "--metrics-in-spec".into(),
+        metrics_spec(settings),
+        "--health-requires".into(),
+        // condure sends no metrics reports.
+        if condure(settings) {
+            "proxy"
+        } else {
+            "connmgr,proxy"
+        }
+        .into(),
+        "--stats-spec".into(),
+        settings.stats_spec.clone(),
+        "--push-in-spec".into(),
+        settings.push_in_spec.clone(),
+        "--push-in-sub-specs".into(),
+        settings.push_in_sub_specs.clone(),
+        "--push-in-http".into(),
+        settings.push_in_http.clone(),
+        "--command-spec".into(),
+        settings.command_spec.clone(),
+        "--loglevel".into(),
+        level(settings, "handler"),
+        "--update-on-first-subscription".into(),
+        settings.update_on_first_subscription.to_string(),
+    ];
+    if settings.push_in_sub_connect {
+        handler.push("--push-in-sub-connect".into());
+    }
+    for target in &settings.purge_targets {
+        handler.push("--purge-target".into());
+        handler.push(target.clone());
+    }
+    handler.push("--purge-window-ms".into());
+    handler.push(settings.purge_window_ms.to_string());
+    for (key, value) in &settings.delivery {
+        handler.push(format!("--{}", key.replace('_', "-")));
+        handler.push(value.to_string());
+    }
+    handler.push("--push-in-http-jwt-leeway".into());
+    handler.push(settings.push_in_http_jwt_leeway.to_string());
+    handler.push("--fastly-api-url".into());
+    handler.push(settings.fastly_api_url.clone());
+    let mut handler_env = Vec::new();
+    if !settings.push_in_http_basic_auth.is_empty() {
+        handler_env.push((
+            "HOLDFAST_PUBLISH_BASIC".to_owned(),
+            settings.push_in_http_basic_auth.clone(),
+        ));
+    }
+    if !settings.push_in_http_jwt_key.is_empty() {
+        handler_env.push((
+            "HOLDFAST_PUBLISH_KEY".to_owned(),
+            settings.push_in_http_jwt_key.clone(),
+        ));
+    }
+    if !settings.fastly_api_token.is_empty() {
+        handler_env.push((
+            "HOLDFAST_FASTLY_TOKEN".to_owned(),
+            settings.fastly_api_token.clone(),
+        ));
+    }
+    for (key, value) in &settings.bus {
+        match *key {
+            "bus_url" => handler_env.push(("HOLDFAST_BUS_URL".to_owned(), value.clone())),
+            "bus_token" => handler_env.push(("HOLDFAST_BUS_TOKEN".to_owned(), value.clone())),
+            _ => {
+                handler.push(format!("--{}", key.replace('_', "-")));
+                handler.push(value.clone());
+            }
+        }
+    }
+    (handler, handler_env)
 }
 
 /// Whether the connection manager is Pushpin's condure.

@@ -513,38 +513,10 @@ pub fn resolve_spec(
 }
 
 fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Settings, ConfigError> {
-    let mut port_offset: u16 = number(ini, "global", "port_offset")?;
-    let mut ipc_prefix = get(ini, "global", "ipc_prefix").to_owned();
-    if let Some(id) = o.id {
-        // As Pushpin's runner: instance N moves every port by 10 N and gets
-        // its own socket names.
-        port_offset = id
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(port_offset))
-            .ok_or_else(|| bad("runner", "--id", &id.to_string(), "too large"))?;
-        ipc_prefix = format!("{id}-{ipc_prefix}");
-    }
-    let http_addrs = match &o.port {
-        Some(port) => vec![parse_listen(port, 0).map_err(|e| bad("runner", "--port", port, e))?],
-        None => get(ini, "runner", "http_port")
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| parse_listen(p, port_offset).map_err(|e| bad("runner", "http_port", p, e)))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-    let https_addrs = get(ini, "runner", "https_ports")
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| parse_listen(p, port_offset).map_err(|e| bad("runner", "https_ports", p, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (port_offset, ipc_prefix) = instance(ini, o)?;
+    let (http_addrs, https_addrs) = listen_addrs(ini, o, port_offset)?;
+    let relative = |p: &str| relative_to(&config_dir, p);
     let first_port = http_addrs.first().map_or(7999, |a| a.port());
-    let relative = |p: &str| -> PathBuf {
-        let path = PathBuf::from(p);
-        match (&config_dir, path.is_relative()) {
-            (Some(dir), true) => dir.join(path),
-            _ => path,
-        }
-    };
     let rundir_value = ini
         .get("global", "rundir")
         .or(ini.get("runner", "rundir"))
@@ -566,98 +538,34 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
     } else {
         "push_in_sub_spec"
     };
-    let http_port: u16 = number(ini, "handler", "push_in_http_port")?;
-    let push_in_http = format!(
-        "{}:{}",
-        get(ini, "handler", "push_in_http_addr"),
-        http_port.checked_add(port_offset).ok_or_else(|| bad(
-            "handler",
-            "push_in_http_port",
-            &http_port.to_string(),
-            "plus port_offset is past 65535"
-        ))?
-    );
-    let mut levels_text = get(ini, "runner", "log_level").to_owned();
-    if let Some(cli) = &o.log_level {
-        levels_text = format!("{levels_text},{cli}");
-    }
-    let mut log_levels =
-        LogLevels::parse(&levels_text).map_err(|e| bad("runner", "log_level", &levels_text, e))?;
-    if o.verbose {
-        log_levels.default = log_levels.default.max(3);
-    }
     let routes_file = if o.routes.is_empty() {
         Some(relative(get(ini, "proxy", "routesfile"))).filter(|_| config_dir.is_some())
     } else {
         None
     };
-    let buffer: usize = number(ini, "runner", "client_buffer_size")?;
-    if buffer < 1024 {
-        return Err(bad(
-            "runner",
-            "client_buffer_size",
-            &buffer.to_string(),
-            "at least 1024",
-        ));
-    }
-    let maxconn: usize = number(ini, "runner", "client_maxconn")?;
-    if maxconn == 0 {
-        return Err(bad("runner", "client_maxconn", "0", "at least 1"));
-    }
-    let certs_dir = relative("runner/certs");
-    let connmgr_count = process_count(ini, "connmgr_count")?;
-    let connmgr_bin = match get(ini, "runner", "connmgr_bin").trim() {
-        "" => None,
-        // A bare name is looked up on PATH; a path is relative to the config.
-        name if !name.contains('/') => Some(ConnmgrBin::new(PathBuf::from(name))),
-        path => Some(ConnmgrBin::new(relative(path))),
-    };
-    let libexec_dir = relative(get(ini, "runner", "libexec_dir"));
-    if let Some(bin) = &connmgr_bin {
-        if bin.dialect == ConnmgrDialect::Condure && connmgr_count > 1 {
-            return Err(bad(
-                "runner",
-                "connmgr_bin",
-                &bin.program.display().to_string(),
-                "condure cannot share client ports with other processes: set connmgr_count=1",
-            ));
-        }
-    }
+    let (client_buffer_size, client_maxconn) = client_limits(ini)?;
+    let (connmgr_count, connmgr_bin) = connmgr_of(ini, &config_dir)?;
     Ok(Settings {
-        config_dir,
         ipc_prefix: ipc_prefix.clone(),
         port_offset,
         http_addrs,
         https_addrs,
-        certs_dir,
-        log_levels,
-        client_buffer_size: buffer,
-        client_maxconn: maxconn,
+        certs_dir: relative("runner/certs"),
+        log_levels: log_levels(ini, o)?,
+        client_buffer_size,
+        client_maxconn,
         client_max_body_size: number(ini, "runner", "client_max_body_size")?,
         client_idle_timeout: number(ini, "runner", "client_idle_timeout")?,
         allow_compression: boolean(ini, "runner", "allow_compression")?,
         shutdown_grace: number(ini, "runner", "shutdown_grace")?,
         connmgr_count,
         connmgr_bin,
-        libexec_dir,
+        libexec_dir: relative(get(ini, "runner", "libexec_dir")),
         proxy_count: process_count(ini, "proxy_count")?,
         client_max_message_size: number(ini, "runner", "client_max_message_size")?,
         routes_file,
         routes: o.routes.clone(),
-        proxy: ProxySettings {
-            debug: boolean(ini, "proxy", "debug")?,
-            accept_x_forwarded_protocol: boolean(ini, "proxy", "accept_x_forwarded_protocol")?,
-            set_x_forwarded_protocol: get(ini, "proxy", "set_x_forwarded_protocol").to_owned(),
-            x_forwarded_for: get(ini, "proxy", "x_forwarded_for").to_owned(),
-            x_forwarded_for_trusted: get(ini, "proxy", "x_forwarded_for_trusted").to_owned(),
-            sig_iss: get(ini, "proxy", "sig_iss").to_owned(),
-            sig_key: get(ini, "proxy", "sig_key").to_owned(),
-            upstream_key: get(ini, "proxy", "upstream_key").to_owned(),
-            cache_size: number(ini, "proxy", "cache_size")?,
-            auto_cross_origin: boolean(ini, "proxy", "auto_cross_origin")?,
-            orig_headers_need_mark: get(ini, "proxy", "orig_headers_need_mark").to_owned(),
-            sockjs_url: get(ini, "proxy", "sockjs_url").to_owned(),
-        },
+        proxy: proxy_settings(ini)?,
         command_spec: spec("command_spec")?,
         stats_spec: spec("stats_spec")?,
         push_in_spec: spec("push_in_spec")?,
@@ -680,13 +588,151 @@ fn resolve(ini: &Ini, config_dir: Option<PathBuf>, o: &Overrides) -> Result<Sett
             .iter()
             .map(|&key| number(ini, "handler", key).map(|n| (key, n)))
             .collect::<Result<_, _>>()?,
-        push_in_http,
+        push_in_http: push_in_http(ini, port_offset)?,
         bus: BUS_KEYS
             .iter()
             .map(|&key| (key, get(ini, "handler", key).trim().to_owned()))
             .filter(|(_, value)| !value.is_empty())
             .collect(),
         rundir,
+        config_dir,
+    })
+}
+
+/// A path from the config: relative to the config file's folder, when
+/// there is one.
+fn relative_to(config_dir: &Option<PathBuf>, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    match (config_dir, path.is_relative()) {
+        (Some(dir), true) => dir.join(path),
+        _ => path,
+    }
+}
+
+/// The port offset and socket-name prefix. As Pushpin's runner, `--id N`
+/// moves every port by 10 N and gives the instance its own socket names.
+fn instance(ini: &Ini, o: &Overrides) -> Result<(u16, String), ConfigError> {
+    let mut port_offset: u16 = number(ini, "global", "port_offset")?;
+    let mut ipc_prefix = get(ini, "global", "ipc_prefix").to_owned();
+    if let Some(id) = o.id {
+        port_offset = id
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(port_offset))
+            .ok_or_else(|| bad("runner", "--id", &id.to_string(), "too large"))?;
+        ipc_prefix = format!("{id}-{ipc_prefix}");
+    }
+    Ok((port_offset, ipc_prefix))
+}
+
+/// The client ports: plain (`--port`, else `http_port`) and TLS.
+fn listen_addrs(
+    ini: &Ini,
+    o: &Overrides,
+    port_offset: u16,
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), ConfigError> {
+    let list = |key: &str| {
+        get(ini, "runner", key)
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| parse_listen(p, port_offset).map_err(|e| bad("runner", key, p, e)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let http = match &o.port {
+        Some(port) => vec![parse_listen(port, 0).map_err(|e| bad("runner", "--port", port, e))?],
+        None => list("http_port")?,
+    };
+    Ok((http, list("https_ports")?))
+}
+
+/// The HTTP publish input's address, its port moved by the offset.
+fn push_in_http(ini: &Ini, port_offset: u16) -> Result<String, ConfigError> {
+    let http_port: u16 = number(ini, "handler", "push_in_http_port")?;
+    let port = http_port.checked_add(port_offset).ok_or_else(|| {
+        bad(
+            "handler",
+            "push_in_http_port",
+            &http_port.to_string(),
+            "plus port_offset is past 65535",
+        )
+    })?;
+    Ok(format!(
+        "{}:{port}",
+        get(ini, "handler", "push_in_http_addr")
+    ))
+}
+
+/// `log_level` (the file's, then `--loglevel`'s), debug with `--verbose`.
+fn log_levels(ini: &Ini, o: &Overrides) -> Result<LogLevels, ConfigError> {
+    let mut text = get(ini, "runner", "log_level").to_owned();
+    if let Some(cli) = &o.log_level {
+        text = format!("{text},{cli}");
+    }
+    let mut levels = LogLevels::parse(&text).map_err(|e| bad("runner", "log_level", &text, e))?;
+    if o.verbose {
+        levels.default = levels.default.max(3);
+    }
+    Ok(levels)
+}
+
+/// `client_buffer_size` (at least 1024) and `client_maxconn` (at least 1).
+fn client_limits(ini: &Ini) -> Result<(usize, usize), ConfigError> {
+    let buffer: usize = number(ini, "runner", "client_buffer_size")?;
+    if buffer < 1024 {
+        return Err(bad(
+            "runner",
+            "client_buffer_size",
+            &buffer.to_string(),
+            "at least 1024",
+        ));
+    }
+    let maxconn: usize = number(ini, "runner", "client_maxconn")?;
+    if maxconn == 0 {
+        return Err(bad("runner", "client_maxconn", "0", "at least 1"));
+    }
+    Ok((buffer, maxconn))
+}
+
+/// How many connmgrs, and another program in their place, if any (a bare
+/// name is looked up on PATH; a path is relative to the config). Pushpin's
+/// condure cannot share client ports.
+fn connmgr_of(
+    ini: &Ini,
+    config_dir: &Option<PathBuf>,
+) -> Result<(usize, Option<ConnmgrBin>), ConfigError> {
+    let count = process_count(ini, "connmgr_count")?;
+    let bin = match get(ini, "runner", "connmgr_bin").trim() {
+        "" => None,
+        name if !name.contains('/') => Some(ConnmgrBin::new(PathBuf::from(name))),
+        path => Some(ConnmgrBin::new(relative_to(config_dir, path))),
+    };
+    if let Some(bin) = &bin {
+        if bin.dialect == ConnmgrDialect::Condure && count > 1 {
+            return Err(bad(
+                "runner",
+                "connmgr_bin",
+                &bin.program.display().to_string(),
+                "condure cannot share client ports with other processes: set connmgr_count=1",
+            ));
+        }
+    }
+    Ok((count, bin))
+}
+
+/// The `[proxy]` settings.
+fn proxy_settings(ini: &Ini) -> Result<ProxySettings, ConfigError> {
+    Ok(ProxySettings {
+        debug: boolean(ini, "proxy", "debug")?,
+        accept_x_forwarded_protocol: boolean(ini, "proxy", "accept_x_forwarded_protocol")?,
+        set_x_forwarded_protocol: get(ini, "proxy", "set_x_forwarded_protocol").to_owned(),
+        x_forwarded_for: get(ini, "proxy", "x_forwarded_for").to_owned(),
+        x_forwarded_for_trusted: get(ini, "proxy", "x_forwarded_for_trusted").to_owned(),
+        sig_iss: get(ini, "proxy", "sig_iss").to_owned(),
+        sig_key: get(ini, "proxy", "sig_key").to_owned(),
+        upstream_key: get(ini, "proxy", "upstream_key").to_owned(),
+        cache_size: number(ini, "proxy", "cache_size")?,
+        auto_cross_origin: boolean(ini, "proxy", "auto_cross_origin")?,
+        orig_headers_need_mark: get(ini, "proxy", "orig_headers_need_mark").to_owned(),
+        sockjs_url: get(ini, "proxy", "sockjs_url").to_owned(),
     })
 }
 

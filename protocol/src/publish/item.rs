@@ -422,17 +422,7 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
         .text("channel")?
         .filter(|c| !c.is_empty())
         .ok_or(PublishError::MissingChannel(index))?;
-    let meta = match value.get("meta") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Map(entries)) => entries
-            .iter()
-            .map(|(k, v)| match (std::str::from_utf8(k), v.as_str()) {
-                (Ok(k), Some(v)) => Ok((k.to_owned(), v.to_owned())),
-                _ => Err(fields.bad("meta", "must map strings to strings")),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(fields.bad("meta", "must be an object")),
-    };
+    let meta = item_meta(value, &fields)?;
     let no_seq = match value.get("no-seq") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -458,93 +448,13 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
     };
     let mut formats = Format::default();
     if let Some(f) = format("http-response")? {
-        let headers = match f.value.get("headers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Map(entries)) => entries
-                .iter()
-                .map(|(k, v)| match (std::str::from_utf8(k), v) {
-                    (Ok(k), Value::Bytes(b)) => Ok((k.to_owned(), Bytes::copy_from_slice(b))),
-                    _ => Err(f.bad("headers", "must map names to string values")),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(Value::List(pairs)) => pairs
-                .iter()
-                .map(|pair| match pair {
-                    Value::List(p) if p.len() == 2 => match (p[0].as_str(), &p[1]) {
-                        (Some(k), Value::Bytes(b)) => Ok((k.to_owned(), Bytes::copy_from_slice(b))),
-                        _ => Err(f.bad("headers", "must be [name, value] string pairs")),
-                    },
-                    _ => Err(f.bad("headers", "must be [name, value] string pairs")),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(f.bad("headers", "must be an object or a list of pairs")),
-        };
-        for (name, value) in &headers {
-            let problem = if name.is_empty() || !name.bytes().all(is_token_char) {
-                "is not a valid header name"
-            } else if !value
-                .iter()
-                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-            {
-                "has a value with a control character (CR, LF, NUL...)"
-            } else {
-                continue;
-            };
-            return Err(PublishError::BadHeader {
-                item: index,
-                name: name.clone(),
-                problem,
-            });
-        }
-        formats.http_response = Some(HttpResponse {
-            action: f.action()?,
-            code: f
-                .int("code", 100..=599)
-                .map_err(|_| f.bad("code", "must be a status code from 100 to 599"))?
-                .map(|c| c as u16),
-            reason: f.reason()?,
-            headers,
-            body: f.content("body")?.unwrap_or_default(),
-            content_filters: f.content_filters()?,
-        });
+        formats.http_response = Some(http_response(&f, index)?);
     }
     if let Some(f) = format("http-stream")? {
-        let action = f.action()?;
-        let content = f.content("content")?;
-        if action == Action::Send && content.is_none() {
-            return Err(f.bad(
-                "content",
-                "is required (or content-bin) unless action is close or hint",
-            ));
-        }
-        formats.http_stream = Some(HttpStream {
-            action,
-            content: content.unwrap_or_default(),
-            content_filters: f.content_filters()?,
-        });
+        formats.http_stream = Some(http_stream(&f)?);
     }
     if let Some(f) = format("ws-message")? {
-        let kind = match f.text("type")?.as_deref() {
-            None => None,
-            Some("text") => Some(WsMessageType::Text),
-            Some("binary") => Some(WsMessageType::Binary),
-            Some("ping") => Some(WsMessageType::Ping),
-            Some("pong") => Some(WsMessageType::Pong),
-            Some(_) => return Err(f.bad("type", "must be text, binary, ping or pong")),
-        };
-        let binary = f.value.get("content-bin").is_some();
-        formats.ws_message = Some(WsMessage {
-            action: f.action()?,
-            // Default: text for content, binary for content-bin.
-            kind: kind.unwrap_or(if binary {
-                WsMessageType::Binary
-            } else {
-                WsMessageType::Text
-            }),
-            content: f.content("content")?.unwrap_or_default(),
-            code: f.int("code", 0..=4999)?.map(|c| c as u16),
-            reason: f.text("reason")?,
-        });
+        formats.ws_message = Some(ws_message(&f)?);
     }
     if formats == Format::default() {
         return Err(PublishError::NoFormat(index));
@@ -557,6 +467,116 @@ pub fn parse_item_value(value: &Value, index: usize, json: bool) -> Result<Item,
         no_seq,
         formats,
         purge: parse_purge(&fields)?,
+    })
+}
+
+/// An item's `meta`: strings to strings.
+fn item_meta(value: &Value, fields: &Fields<'_>) -> Result<Vec<(String, String)>, PublishError> {
+    Ok(match value.get("meta") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .map(|(k, v)| match (std::str::from_utf8(k), v.as_str()) {
+                (Ok(k), Some(v)) => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(fields.bad("meta", "must map strings to strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(fields.bad("meta", "must be an object")),
+    })
+}
+
+/// The `http-response` format (`index` names the item in messages).
+fn http_response(f: &Fields<'_>, index: usize) -> Result<HttpResponse, PublishError> {
+    let headers = match f.value.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .map(|(k, v)| match (std::str::from_utf8(k), v) {
+                (Ok(k), Value::Bytes(b)) => Ok((k.to_owned(), Bytes::copy_from_slice(b))),
+                _ => Err(f.bad("headers", "must map names to string values")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::List(pairs)) => pairs
+            .iter()
+            .map(|pair| match pair {
+                Value::List(p) if p.len() == 2 => match (p[0].as_str(), &p[1]) {
+                    (Some(k), Value::Bytes(b)) => Ok((k.to_owned(), Bytes::copy_from_slice(b))),
+                    _ => Err(f.bad("headers", "must be [name, value] string pairs")),
+                },
+                _ => Err(f.bad("headers", "must be [name, value] string pairs")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(f.bad("headers", "must be an object or a list of pairs")),
+    };
+    for (name, value) in &headers {
+        let problem = if name.is_empty() || !name.bytes().all(is_token_char) {
+            "is not a valid header name"
+        } else if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            "has a value with a control character (CR, LF, NUL...)"
+        } else {
+            continue;
+        };
+        return Err(PublishError::BadHeader {
+            item: index,
+            name: name.clone(),
+            problem,
+        });
+    }
+    Ok(HttpResponse {
+        action: f.action()?,
+        code: f
+            .int("code", 100..=599)
+            .map_err(|_| f.bad("code", "must be a status code from 100 to 599"))?
+            .map(|c| c as u16),
+        reason: f.reason()?,
+        headers,
+        body: f.content("body")?.unwrap_or_default(),
+        content_filters: f.content_filters()?,
+    })
+}
+
+/// The `http-stream` format.
+fn http_stream(f: &Fields<'_>) -> Result<HttpStream, PublishError> {
+    let action = f.action()?;
+    let content = f.content("content")?;
+    if action == Action::Send && content.is_none() {
+        return Err(f.bad(
+            "content",
+            "is required (or content-bin) unless action is close or hint",
+        ));
+    }
+    Ok(HttpStream {
+        action,
+        content: content.unwrap_or_default(),
+        content_filters: f.content_filters()?,
+    })
+}
+
+/// The `ws-message` format.
+fn ws_message(f: &Fields<'_>) -> Result<WsMessage, PublishError> {
+    let kind = match f.text("type")?.as_deref() {
+        None => None,
+        Some("text") => Some(WsMessageType::Text),
+        Some("binary") => Some(WsMessageType::Binary),
+        Some("ping") => Some(WsMessageType::Ping),
+        Some("pong") => Some(WsMessageType::Pong),
+        Some(_) => return Err(f.bad("type", "must be text, binary, ping or pong")),
+    };
+    let binary = f.value.get("content-bin").is_some();
+    Ok(WsMessage {
+        action: f.action()?,
+        // Default: text for content, binary for content-bin.
+        kind: kind.unwrap_or(if binary {
+            WsMessageType::Binary
+        } else {
+            WsMessageType::Text
+        }),
+        content: f.content("content")?.unwrap_or_default(),
+        code: f.int("code", 0..=4999)?.map(|c| c as u16),
+        reason: f.text("reason")?,
     })
 }
 

@@ -2,13 +2,17 @@
 # Builds the manual (the mdBook in docs/) into target/manual, fails on any
 # broken internal link, and checks in headless Chromium that its first page
 # renders: its DOM has the book's title, and a screenshot of it is not
-# blank. mdBook comes from crates.io into target/tools (once).
+# blank. mdBook comes from crates.io into ~/.cache/holdfast/mdbook-0.4.52
+# (HOLDFAST_CACHE), once: a clean clone finds it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mdbook=target/tools/bin/mdbook
+cache=${HOLDFAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/holdfast}
+root=$cache/mdbook-0.4.52
+mdbook=$root/bin/mdbook
 if [ ! -x "$mdbook" ]; then
+  # cargo install writes the binary last: a stopped install is no binary.
   cargo install mdbook --version 0.4.52 --locked --no-default-features \
-    --features search --root target/tools --quiet
+    --features search --root "$root" --quiet
 fi
 rm -rf target/manual
 "$mdbook" build docs

@@ -53,10 +53,16 @@ async fn the_debian_package_installs_runs_and_purges() {
         "installing a package needs root (the CI machine runs the tests as root)"
     );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // The debug build the test command made already: what is tested here
-    // is the packaging, not the optimiser.
+    // The build the tests run (the test command's: release with debug
+    // assertions), so nothing is built again: what is tested here is the
+    // packaging.
+    let dir = holdfast_tests::harness::binaries::bin_dir();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
     let built = std::process::Command::new(root.join("scripts/package-deb.sh"))
-        .env("HOLDFAST_PACKAGE_PROFILE", "dev")
+        .env("HOLDFAST_PACKAGE_PROFILE", profile)
         .output()
         .expect("scripts/package-deb.sh");
     assert!(

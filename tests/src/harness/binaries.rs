@@ -22,7 +22,7 @@ pub fn bin_dir() -> PathBuf {
     ] {
         assert!(
             dir.join(name).exists(),
-            "{} is missing: build the binaries first (cargo build --bins)",
+            "{} is missing: build the binaries first (cargo build --release, or the profile the tests run in)",
             dir.join(name).display()
         );
     }

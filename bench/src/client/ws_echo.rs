@@ -9,7 +9,8 @@
 //! all connections, round-trip p50/p99/max, and any message lost,
 //! reordered or cut (each carries its number).
 
-use crate::{percentile, Args};
+use super::Args;
+use crate::stats::percentile;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -19,7 +19,9 @@ case "$profile" in
   dev) bin=target/debug ;;
   *) bin=target/$profile ;;
 esac
-cargo build --profile "$profile" --locked --quiet --bins
+# The whole workspace, as the README builds it: with --bins alone, cargo
+# unifies features over fewer crates (ring's, for one), and rebuilds.
+cargo build --profile "$profile" --locked --quiet
 version=$(awk -F'"' '/^\[workspace.package\]/ {w=1} w && /^version/ {print $2; exit}' Cargo.toml)
 arch=$(dpkg --print-architecture)
 out=target/debian

@@ -100,7 +100,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             shutdown.token.clone(),
         )));
     }
-    tracing::info!(phase = "ready", "connmgr ready");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, phase = "ready", "connmgr ready");
     shutdown.token.cancelled().await;
     for l in listeners {
         let _ = l.await;

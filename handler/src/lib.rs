@@ -89,7 +89,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Started::ShutDown => return Ok(()),
         Started::Off => None,
     };
-    tracing::info!(command = %config.command_spec, phase = "ready", "handler ready");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, command = %config.command_spec, phase = "ready", "handler ready");
     let context = command::Context {
         command_spec: &config.command_spec,
         publish_pull: config.push_in_spec.as_deref(),

@@ -111,7 +111,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     {
         return Ok(());
     }
-    tracing::info!(phase = "ready", "proxy ready");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, phase = "ready", "proxy ready");
     loop {
         tokio::select! {
             msg = requests.recv() => match msg {

@@ -18,7 +18,7 @@ pub fn run(input: &str, output: &str) -> anyhow::Result<()> {
     backend
         .bind(output)
         .map_err(|e| anyhow::anyhow!("cannot bind --out {output}: {e}"))?;
-    tracing::info!(%input, %output, phase = "ready", "broker ready");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, %input, %output, phase = "ready", "broker ready");
     zmq::proxy(&frontend, &backend)?;
     Ok(())
 }

@@ -105,7 +105,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let writer_sink = sink.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(format!(
-            "warn,holdfast={level},holdfast_runner={level}"
+            "warn,holdfast={level},holdfast_runner={level},{}",
+            holdfast_runtime::lifecycle_directive()
         )))
         .with_writer(move || writer_sink.runner_writer())
         .with_target(false)
@@ -145,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    tracing::info!(phase = "starting", rundir = %settings.rundir.display(), "starting holdfast");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, phase = "starting", rundir = %settings.rundir.display(), "starting holdfast");
     let mut services = services(&settings, &helpers);
     if json {
         for service in &mut services {

@@ -83,7 +83,7 @@ pub async fn supervise(
                 }
                 if !announced && slots.iter().all(|s| s.ready.load(Ordering::SeqCst)) {
                     announced = true;
-                    tracing::info!(phase = "ready", "{ready_line}");
+                    tracing::info!(target: holdfast_runtime::LIFECYCLE, phase = "ready", "{ready_line}");
                 }
             }
             Some(()) = reloads.recv() => {
@@ -101,11 +101,11 @@ pub async fn supervise(
             _ = token.cancelled() => break,
         }
     }
-    tracing::info!(phase = "stopping", "stopping services");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, phase = "stopping", "stopping services");
     for task in tasks {
         let _ = task.await;
     }
-    tracing::info!(phase = "stopped", "all services stopped");
+    tracing::info!(target: holdfast_runtime::LIFECYCLE, phase = "stopped", "all services stopped");
     result
 }
 

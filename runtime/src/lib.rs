@@ -30,7 +30,7 @@ mod shutdown;
 pub mod ws;
 
 pub use allocator::give_memory_back;
-pub use logging::init_tracing;
+pub use logging::{init_tracing, lifecycle_directive, LIFECYCLE};
 pub use shutdown::{reload_on_sighup, shutdown_on_signals, Shutdown};
 
 use holdfast_protocol::Format;

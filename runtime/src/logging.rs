@@ -3,6 +3,16 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// The target of lifecycle lines (`phase="starting|ready|stopping|stopped"`):
+/// logged at every level, as the runner (and tests, and operators' tools)
+/// wait on them whatever `log_level` says, as nginx's notices are.
+pub const LIFECYCLE: &str = "holdfast_lifecycle";
+
+/// The filter directives that keep lifecycle lines at every level.
+pub fn lifecycle_directive() -> String {
+    format!("{LIFECYCLE}=info")
+}
+
 /// Installs the global subscriber.
 ///
 /// `level` is Pushpin's numeric log level (0 error, 1 warn, 2 info, 3 debug,
@@ -20,7 +30,7 @@ pub fn init_tracing(level: u8, verbose: bool, format: super::LogFormat) {
     let default = if level >= 4 {
         name.to_owned()
     } else {
-        format!("warn,holdfast={name},holdfast_protocol={name},holdfast_connmgr={name},holdfast_proxy={name},holdfast_handler={name},holdfast_runner={name}")
+        format!("warn,holdfast={name},holdfast_protocol={name},holdfast_connmgr={name},holdfast_proxy={name},holdfast_handler={name},holdfast_runner={name},{}", lifecycle_directive())
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -169,6 +169,32 @@ async fn json_logs_from_every_process() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_log_level_1_only_warnings_and_the_lifecycle_are_logged() {
+    // The runner knows its processes are ready from their lifecycle lines,
+    // which every level keeps: at warn (Pushpin's log_level=1) it used
+    // never to say it was ready.
+    let origin = Scripted::start(origin).await;
+    let hf = Holdfast::builder()
+        .route(format!("* {}", origin.target()))
+        .set("runner", "log_level", "1")
+        .run()
+        .await;
+    assert_eq!(Client::new().get(&hf.url("/page")).await.status, 200);
+    for process in ["connmgr", "proxy", "handler"] {
+        assert!(
+            hf.logs().contains(&format!("{process} ready")),
+            "{}",
+            hf.logs()
+        );
+    }
+    assert!(
+        !hf.logs().contains("GET /page"),
+        "no access lines at warn:\n{}",
+        hf.logs()
+    );
+}
+
 /// Pushpin's stats socket: `<type> T<tnetstring>` frames.
 fn stats_event(frame: &[u8]) -> (String, holdfast_protocol::value::Value) {
     let space = frame.iter().position(|b| *b == b' ').expect("a type");

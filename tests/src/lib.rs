@@ -12,6 +12,7 @@
 //! - [`harness::python`]: the Python clients and the `websockets` origin in `tests/python/`.
 //! - [`harness::pushpin`]: Pushpin 1.36 under its own runner, optionally with Holdfast's connmgr.
 //! - [`harness::varnish`]: Varnish with the repository's VCL, the CDN of the chaining tests.
+//! - [`harness::nginx`]: nginx as an origin or reverse proxy of the benchmarks.
 //! - [`harness::scratch`]: scratch folders in the temp folder.
 //! - [`harness::client`]: HTTP clients, pooled and raw.
 
@@ -23,6 +24,7 @@ pub use harness::browser::{screenshot, Browser};
 pub use harness::client::{raw_exchange, Client, OpenStream, Reply};
 pub use harness::holdfast::{Holdfast, HoldfastBuilder};
 pub use harness::nats::NatsCluster;
+pub use harness::nginx::Nginx;
 pub use harness::origin::Origin;
 pub use harness::ports::free_port;
 pub use harness::pushpin::Pushpin;

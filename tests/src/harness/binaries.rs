@@ -1,5 +1,7 @@
-//! The binaries under test: next to this test executable's `deps/` folder
-//! (`target/<profile>/`), unless `HOLDFAST_BIN_DIR` names another folder.
+//! The binaries under test: next to this executable when they are there
+//! (`holdfast-bench` in `target/<profile>/`), else next to this test
+//! executable's `deps/` folder (`target/<profile>/`), unless
+//! `HOLDFAST_BIN_DIR` names another folder.
 
 use std::path::PathBuf;
 
@@ -9,11 +11,15 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile> folder")
-        .to_path_buf();
+    let beside = exe.parent().expect("the executable's folder");
+    let dir = if beside.join("holdfast").exists() {
+        beside.to_path_buf()
+    } else {
+        beside
+            .parent()
+            .expect("target/<profile> folder")
+            .to_path_buf()
+    };
     for name in [
         "holdfast",
         "holdfast-connmgr",

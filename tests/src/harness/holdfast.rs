@@ -26,6 +26,7 @@ pub struct HoldfastBuilder {
     settings: Vec<(String, String, String)>,
     args: Vec<String>,
     files: Vec<(String, Vec<u8>)>,
+    bin_dir: Option<PathBuf>,
 }
 
 impl HoldfastBuilder {
@@ -57,6 +58,13 @@ impl HoldfastBuilder {
     /// Adds a command-line argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Runs the `holdfast` in `dir` (and the processes it finds beside
+    /// it), not the one under test: another build, for A/B runs.
+    pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
         self
     }
 
@@ -119,7 +127,11 @@ impl HoldfastBuilder {
             .collect();
         let config = dir.join("holdfast.conf");
         std::fs::write(&config, text).expect("config file");
-        let mut command = Command::new(binary("holdfast"));
+        let program = match &self.bin_dir {
+            Some(dir) => dir.join("holdfast"),
+            None => binary("holdfast"),
+        };
+        let mut command = Command::new(program);
         command.arg("--config").arg(&config);
         for route in &self.routes {
             command.arg("--route").arg(route);

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod client;
 pub mod holdfast;
 pub mod nats;
+pub mod nginx;
 pub mod origin;
 pub mod ports;
 pub mod pushpin;

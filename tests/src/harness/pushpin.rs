@@ -23,12 +23,28 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PushpinBuilder {
     holdfast_connmgr: bool,
     routes: Vec<String>,
+    settings: Vec<(String, String, String)>,
+    log_level: Option<u8>,
 }
 
 impl PushpinBuilder {
     /// Adds a line to the routes file.
     pub fn route(mut self, line: impl Into<String>) -> Self {
         self.routes.push(line.into());
+        self
+    }
+
+    /// Sets `[section] key=value` in its config (after the harness's own).
+    pub fn set(mut self, section: &str, key: &str, value: impl Into<String>) -> Self {
+        self.settings
+            .push((section.into(), key.into(), value.into()));
+        self
+    }
+
+    /// Its `log_level` (2 unless set). Below 2 its processes do not say
+    /// they started, and only its probe route tells it is ready.
+    pub fn log_level(mut self, level: u8) -> Self {
+        self.log_level = Some(level);
         self
     }
 
@@ -60,7 +76,7 @@ impl PushpinBuilder {
         let config = format!(
             "[global]\ninclude={{libdir}}/internal.conf\nrundir={run}\nipc_prefix=pushpin-\n\
              [runner]\nservices=condure,zurl,pushpin-proxy,pushpin-handler\n\
-             http_port=127.0.0.1:{port}\nlogdir={log}\nlog_level=2\ncondure_bin={connmgr}\n\
+             http_port=127.0.0.1:{port}\nlogdir={log}\nlog_level={level}\ncondure_bin={connmgr}\n\
              [proxy]\nroutesfile=routes\nsig_iss=pushpin\nsig_key=changeme\n\
              zurl_out_specs=ipc://{run}/pushpin-zurl-in\n\
              zurl_out_stream_specs=ipc://{run}/pushpin-zurl-in-stream\n\
@@ -70,7 +86,9 @@ impl PushpinBuilder {
              push_in_http_port={publish_port}\ncommand_spec=tcp://127.0.0.1:{command}\n\
              stats_spec=ipc://{run}/pushpin-stats\n",
             log = dir.join("log").display(),
+            level = self.log_level.unwrap_or(2),
         );
+        let config = with_settings(config, &self.settings);
         std::fs::write(dir.join("pushpin.conf"), config).expect("pushpin.conf");
         // An origin of the harness's own on a host of its own: what the
         // readiness probe below asks for, through zurl as every request.
@@ -104,12 +122,17 @@ impl PushpinBuilder {
         } else {
             "[condure] started"
         };
-        for started in [
-            "[proxy] started",
-            "[handler] started",
-            "[zurl] started",
-            connmgr_started,
-        ] {
+        let said = if self.log_level.unwrap_or(2) >= 2 {
+            vec![
+                "[proxy] started",
+                "[handler] started",
+                "[zurl] started",
+                connmgr_started,
+            ]
+        } else {
+            Vec::new()
+        };
+        for started in said {
             assert!(
                 pushpin.wait_log(started, START_TIMEOUT).await,
                 "pushpin did not log {started:?}:\n{}",
@@ -119,6 +142,35 @@ impl PushpinBuilder {
         pushpin.wait_answering().await;
         pushpin
     }
+}
+
+/// `config` with `settings` added to their sections (a section not in it
+/// yet is appended).
+fn with_settings(config: String, settings: &[(String, String, String)]) -> String {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in config.lines() {
+        match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            Some(name) => sections.push((name.to_owned(), Vec::new())),
+            None => match sections.last_mut() {
+                Some((_, lines)) => lines.push(line.to_owned()),
+                None => sections.push((String::new(), vec![line.to_owned()])),
+            },
+        }
+    }
+    for (section, key, value) in settings {
+        let line = format!("{key}={value}");
+        match sections.iter_mut().find(|(s, _)| s == section) {
+            Some((_, lines)) => {
+                lines.retain(|l| !l.starts_with(&format!("{key}=")));
+                lines.push(line);
+            }
+            None => sections.push((section.clone(), vec![line])),
+        }
+    }
+    sections
+        .iter()
+        .map(|(s, lines)| format!("[{s}]\n{}\n", lines.join("\n")))
+        .collect()
 }
 
 /// Host name of the readiness probe's route.
@@ -150,11 +202,23 @@ impl Pushpin {
         let addr = format!("127.0.0.1:{}", self.port);
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
+            if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                // Not listening yet (below log level 2 nothing said when).
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "pushpin never listened:\n{}",
+                    self.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             let answer =
                 crate::raw_exchange(&addr, request.as_bytes(), Duration::from_secs(1)).await;
             if answer.starts_with("HTTP/1.1 200") {
                 return;
             }
+            // Refused at once while nothing listens: not a busy loop.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "pushpin never answered its probe route (last answer {answer:?}):\n{}",
@@ -166,6 +230,11 @@ impl Pushpin {
     /// A builder.
     pub fn builder() -> PushpinBuilder {
         PushpinBuilder::default()
+    }
+
+    /// Its runner's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Everything its runner printed so far.

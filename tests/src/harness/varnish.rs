@@ -25,8 +25,20 @@ pub struct Varnish {
 }
 
 impl Varnish {
-    /// Starts varnishd caching for the origin at `backend` (`host:port`).
+    /// Starts varnishd caching for the origin at `backend` (`host:port`),
+    /// with a small store and one small thread pool (the tests' load).
     pub async fn start(backend: &str) -> Varnish {
+        Varnish::start_with(
+            backend,
+            "malloc,32m",
+            &[("thread_pools", "1"), ("thread_pool_min", "10")],
+        )
+        .await
+    }
+
+    /// Starts varnishd with this storage (`-s`) and these parameters
+    /// (`-p`), its defaults otherwise (benchmarks: `malloc,256m`, none).
+    pub async fn start_with(backend: &str, storage: &str, params: &[(&str, &str)]) -> Varnish {
         let (host, backend_port) = backend.rsplit_once(':').expect("host:port");
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let vcl = std::fs::read_to_string(root.join("cdn/varnish/holdfast.vcl"))
@@ -42,9 +54,12 @@ impl Varnish {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("varnish folder");
         std::fs::write(dir.join("holdfast.vcl"), vcl).expect("VCL");
-        let mut child = Command::new("varnishd")
-            .args(["-F", "-j", "none", "-T", "none", "-s", "malloc,32m"])
-            .args(["-p", "thread_pools=1", "-p", "thread_pool_min=10"])
+        let mut command = Command::new("varnishd");
+        command.args(["-F", "-j", "none", "-T", "none", "-s", storage]);
+        for (name, value) in params {
+            command.arg("-p").arg(format!("{name}={value}"));
+        }
+        let mut child = command
             .arg("-n")
             .arg(dir.join("work"))
             .arg("-a")
@@ -128,6 +143,12 @@ impl Varnish {
             varnish.logs()
         );
         varnish
+    }
+
+    /// varnishd's process id (its manager; the child that serves is its
+    /// child).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// `host:port` for a route line.

@@ -22,11 +22,16 @@
 //!
 //! # Layout
 //! - [`client`]: the load generator (the flat flags, as above).
+//! - [`scenario`]: whole benchmarks as subcommands (`holdfast-bench
+//!   fanout 10000 5`): what they start, the load, a JSON record and its
+//!   table.
 //! - [`procfs`]: memory and CPU time of processes, from `/proc`.
 //! - [`stats`]: percentiles and latency summaries.
 
 mod client;
 mod procfs;
+#[macro_use]
+mod scenario;
 mod stats;
 
 use clap::Parser;
@@ -35,9 +40,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "holdfast-bench",
-    about = "Hold stream connections on a GRIP proxy, publish, measure"
+    about = "Hold stream connections on a GRIP proxy, publish, measure; or run a whole scenario",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// A whole scenario (without one: the load generator alone).
+    #[command(subcommand)]
+    scenario: Option<scenario::Scenario>,
     #[command(flatten)]
     client: client::Args,
 }
@@ -45,5 +54,13 @@ struct Cli {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    client::run::run(cli.client).await
+    match cli.scenario {
+        // Interrupted, what the scenario started is stopped (its fixtures'
+        // drops run) rather than left behind.
+        Some(scenario) => tokio::select! {
+            done = scenario::run(scenario) => done,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        },
+        None => client::run::run(cli.client).await,
+    }
 }

@@ -6,7 +6,7 @@
 //! them), items each subscriber got, and how soon the last item arrived
 //! after the last publish.
 
-use super::clients::run as run_client;
+use super::clients::{self, run as run_client};
 use super::fixtures::{grip_origin, CHANNEL};
 use super::progress;
 use super::record::Record;
@@ -117,22 +117,21 @@ async fn connect_row(
     proxy: &Running,
     path: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    run_client(&argv![
-        "--target",
-        proxy.addr(),
-        "--path",
-        path,
+    let flags = argv![
         "--channel",
         CHANNEL,
-        "--connections",
-        args.connections,
-        "--messages",
-        1,
         "--publish",
         proxy.publish(),
         "--pids",
         proxy.pid()
-    ])
+    ];
+    run_client(
+        &[
+            clients::hold(proxy.addr(), path, args.connections, 1),
+            flags,
+        ]
+        .concat(),
+    )
     .await
 }
 

@@ -105,6 +105,26 @@ impl Client {
     }
 }
 
+/// The load generator's first flags: `connections` held on `path` at
+/// `target`, each taking `messages` items (a scenario adds the rest).
+pub fn hold(
+    target: impl ToString,
+    path: &str,
+    connections: impl ToString,
+    messages: impl ToString,
+) -> Vec<String> {
+    argv![
+        "--target",
+        target,
+        "--path",
+        path,
+        "--connections",
+        connections,
+        "--messages",
+        messages
+    ]
+}
+
 /// Runs `holdfast-bench <args>` to its end; its report.
 pub async fn run(args: &[String]) -> anyhow::Result<serde_json::Value> {
     Client::spawn(args)?.report().await

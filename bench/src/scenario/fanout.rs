@@ -6,7 +6,7 @@
 //! latency to the first and last subscriber, deliveries per second. A
 //! subject may be named twice (runs alternate, each gets its row).
 
-use super::clients::run as run_client;
+use super::clients::{self, run as run_client};
 use super::fixtures::{grip_origin, CHANNEL};
 use super::progress;
 use super::record::Record;
@@ -67,22 +67,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for subject in &args.subjects {
         progress(&subject.name());
         let proxy = start(subject, &setup).await;
-        let mut client = argv![
-            "--target",
-            proxy.addr(),
-            "--path",
-            path,
+        let mut client = clients::hold(proxy.addr(), path, args.connections, args.messages);
+        client.extend(argv![
             "--channel",
             CHANNEL,
-            "--connections",
-            args.connections,
-            "--messages",
-            args.messages,
             "--publish",
             proxy.publish(),
             "--pids",
             proxy.pid()
-        ];
+        ]);
         if websocket {
             client.push("--websocket".into());
         }

@@ -7,7 +7,7 @@
 //! `cargo build --profile profiling --no-default-features --bins` first.
 //! Reports go to `target/heap/<process>.txt`.
 
-use super::clients::run as run_client;
+use super::clients::{self, run as run_client};
 use super::fixtures::{grip_origin, CHANNEL};
 use super::progress;
 use super::record::Record;
@@ -63,24 +63,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         ("/stream", false)
     };
-    let mut client = argv![
-        "--target",
-        hf.addr(),
-        "--path",
-        path,
+    let mut client = clients::hold(hf.addr(), path, args.connections, args.messages);
+    client.extend(argv![
         "--channel",
         CHANNEL,
-        "--connections",
-        args.connections,
-        "--messages",
-        args.messages,
         "--settle-secs",
         args.settle,
         "--publish",
         format!("http://127.0.0.1:{}", hf.publish_port),
         "--pids",
         hf.pid
-    ];
+    ]);
     if ws {
         client.push("--websocket".into());
     }

@@ -8,7 +8,7 @@
 //! first and to the last of all subscribers, deliveries lost, memory of the
 //! proxy's whole tree once held, settled, and after every client left.
 
-use super::clients::{run as run_client, Client};
+use super::clients::{self, run as run_client, Client};
 use super::fixtures::{grip_origin, CHANNEL};
 use super::record::Record;
 use super::subjects::{parse_list, start, Setup, Subject};
@@ -101,15 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let timeout = (args.messages as f64 * args.interval) as u64 + 120;
         let mut listeners = Vec::new();
         for i in 1..=procs {
-            listeners.push(Client::spawn(&argv![
-                "--target",
-                proxy.addr(),
-                "--path",
-                "/stream",
-                "--connections",
-                per_proc,
-                "--messages",
-                args.messages,
+            let flags = argv![
                 "--listen-only",
                 "--connect-concurrency",
                 concurrency,
@@ -117,7 +109,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 format!("127.0.0.{}", i + 1),
                 "--timeout",
                 timeout
-            ])?);
+            ];
+            let held = clients::hold(proxy.addr(), "/stream", per_proc, args.messages);
+            listeners.push(Client::spawn(&[held, flags].concat())?);
         }
         for listener in &mut listeners {
             anyhow::ensure!(

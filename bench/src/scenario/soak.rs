@@ -5,7 +5,7 @@
 //! 10 s, the others hold and count. Every connection must get every item;
 //! the memory after warm-up (60 s) and at the end, and its growth.
 
-use super::clients::{run as run_client, Client};
+use super::clients::{self, run as run_client, Client};
 use super::fixtures::grip_origin;
 use super::progress;
 use super::record::Record;
@@ -85,15 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let proxy = start(subject, &setup).await;
         let mut listeners = Vec::new();
         for i in 2..=procs {
-            listeners.push(Client::spawn(&argv![
-                "--target",
-                proxy.addr(),
-                "--path",
-                "/stream",
-                "--connections",
-                per_proc,
-                "--messages",
-                messages,
+            let flags = argv![
                 "--listen-only",
                 "--connect-concurrency",
                 args.concurrency,
@@ -101,7 +93,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 format!("127.0.0.{i}"),
                 "--timeout",
                 args.seconds + 300
-            ])?);
+            ];
+            let held = clients::hold(proxy.addr(), "/stream", per_proc, messages);
+            listeners.push(Client::spawn(&[held, flags].concat())?);
         }
         // Publishing starts once every listener holds its connections.
         for listener in &mut listeners {
@@ -111,15 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 listener.errors_with("")
             );
         }
-        let driver = run_client(&argv![
-            "--target",
-            proxy.addr(),
-            "--path",
-            "/stream",
-            "--connections",
-            per_proc,
-            "--messages",
-            messages,
+        let flags = argv![
             "--rate",
             args.rate,
             "--connect-concurrency",
@@ -132,8 +118,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             proxy.pid(),
             "--timeout",
             300
-        ])
-        .await?;
+        ];
+        let held = clients::hold(proxy.addr(), "/stream", per_proc, messages);
+        let driver = run_client(&[held, flags].concat()).await?;
         let mut parts = vec![driver.clone()];
         for listener in listeners {
             parts.push(listener.report().await?);

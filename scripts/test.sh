@@ -88,6 +88,17 @@ set -e
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nholdfast: %d passed, %d failed\n", p, f }' "$log"
 [ "$status" -eq 0 ] || exit "$status"
 
+step "the tests left the build as it was (cargo build --release compiles nothing)"
+# A test that runs cargo (the package and quick-start tests) with other
+# features or environment than the build above rebuilds the workspace:
+# minutes of the test command, twice (again at the next cargo build).
+artifacts=$(cargo build --release --locked --message-format=json)
+rebuilt=$(grep '"reason":"compiler-artifact"' <<<"$artifacts" | grep -c '"fresh":false' || true)
+if [ "$rebuilt" -ne 0 ]; then
+  echo "after the tests, cargo build --release compiled $rebuilt crates again" >&2
+  exit 1
+fi
+
 step "Autobahn|TestSuite through Holdfast (WebSocket conformance, compression on; 12.* and 13.* in part: scripts/autobahn.sh --full runs them all)"
 AUTOBAHN_DIRECT=tests/autobahn/direct.json scripts/autobahn.sh
 

@@ -61,7 +61,11 @@ async fn the_debian_package_installs_runs_and_purges() {
         Some("debug") | None => "dev".to_owned(),
         Some(other) => other.to_owned(),
     };
-    let built = std::process::Command::new(root.join("scripts/package-deb.sh"))
+    let mut package = std::process::Command::new(root.join("scripts/package-deb.sh"));
+    for name in holdfast_tests::harness::binaries::cargo_crate_env() {
+        package.env_remove(name);
+    }
+    let built = package
         .env("HOLDFAST_PACKAGE_PROFILE", profile)
         .output()
         .expect("scripts/package-deb.sh");

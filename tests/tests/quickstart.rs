@@ -50,7 +50,12 @@ async fn the_readme_quick_start_works_pasted_as_one_block() {
     let block = quick_start_block(&readme);
     let scratch = std::env::temp_dir().join(format!("hf-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
-    let run = tokio::process::Command::new("bash")
+    let mut bash = tokio::process::Command::new("bash");
+    // Its `cargo build --release` as from a shell, not from this test.
+    for name in holdfast_tests::harness::binaries::cargo_crate_env() {
+        bash.env_remove(name);
+    }
+    let run = bash
         .arg("-c")
         .arg(&block)
         .current_dir(&root)

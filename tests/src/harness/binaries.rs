@@ -39,3 +39,28 @@ pub fn bin_dir() -> PathBuf {
 pub fn binary(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
+
+/// What cargo sets in a test's environment for the crate under test
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): a `cargo build` started from
+/// a test must not inherit them. Build scripts watch some of them (ring's
+/// reruns when `CARGO_MANIFEST_DIR` changes), so a build run with them
+/// rebuilds ring and all above it, and the next plain `cargo build` does
+/// again.
+pub fn cargo_crate_env() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let name = name.to_string_lossy();
+            name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                )
+        })
+        .collect()
+}

@@ -6,7 +6,7 @@
 //! a slow client slows its sources instead of growing a buffer. Also
 //! where the closing handshake stands with the client.
 
-use crate::session::zhttp::Zhttp;
+use crate::session::zhttp::{Sending, Zhttp};
 use bytes::Bytes;
 use holdfast_protocol::zhttp::{Packet, PacketType, STALL_TIMEOUT};
 use std::collections::VecDeque;
@@ -93,13 +93,14 @@ impl<'a> WsClient<'a> {
 
     /// Answers the client's ping here, once (a connection manager that
     /// does not answer pings, as Pushpin's condure, forwards them), and
-    /// gives back its payload's credit.
-    pub async fn answer_ping(&mut self, ping: &Packet) {
+    /// gives back its payload's credit. Not an async fn: the pong is
+    /// queued before the send, so a session's future keeps no room for it.
+    pub fn answer_ping(&mut self, ping: &Packet) -> Sending<'_> {
         let mut pong = self.packet(PacketType::Pong);
         pong.body = ping.body.clone();
         self.queue(pong);
         let size = ping.body.as_ref().map_or(0, Bytes::len);
-        self.zhttp.give_back(size).await;
+        self.zhttp.give_back(size)
     }
 
     /// At a WebSocket's end: a client that closed first gets its close

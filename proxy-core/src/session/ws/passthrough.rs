@@ -140,7 +140,7 @@ impl Bridge<'_> {
                 .await;
             let end = match event {
                 Event::Origin(message) => self.on_origin(message).await,
-                Event::Client(Some(packet)) => self.on_client(*packet).await,
+                Event::Client(Some(packet)) => self.on_client(packet).await,
                 Event::Client(None) => Some("shutdown"),
                 Event::Written(written) => self.on_written(written).await,
                 Event::Deliver(deliver) => self.on_deliver(deliver),
@@ -250,7 +250,9 @@ impl Bridge<'_> {
     }
 
     /// A packet from connmgr, for the origin; `Some` ends the session.
-    async fn on_client(&mut self, packet: Packet) -> Option<&'static str> {
+    /// The packet stays boxed: this future is part of the connection's
+    /// for its life, and a packet by value would keep its room (twice).
+    async fn on_client(&mut self, packet: Box<Packet>) -> Option<&'static str> {
         if !self.client.take_in(&packet) {
             if !self.detached {
                 self.outbox.push(ws::close(1011, "internal error"));

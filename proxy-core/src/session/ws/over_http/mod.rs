@@ -132,7 +132,7 @@ impl Connection<'_> {
             let end = match self.next_event(timer.as_mut(), &mut vouch).await {
                 // Boxed: this future is the connection's for its life.
                 Next::Answer(answer) => Box::pin(self.on_answer(answer)).await,
-                Next::Client(Some(packet)) => self.on_client(*packet).await,
+                Next::Client(Some(packet)) => self.on_client(packet).await,
                 Next::Client(None) => Some("shutdown"),
                 Next::Deliver(deliver) => self.on_deliver(deliver),
                 Next::GripTimer => {
@@ -319,7 +319,9 @@ impl Connection<'_> {
 
     /// A packet from connmgr: its events queued for the origin; `Some`
     /// ends the session.
-    async fn on_client(&mut self, packet: Packet) -> Option<&'static str> {
+    /// The packet stays boxed: this future is part of the connection's
+    /// for its life, and a packet by value would keep its room (twice).
+    async fn on_client(&mut self, packet: Box<Packet>) -> Option<&'static str> {
         if !self.client.take_in(&packet) {
             self.client.close(1011, "internal error");
             return Some("bad seq");

@@ -62,10 +62,7 @@ async fn the_debian_package_installs_runs_and_purges() {
         Some(other) => other.to_owned(),
     };
     let mut package = std::process::Command::new(root.join("scripts/package-deb.sh"));
-    for name in holdfast_tests::harness::binaries::cargo_crate_env() {
-        package.env_remove(name);
-    }
-    let built = package
+    let built = holdfast_tests::harness::binaries::without_cargo_crate_env(&mut package)
         .env("HOLDFAST_PACKAGE_PROFILE", profile)
         .output()
         .expect("scripts/package-deb.sh");

@@ -52,9 +52,7 @@ async fn the_readme_quick_start_works_pasted_as_one_block() {
     std::fs::create_dir_all(&scratch).unwrap();
     let mut bash = tokio::process::Command::new("bash");
     // Its `cargo build --release` as from a shell, not from this test.
-    for name in holdfast_tests::harness::binaries::cargo_crate_env() {
-        bash.env_remove(name);
-    }
+    holdfast_tests::harness::binaries::without_cargo_crate_env(bash.as_std_mut());
     let run = bash
         .arg("-c")
         .arg(&block)

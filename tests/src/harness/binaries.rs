@@ -40,27 +40,25 @@ pub fn binary(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
-/// What cargo sets in a test's environment for the crate under test
-/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): a `cargo build` started from
-/// a test must not inherit them. Build scripts watch some of them (ring's
-/// reruns when `CARGO_MANIFEST_DIR` changes), so a build run with them
-/// rebuilds ring and all above it, and the next plain `cargo build` does
-/// again.
-pub fn cargo_crate_env() -> Vec<std::ffi::OsString> {
-    std::env::vars_os()
-        .map(|(name, _)| name)
-        .filter(|name| {
-            let name = name.to_string_lossy();
-            name.starts_with("CARGO_MANIFEST_")
-                || name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_BIN_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "OUT_DIR"
-                )
-        })
-        .collect()
+/// Takes from `command`'s environment what cargo sets in a test's for the
+/// crate under test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): a `cargo
+/// build` started from a test must not inherit them. Build scripts watch
+/// some of them (ring's reruns when `CARGO_MANIFEST_DIR` changes), so a
+/// build run with them rebuilds ring and all above it, and the next plain
+/// `cargo build` does again.
+pub fn without_cargo_crate_env(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        let crate_env = text.starts_with("CARGO_MANIFEST_")
+            || text.starts_with("CARGO_PKG_")
+            || text.starts_with("CARGO_BIN_")
+            || matches!(
+                text.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            );
+        if crate_env {
+            command.env_remove(&name);
+        }
+    }
+    command
 }
